@@ -1,0 +1,1 @@
+//! # epitrace-core

@@ -1,0 +1,2 @@
+//! The `epitrace` binary.
+fn main() {}
