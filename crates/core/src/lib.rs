@@ -1,1 +1,57 @@
 //! # epitrace-core
+//!
+//! The pure logic of contact tracing: no tokio, no rdkafka, no RocksDB, no
+//! wall clock. Every function is a deterministic transformation of its
+//! arguments; state is passed in and out as plain values, so the stream
+//! processors (which load and store that state in RocksDB) and the in-memory
+//! tests drive exactly the same code.
+//!
+//! ## Layout
+//!
+//! - [`config`]: [`TracingConfig`], every threshold with its default.
+//! - [`duration`]: [`Span`], durations as operators write them (`"30m"`).
+//! - [`footprint`]: accuracy radius → H3 resolution → the observation's cell.
+//! - [`cellkey`]: [`CellKey`], the cell order in which a cell and its
+//!   descendants form one contiguous range.
+//! - [`observation`]: [`Observation`], one sighting reduced to time,
+//!   footprint, source and implied stay.
+//! - [`segment`]: [`SubjectTrail`], the per-subject state machine turning
+//!   observations into dwell segments, exact within a grace period.
+//! - [`interval`]: half-open intervals, union, measure, sliding-window peak.
+//! - [`join`]: time buckets, probes over cell keys, the overlap of a case's
+//!   segment with a contact's.
+//! - [`exposure`]: the exposure rule over a [`ContactLedger`] of overlaps.
+//! - `testkit` (feature `testkit`): the brute-force oracle and an in-memory
+//!   pipeline wiring all of the above, for property tests.
+//!
+//! ## Data flow
+//!
+//! ```text
+//! records ─► Observation ─► SubjectTrail::observe ─► SegmentChange
+//!   (footprint: accuracy → cell)        │
+//!                                       ▼
+//!      index by (bucket, CellKey) ─► Probe ─► overlap ─► ContactLedger ─► Assessment
+//! ```
+
+pub mod cellkey;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod exposure;
+pub mod footprint;
+pub mod interval;
+pub mod join;
+pub mod observation;
+pub mod segment;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use cellkey::CellKey;
+pub use config::TracingConfig;
+pub use duration::Span;
+pub use error::CoreError;
+pub use exposure::{Assessment, ContactLedger, PairKey};
+pub use footprint::Footprinter;
+pub use interval::Interval;
+pub use observation::{Observation, Source, SourceSet};
+pub use segment::{ChangeKind, Lane, Segment, SegmentChange, SegmentKey, SubjectTrail};

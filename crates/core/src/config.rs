@@ -1,0 +1,295 @@
+//! Every threshold of the tracing logic, in one typed struct.
+//!
+//! Deserialises from the `[tracing]` part of the configuration file (TOML)
+//! with unknown keys rejected; every field has a documented default, so an
+//! empty table is a valid configuration. [`TracingConfig::validate`] checks the
+//! values against each other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Span;
+use crate::error::CoreError;
+
+/// All thresholds of footprints, segments, the join and the exposure rule.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// How an observation's accuracy becomes an H3 cell.
+    pub footprint: FootprintConfig,
+    /// How observations become dwell segments.
+    pub segment: SegmentConfig,
+    /// How segments are bucketed for the presence join.
+    pub join: JoinConfig,
+    /// When an overlap counts as an exposure.
+    pub exposure: ExposureConfig,
+}
+
+impl TracingConfig {
+    /// Checks ranges and cross-field consistency.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidConfig`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let bad =
+            |field: &'static str, reason: String| Err(CoreError::InvalidConfig { field, reason });
+        let fp = &self.footprint;
+        if fp.max_res > 15 {
+            return bad("footprint.max_res", format!("{} is above 15", fp.max_res));
+        }
+        if fp.min_res > fp.max_res {
+            return bad(
+                "footprint.min_res",
+                format!("{} is finer than max_res {}", fp.min_res, fp.max_res),
+            );
+        }
+        let seg = &self.segment;
+        if seg.max_gap.as_millis() == 0 {
+            return bad("segment.max_gap", "must be positive".into());
+        }
+        if seg.checkin_max_dwell < seg.checkin_default_dwell {
+            return bad(
+                "segment.checkin_max_dwell",
+                "is shorter than checkin_default_dwell".into(),
+            );
+        }
+        for rule in &seg.card_dwell {
+            if rule.mcc_from > rule.mcc_to || rule.mcc_to > 9999 {
+                return bad(
+                    "segment.card_dwell",
+                    format!("bad MCC range {}..={}", rule.mcc_from, rule.mcc_to),
+                );
+            }
+        }
+        if self.join.bucket.as_millis() == 0 {
+            return bad("join.bucket", "must be positive".into());
+        }
+        let exp = &self.exposure;
+        if exp.min_cumulative.as_millis() == 0 {
+            return bad("exposure.min_cumulative", "must be positive".into());
+        }
+        if exp.window < exp.min_cumulative {
+            return bad("exposure.window", "is shorter than min_cumulative".into());
+        }
+        Ok(())
+    }
+}
+
+/// Accuracy radius → H3 resolution (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FootprintConfig {
+    /// Coarsest resolution a footprint may have. Default 6 (edge ≈ 3.7 km):
+    /// a rural tower's coverage. Also the resolution the presence join
+    /// partitions by, so every footprint has an ancestor there.
+    pub min_res: u8,
+    /// Finest resolution a footprint may have. Default 10 (edge ≈ 66 m): a
+    /// GPS fix or a merchant's geocode; finer would split one room.
+    pub max_res: u8,
+}
+
+impl Default for FootprintConfig {
+    fn default() -> Self {
+        Self {
+            min_res: 6,
+            max_res: 10,
+        }
+    }
+}
+
+/// Observations → dwell segments (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentConfig {
+    /// Longest silence between co-located observations that still counts as
+    /// one continuous stay. Default `30m`: a phone at rest reports several
+    /// times an hour (~230 records a day on average).
+    pub max_gap: Span,
+    /// How far behind a subject's latest observation an observation may
+    /// arrive and still be placed exactly into the subject's segments.
+    /// Later ones go to the subject's late lane (see `segment` module).
+    /// Default `1h`.
+    pub grace: Span,
+    /// Presence attributed to a single location ping. Default `0s`: a ping is
+    /// an instant; a stay needs two co-located pings.
+    pub ping_dwell: Span,
+    /// Stay assumed for a check-in without a checkout. Default `1h`.
+    pub checkin_default_dwell: Span,
+    /// Longest stay a check-in/checkout pair may claim (a forgotten checkout
+    /// must not place someone in a club for two days). Default `12h`.
+    pub checkin_max_dwell: Span,
+    /// Stay assumed for a card payment whose MCC no rule matches.
+    /// Default `10m`.
+    pub card_default_dwell: Span,
+    /// Stay assumed for a card payment, by merchant category code (ISO
+    /// 18245). The first matching rule wins. Default: see
+    /// [`default_card_dwell`].
+    pub card_dwell: Vec<MccDwell>,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self {
+            max_gap: Span::minutes(30),
+            grace: Span::hours(1),
+            ping_dwell: Span::ZERO,
+            checkin_default_dwell: Span::hours(1),
+            checkin_max_dwell: Span::hours(12),
+            card_default_dwell: Span::minutes(10),
+            card_dwell: default_card_dwell(),
+        }
+    }
+}
+
+impl SegmentConfig {
+    /// The stay assumed for a card payment with this merchant category code.
+    #[must_use]
+    pub fn dwell_for_mcc(&self, mcc: u16) -> Span {
+        self.card_dwell
+            .iter()
+            .find(|rule| (rule.mcc_from..=rule.mcc_to).contains(&mcc))
+            .map_or(self.card_default_dwell, |rule| rule.dwell)
+    }
+}
+
+/// One rule of the card-dwell table: payments with an MCC in
+/// `mcc_from..=mcc_to` imply a stay of `dwell` from the payment time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MccDwell {
+    /// First MCC of the range.
+    pub mcc_from: u16,
+    /// Last MCC of the range (inclusive).
+    pub mcc_to: u16,
+    /// Assumed stay.
+    pub dwell: Span,
+    /// What the range is, for people reading the configuration.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// The built-in card-dwell table: typical stays by merchant category, from
+/// public time-use figures. A payment is usually made at the end of a
+/// restaurant visit but at the start of a cinema one; the table errs towards
+/// the whole visit and lets the segment sit at or after the payment time.
+#[must_use]
+pub fn default_card_dwell() -> Vec<MccDwell> {
+    let rule = |from: u16, to: u16, minutes: i64, label: &str| MccDwell {
+        mcc_from: from,
+        mcc_to: to,
+        dwell: Span::minutes(minutes),
+        label: label.to_owned(),
+    };
+    vec![
+        rule(4111, 4112, 30, "commuter transport, railways"),
+        rule(4121, 4121, 20, "taxis"),
+        rule(5311, 5311, 45, "department stores"),
+        rule(5411, 5411, 20, "grocery stores, supermarkets"),
+        rule(5499, 5499, 5, "convenience stores"),
+        rule(5541, 5542, 5, "service stations"),
+        rule(5812, 5812, 45, "restaurants"),
+        rule(5813, 5813, 90, "bars, nightclubs"),
+        rule(5814, 5814, 15, "fast food"),
+        rule(7011, 7011, 480, "hotels"),
+        rule(7230, 7230, 45, "beauty and barber shops"),
+        rule(7832, 7832, 120, "cinemas"),
+        rule(7911, 7911, 90, "dance halls"),
+        rule(7941, 7941, 120, "sports clubs, stadiums"),
+        rule(7997, 7997, 60, "clubs, gyms, fitness"),
+        rule(8062, 8062, 60, "hospitals"),
+        rule(8661, 8661, 90, "religious organisations"),
+    ]
+}
+
+/// Time bucketing of the presence join (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JoinConfig {
+    /// Width of the time buckets segments are indexed under. A segment is
+    /// indexed in every bucket it overlaps, a probe scans the buckets of the
+    /// probing segment. Default `1h`: most stays span one or two buckets.
+    pub bucket: Span,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        Self {
+            bucket: Span::hours(1),
+        }
+    }
+}
+
+/// The exposure rule (DESIGN §2): cumulative co-location of at least
+/// `min_cumulative` within any `window`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExposureConfig {
+    /// Least cumulative co-located time. Default `15m` (US CDC, KDCA).
+    pub min_cumulative: Span,
+    /// The sliding window the time accumulates in. Default `24h`.
+    pub window: Span,
+    /// How far before symptom onset (or specimen date) a case is infectious
+    /// when a case event does not say. Default `2d`.
+    pub lookback_before_onset: Span,
+}
+
+impl Default for ExposureConfig {
+    fn default() -> Self {
+        Self {
+            min_cumulative: Span::minutes(15),
+            window: Span::hours(24),
+            lookback_before_onset: Span::days(2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        TracingConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn toml_overrides_and_rejects_unknown_keys() {
+        let cfg: TracingConfig =
+            toml::from_str("[segment]\nmax_gap = \"20m\"\n[exposure]\nmin_cumulative = \"30m\"\n")
+                .unwrap();
+        assert_eq!(cfg.segment.max_gap, Span::minutes(20));
+        assert_eq!(cfg.exposure.min_cumulative, Span::minutes(30));
+        assert_eq!(
+            cfg.segment.grace,
+            Span::hours(1),
+            "untouched keys keep defaults"
+        );
+
+        let err = toml::from_str::<TracingConfig>("[segment]\nmax_gapp = \"20m\"\n").unwrap_err();
+        assert!(err.to_string().contains("max_gapp"), "{err}");
+        assert!(toml::from_str::<TracingConfig>("[segment]\nmax_gap = \"soon\"\n").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let mut cfg = TracingConfig::default();
+        cfg.footprint.min_res = 11;
+        assert!(matches!(
+            cfg.validate(),
+            Err(CoreError::InvalidConfig {
+                field: "footprint.min_res",
+                ..
+            })
+        ));
+        let mut cfg = TracingConfig::default();
+        cfg.exposure.window = Span::minutes(10);
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn mcc_table_lookup() {
+        let seg = SegmentConfig::default();
+        assert_eq!(seg.dwell_for_mcc(5812), Span::minutes(45));
+        assert_eq!(seg.dwell_for_mcc(5499), Span::minutes(5));
+        assert_eq!(seg.dwell_for_mcc(1234), seg.card_default_dwell);
+    }
+}

@@ -1,0 +1,118 @@
+//! The exposure rule (DESIGN §2): a contact is exposed to a case when the time
+//! they were co-located, counted within the case's infectious window, adds up
+//! to at least `min_cumulative` within some sliding `window` (15 min in 24 h by
+//! default).
+//!
+//! Time is measured as the *union* of the overlaps of every (case segment,
+//! contact segment) pair, so that overlapping segments of one subject (a card
+//! payment inside a stretch of tower pings, a late batch overlapping on-time
+//! data, a person with both a phone and a card pseudonym in one case) are
+//! never counted twice.
+//!
+//! A [`ContactLedger`] is the state of one (case, contact) pair: the overlap of
+//! each segment pair, replaced or removed as segments grow, split or are
+//! retracted, so the assessment depends only on the segments as they now are,
+//! never on the order in which they arrived.
+
+use std::collections::BTreeMap;
+
+use epitrace_model::SubjectId;
+
+use crate::config::ExposureConfig;
+use crate::interval::{Interval, measure, peak_window, union};
+use crate::segment::SegmentKey;
+
+/// One (case segment, contact segment) pair.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct PairKey {
+    /// The case's subject (a case may have several pseudonyms).
+    pub case_subject: SubjectId,
+    /// The case's segment.
+    pub case_segment: SegmentKey,
+    /// The contact's segment.
+    pub contact_segment: SegmentKey,
+}
+
+/// The overlaps between one case and one contact, by segment pair.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactLedger {
+    overlaps: BTreeMap<PairKey, Interval>,
+}
+
+impl ContactLedger {
+    /// Records (or, with `None`, forgets) the overlap of one segment pair.
+    /// Returns whether anything changed.
+    pub fn set(&mut self, pair: PairKey, overlap: Option<Interval>) -> bool {
+        match overlap.filter(|o| !o.is_empty()) {
+            Some(o) => self.overlaps.insert(pair, o) != Some(o),
+            None => self.overlaps.remove(&pair).is_some(),
+        }
+    }
+
+    /// Forgets every pair involving a contact segment. Returns whether
+    /// anything changed.
+    pub fn forget_contact_segment(&mut self, segment: SegmentKey) -> bool {
+        let before = self.overlaps.len();
+        self.overlaps.retain(|p, _| p.contact_segment != segment);
+        before != self.overlaps.len()
+    }
+
+    /// Forgets every pair involving a case segment. Returns whether anything
+    /// changed.
+    pub fn forget_case_segment(&mut self, subject: SubjectId, segment: SegmentKey) -> bool {
+        let before = self.overlaps.len();
+        self.overlaps
+            .retain(|p, _| !(p.case_subject == subject && p.case_segment == segment));
+        before != self.overlaps.len()
+    }
+
+    /// Whether no overlap is recorded.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.overlaps.is_empty()
+    }
+
+    /// The recorded pairs and their overlaps.
+    pub fn pairs(&self) -> impl Iterator<Item = (&PairKey, &Interval)> {
+        self.overlaps.iter()
+    }
+
+    /// Applies the rule.
+    #[must_use]
+    pub fn assess(&self, cfg: &ExposureConfig) -> Assessment {
+        Assessment::of(self.overlaps.values().copied().collect(), cfg)
+    }
+}
+
+/// The rule applied to one (case, contact).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assessment {
+    /// When they were co-located: sorted, disjoint.
+    pub windows: Vec<Interval>,
+    /// Total co-located time within the infectious window, in ms.
+    pub cumulative_ms: i64,
+    /// The most co-located time within any one rule window, in ms.
+    pub peak_ms: i64,
+    /// The earliest rule window holding `peak_ms`.
+    pub peak_window: Option<Interval>,
+    /// Whether `peak_ms >= min_cumulative`.
+    pub exposed: bool,
+}
+
+impl Assessment {
+    /// Applies the rule to raw (possibly overlapping) co-location intervals.
+    #[must_use]
+    pub fn of(overlaps: Vec<Interval>, cfg: &ExposureConfig) -> Self {
+        let windows = union(overlaps);
+        let cumulative_ms = measure(&windows);
+        let peak = peak_window(&windows, cfg.window.as_millis());
+        let peak_ms = peak.map_or(0, |(ms, _)| ms);
+        Self {
+            cumulative_ms,
+            peak_ms,
+            peak_window: peak.map(|(_, w)| w),
+            exposed: peak_ms >= cfg.min_cumulative.as_millis(),
+            windows,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Observations: one sighting of a subject, reduced to what segmentation
+//! needs — when, which footprint, how long it implies a stay, and its source.
+
+use std::fmt;
+
+use epitrace_model::{Cell, EventTime};
+
+use crate::duration::Span;
+
+/// Where an observation came from. Closed set; a [`SourceSet`] holds several.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[repr(u8)]
+pub enum Source {
+    /// A telecom cell-site (tower) record.
+    Cell = 1,
+    /// A GPS fix reported by the telecom.
+    Gps = 2,
+    /// A Wi-Fi positioning fix.
+    Wifi = 4,
+    /// A card payment at a geocoded merchant.
+    Card = 8,
+    /// A venue QR check-in.
+    Checkin = 16,
+}
+
+impl Source {
+    /// Every source, in bit order.
+    pub const ALL: [Self; 5] = [Self::Cell, Self::Gps, Self::Wifi, Self::Card, Self::Checkin];
+}
+
+/// A set of [`Source`]s (a bit set).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SourceSet(u8);
+
+impl SourceSet {
+    /// The set holding one source.
+    #[must_use]
+    pub const fn of(source: Source) -> Self {
+        Self(source as u8)
+    }
+
+    /// Adds a source.
+    pub fn insert(&mut self, source: Source) {
+        self.0 |= source as u8;
+    }
+
+    /// Whether the set holds `source`.
+    #[must_use]
+    pub const fn contains(self, source: Source) -> bool {
+        self.0 & source as u8 != 0
+    }
+
+    /// The sources in the set, in bit order.
+    pub fn iter(self) -> impl Iterator<Item = Source> {
+        Source::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// The raw bits (for compact state encodings).
+    #[must_use]
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// A set from raw bits; unknown bits are dropped.
+    #[must_use]
+    pub const fn from_bits(bits: u8) -> Self {
+        Self(bits & 0b1_1111)
+    }
+}
+
+impl fmt::Debug for SourceSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// One sighting of a subject.
+///
+/// The derived order — time, then footprint, source and stay — is the total
+/// order segmentation uses, so that observations with equal timestamps are
+/// processed the same way whatever order they arrived in.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Observation {
+    /// When the subject was seen.
+    pub time: EventTime,
+    /// The footprint (see [`crate::footprint`]).
+    pub cell: Cell,
+    /// Where the sighting came from.
+    pub source: Source,
+    /// How long the sighting implies the subject stayed from `time` on:
+    /// zero for a ping, the MCC-derived stay for a card payment, the
+    /// check-in/checkout span for a check-in.
+    pub dwell: Span,
+}
+
+impl Observation {
+    /// The end of the stay the observation implies on its own.
+    #[must_use]
+    pub fn end(&self) -> EventTime {
+        self.time.saturating_add_ms(self.dwell.as_millis())
+    }
+}

@@ -1,0 +1,621 @@
+//! Segmentation: a per-subject state machine that turns observations into
+//! dwell segments (DESIGN §4).
+//!
+//! ## The rule
+//!
+//! Take a subject's observations in [`Observation`] order (time, then
+//! footprint, source, stay; exact duplicates count once) and walk them with
+//! one segment in progress. An observation *extends* the segment when
+//!
+//! - it starts no later than `max_gap` after the segment's end, and
+//! - its footprint is co-located with the segment's cell (one equals or
+//!   contains the other);
+//!
+//! otherwise it closes the segment and starts a new one. Extending sets the
+//! end to the later of the segment's end and the observation's own end (time +
+//! stay) and, when the observation's footprint contains the segment's cell,
+//! widens the cell to it; so a segment's cell always contains every footprint
+//! in it. A segment is identified by [`SegmentKey`] — its lane, start and
+//! first footprint — which stays the same while it grows.
+//!
+//! ## Out-of-order data and the grace period
+//!
+//! Each subject has a *watermark* (the latest observation time seen) and a
+//! *horizon* `watermark - grace`. An observation at or after the horizon is
+//! placed exactly: the result is the same as if every observation had
+//! arrived in order (property-tested against a brute-force oracle). To make
+//! that cheap, the state keeps the walk's result up to the horizon (one open
+//! segment at most) plus the raw observations after it (the *tail*), and
+//! re-walks only the tail on each arrival, reporting the difference as
+//! [`SegmentChange`]s: `Opened`, `Extended` (end, cell or sources changed),
+//! `Closed` (final: no admissible observation can change it any more) and
+//! `Retracted` (a late-but-admissible observation split or merged segments,
+//! so an emitted segment no longer exists).
+//!
+//! An observation before the horizon cannot be placed exactly without the
+//! raw history that has been folded away. It goes to the subject's *late
+//! lane*: a second, independent walk with its own watermark, so that a
+//! provider batch delivered hours late still forms proper segments among its
+//! own records. Late-lane segments may overlap on-time ones; the exposure rule
+//! measures the union of overlaps, so that never double-counts. An
+//! observation that is too late even for the late lane closes that lane and
+//! opens the next one (a new [`Lane`] number, so keys of different late
+//! batches never collide).
+
+use std::collections::BTreeMap;
+
+use epitrace_model::{Cell, EventTime};
+
+use crate::config::SegmentConfig;
+use crate::interval::Interval;
+use crate::observation::{Observation, SourceSet};
+
+/// The walk a segment was built in: 0 for observations that arrived within
+/// the grace period, `n >= 1` for the subject's `n`-th late lane (a late lane
+/// is restarted, with the next number, when an observation is too late even
+/// for it — so segments of different late batches never share a key).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Lane(pub u32);
+
+impl Lane {
+    /// The on-time lane.
+    pub const ON_TIME: Self = Self(0);
+
+    /// Whether this is a late lane.
+    #[must_use]
+    pub const fn is_late(self) -> bool {
+        self.0 > 0
+    }
+}
+
+/// A segment's identity within its subject; stable while the segment grows.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SegmentKey {
+    /// The walk it was built in.
+    pub lane: Lane,
+    /// Time of its first observation.
+    pub start: EventTime,
+    /// Footprint of its first observation.
+    pub first_cell: Cell,
+}
+
+/// A dwell segment: the subject stayed within `cell` from `start` to `end`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Segment {
+    /// Identity (see [`SegmentKey`]).
+    pub key: SegmentKey,
+    /// A cell containing every footprint of the segment.
+    pub cell: Cell,
+    /// End of the stay (the latest observation end in it).
+    pub end: EventTime,
+    /// Sources of its observations.
+    pub sources: SourceSet,
+    /// Number of distinct observations in it.
+    pub observations: u32,
+}
+
+impl Segment {
+    fn start_at(lane: Lane, obs: &Observation) -> Self {
+        Self {
+            key: SegmentKey {
+                lane,
+                start: obs.time,
+                first_cell: obs.cell,
+            },
+            cell: obs.cell,
+            end: obs.end(),
+            sources: SourceSet::of(obs.source),
+            observations: 1,
+        }
+    }
+
+    /// Start of the stay.
+    #[must_use]
+    pub const fn start(&self) -> EventTime {
+        self.key.start
+    }
+
+    /// `[start, end)`.
+    #[must_use]
+    pub fn interval(&self) -> Interval {
+        Interval::new(self.key.start, self.end)
+    }
+
+    /// Whether `obs` extends this segment (see the module docs).
+    fn admits(&self, obs: &Observation, max_gap_ms: i64) -> bool {
+        obs.time.millis_since(self.end) <= max_gap_ms && self.cell.co_located(obs.cell)
+    }
+
+    fn absorb(&mut self, obs: &Observation) {
+        self.end = self.end.max(obs.end());
+        if obs.cell != self.cell && obs.cell.contains(self.cell) {
+            self.cell = obs.cell;
+        }
+        self.sources.insert(obs.source);
+        self.observations = self.observations.saturating_add(1);
+    }
+}
+
+/// What happened to a segment.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ChangeKind {
+    /// A new segment, still open.
+    Opened,
+    /// An open segment changed (end, cell, sources or count).
+    Extended,
+    /// A segment is final: nothing admissible can change it any more.
+    Closed,
+    /// An emitted segment no longer exists (a late observation split or
+    /// merged it); `segment` is its last emitted version.
+    Retracted,
+}
+
+/// One change to a subject's segments.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SegmentChange {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The segment as it now is (for `Retracted`, as it last was).
+    pub segment: Segment,
+    /// The version emitted before this change, if any (lets an index delete
+    /// the old entries without a lookup).
+    pub previous: Option<Segment>,
+}
+
+/// The walk's state for one lane.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct LaneState {
+    /// Which walk this is.
+    lane: Lane,
+    /// Observations before the horizon are folded into `current`.
+    horizon: Option<EventTime>,
+    /// Latest observation time seen (or advanced to).
+    watermark: Option<EventTime>,
+    /// The segment in progress after folding everything before the horizon.
+    current: Option<Segment>,
+    /// Observations at or after the horizon, sorted, without duplicates.
+    tail: Vec<Observation>,
+}
+
+/// The observation arrived before the lane's horizon.
+struct TooLate;
+
+impl LaneState {
+    /// The open segments: the walk continued from `current` over the tail.
+    fn new(lane: Lane) -> Self {
+        Self {
+            lane,
+            ..Self::default()
+        }
+    }
+
+    fn open_segments(&self, max_gap_ms: i64) -> Vec<Segment> {
+        let lane = self.lane;
+        let mut cur = self.current;
+        let mut out = Vec::new();
+        for obs in &self.tail {
+            step(&mut cur, lane, obs, max_gap_ms, &mut out);
+        }
+        out.extend(cur);
+        out
+    }
+
+    fn insert(
+        &mut self,
+        cfg: &SegmentConfig,
+        obs: Observation,
+    ) -> Result<Vec<SegmentChange>, TooLate> {
+        if self.horizon.is_some_and(|h| obs.time < h) {
+            return Err(TooLate);
+        }
+        let max_gap = cfg.max_gap.as_millis();
+        let pos = match self.tail.binary_search(&obs) {
+            Ok(_) => return Ok(Vec::new()), // exact duplicate: nothing changes
+            Err(pos) => pos,
+        };
+        let before = self.open_segments(max_gap);
+        self.tail.insert(pos, obs);
+        let watermark = self.watermark.map_or(obs.time, |w| w.max(obs.time));
+        self.watermark = Some(watermark);
+        let closed = self.fold_to(watermark.saturating_add_ms(-cfg.grace.as_millis()), max_gap);
+        Ok(diff(before, closed, self.open_segments(max_gap)))
+    }
+
+    /// Moves the horizon to `to - grace` if that is later.
+    fn advance(&mut self, cfg: &SegmentConfig, to: EventTime) -> Vec<SegmentChange> {
+        let horizon = to.saturating_add_ms(-cfg.grace.as_millis());
+        if self.horizon.is_some_and(|h| h >= horizon) {
+            return Vec::new();
+        }
+        self.watermark = Some(self.watermark.map_or(to, |w| w.max(to)));
+        let max_gap = cfg.max_gap.as_millis();
+        let before = self.open_segments(max_gap);
+        let closed = self.fold_to(horizon, max_gap);
+        diff(before, closed, self.open_segments(max_gap))
+    }
+
+    /// Closes everything: every segment becomes final.
+    fn flush(&mut self, cfg: &SegmentConfig) -> Vec<SegmentChange> {
+        let lane = self.lane;
+        let max_gap = cfg.max_gap.as_millis();
+        let before = self.open_segments(max_gap);
+        let mut closed = Vec::new();
+        for obs in std::mem::take(&mut self.tail) {
+            step(&mut self.current, lane, &obs, max_gap, &mut closed);
+        }
+        closed.extend(self.current.take());
+        // Everything seen is final; only observations from the watermark on
+        // can still start on-time segments.
+        self.horizon = self.watermark.or(self.horizon);
+        diff(before, closed, Vec::new())
+    }
+
+    /// Folds tail observations before `horizon` into `current`, returning the
+    /// segments that became final.
+    fn fold_to(&mut self, horizon: EventTime, max_gap_ms: i64) -> Vec<Segment> {
+        let lane = self.lane;
+        if self.horizon.is_some_and(|h| h >= horizon) {
+            return Vec::new();
+        }
+        self.horizon = Some(horizon);
+        let split = self.tail.partition_point(|o| o.time < horizon);
+        let mut closed = Vec::new();
+        for obs in self.tail.drain(..split) {
+            step(&mut self.current, lane, &obs, max_gap_ms, &mut closed);
+        }
+        // No admissible observation (time >= horizon) can extend a segment
+        // that ended more than max_gap before the horizon.
+        if let Some(cur) = self.current
+            && horizon.millis_since(cur.end) > max_gap_ms
+        {
+            closed.push(cur);
+            self.current = None;
+        }
+        closed
+    }
+}
+
+/// One step of the walk.
+fn step(
+    cur: &mut Option<Segment>,
+    lane: Lane,
+    obs: &Observation,
+    max_gap_ms: i64,
+    done: &mut Vec<Segment>,
+) {
+    match cur {
+        Some(seg) if seg.admits(obs, max_gap_ms) => seg.absorb(obs),
+        _ => {
+            if let Some(seg) = cur.replace(Segment::start_at(lane, obs)) {
+                done.push(seg);
+            }
+        }
+    }
+}
+
+/// The changes from the open segments `before` to `closed` + `after`.
+/// Order: retractions, closes, then opens and extensions, each by key.
+fn diff(before: Vec<Segment>, closed: Vec<Segment>, after: Vec<Segment>) -> Vec<SegmentChange> {
+    let mut prev: BTreeMap<SegmentKey, Segment> = before.into_iter().map(|s| (s.key, s)).collect();
+    let mut changes = Vec::new();
+    let mut finals = Vec::with_capacity(closed.len());
+    for segment in closed {
+        finals.push(SegmentChange {
+            kind: ChangeKind::Closed,
+            segment,
+            previous: prev.remove(&segment.key),
+        });
+    }
+    let mut opens = Vec::with_capacity(after.len());
+    for segment in after {
+        match prev.remove(&segment.key) {
+            None => opens.push(SegmentChange {
+                kind: ChangeKind::Opened,
+                segment,
+                previous: None,
+            }),
+            Some(old) if old != segment => opens.push(SegmentChange {
+                kind: ChangeKind::Extended,
+                segment,
+                previous: Some(old),
+            }),
+            Some(_) => {}
+        }
+    }
+    changes.extend(prev.into_values().map(|segment| SegmentChange {
+        kind: ChangeKind::Retracted,
+        segment,
+        previous: Some(segment),
+    }));
+    changes.extend(finals);
+    changes.extend(opens);
+    changes
+}
+
+/// One subject's segmentation state: the on-time lane and the late lane.
+///
+/// This is the value a segmenter keeps per subject (in RocksDB in the
+/// pipeline); every method is a pure state transition returning the changes
+/// to emit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectTrail {
+    on_time: LaneState,
+    late: LaneState,
+}
+
+impl Default for SubjectTrail {
+    fn default() -> Self {
+        Self {
+            on_time: LaneState::new(Lane::ON_TIME),
+            late: LaneState::new(Lane(1)),
+        }
+    }
+}
+
+impl SubjectTrail {
+    /// Places one observation and returns the resulting segment changes.
+    pub fn observe(&mut self, cfg: &SegmentConfig, obs: Observation) -> Vec<SegmentChange> {
+        if let Ok(changes) = self.on_time.insert(cfg, obs) {
+            return changes;
+        }
+        if let Ok(changes) = self.late.insert(cfg, obs) {
+            return changes;
+        }
+        // Too late even for the late lane: close it and start the next one.
+        let mut changes = self.late.flush(cfg);
+        self.late = LaneState::new(Lane(self.late.lane.0.saturating_add(1)));
+        if let Ok(more) = self.late.insert(cfg, obs) {
+            changes.extend(more);
+        }
+        changes
+    }
+
+    /// Advances the on-time lane's watermark to `to` (e.g. the partition's
+    /// watermark), closing segments of a subject that has gone quiet.
+    /// Observations before `to - grace` then go to the late lane.
+    pub fn advance(&mut self, cfg: &SegmentConfig, to: EventTime) -> Vec<SegmentChange> {
+        self.on_time.advance(cfg, to)
+    }
+
+    /// Closes every open segment of both lanes (end of input, or eviction).
+    pub fn flush(&mut self, cfg: &SegmentConfig) -> Vec<SegmentChange> {
+        let mut changes = self.on_time.flush(cfg);
+        changes.extend(self.late.flush(cfg));
+        changes
+    }
+
+    /// The segments that are still open, both lanes.
+    #[must_use]
+    pub fn open_segments(&self, cfg: &SegmentConfig) -> Vec<Segment> {
+        let max_gap = cfg.max_gap.as_millis();
+        let mut out = self.on_time.open_segments(max_gap);
+        out.extend(self.late.open_segments(max_gap));
+        out
+    }
+
+    /// The latest observation time seen on time (the subject's watermark).
+    #[must_use]
+    pub fn watermark(&self) -> Option<EventTime> {
+        self.on_time.watermark
+    }
+
+    /// Observations held raw (the tails of both lanes): the state's size.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.on_time.tail.len() + self.late.tail.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use epitrace_model::time::MINUTE_MS;
+    use epitrace_model::{Cell, EventTime, LatLng};
+    use h3o::Resolution;
+
+    use super::*;
+    use crate::duration::Span;
+    use crate::observation::Source;
+
+    const T0: i64 = 1_588_291_200_000;
+
+    fn at(min: i64) -> EventTime {
+        EventTime::from_millis("t", T0 + min * MINUTE_MS).unwrap()
+    }
+    fn cell(venue: u8, res: Resolution) -> Cell {
+        let lat = 37.5344 + f64::from(venue) * 0.02;
+        LatLng::new(lat, 126.9946).unwrap().to_cell(res)
+    }
+    fn ping(min: i64, c: Cell) -> Observation {
+        Observation {
+            time: at(min),
+            cell: c,
+            source: Source::Gps,
+            dwell: Span::ZERO,
+        }
+    }
+    fn kinds(changes: &[SegmentChange]) -> Vec<ChangeKind> {
+        changes.iter().map(|c| c.kind).collect()
+    }
+    fn cfg() -> SegmentConfig {
+        SegmentConfig {
+            max_gap: Span::minutes(30),
+            grace: Span::minutes(60),
+            ..SegmentConfig::default()
+        }
+    }
+
+    #[test]
+    fn pings_open_extend_and_close() {
+        let (cfg, a) = (cfg(), cell(0, Resolution::Ten));
+        let mut trail = SubjectTrail::default();
+        assert_eq!(
+            kinds(&trail.observe(&cfg, ping(0, a))),
+            [ChangeKind::Opened]
+        );
+        let ext = trail.observe(&cfg, ping(10, a));
+        assert_eq!(kinds(&ext), [ChangeKind::Extended]);
+        assert_eq!(ext[0].segment.interval(), Interval::new(at(0), at(10)));
+        assert_eq!(ext[0].previous.map(|p| p.end), Some(at(0)));
+        // Unchanged duplicate: nothing to say.
+        assert!(trail.observe(&cfg, ping(10, a)).is_empty());
+        // 101 min in, elsewhere: horizon 41 > 10 + 30, so the first segment
+        // is final; a new one opens.
+        let b = cell(1, Resolution::Ten);
+        let ch = trail.observe(&cfg, ping(101, b));
+        assert_eq!(kinds(&ch), [ChangeKind::Closed, ChangeKind::Opened]);
+        assert_eq!(ch[0].segment.observations, 2);
+        assert_eq!(ch[1].segment.key.start, at(101));
+    }
+
+    #[test]
+    fn a_gap_longer_than_max_gap_splits_a_stay() {
+        let (cfg, a) = (cfg(), cell(0, Resolution::Ten));
+        let mut trail = SubjectTrail::default();
+        trail.observe(&cfg, ping(0, a));
+        assert_eq!(
+            kinds(&trail.observe(&cfg, ping(31, a))),
+            [ChangeKind::Opened]
+        );
+        assert_eq!(trail.open_segments(&cfg).len(), 2);
+    }
+
+    #[test]
+    fn a_coarser_footprint_widens_the_segment_cell() {
+        let cfg = cfg();
+        let (fine, coarse) = (cell(0, Resolution::Ten), cell(0, Resolution::Seven));
+        let mut trail = SubjectTrail::default();
+        trail.observe(&cfg, ping(0, fine));
+        let ch = trail.observe(&cfg, ping(5, coarse));
+        assert_eq!(kinds(&ch), [ChangeKind::Extended]);
+        assert_eq!(ch[0].segment.cell, coarse);
+        assert_eq!(ch[0].segment.key.first_cell, fine, "identity is stable");
+        // A finer footprint inside keeps the wider cell.
+        let ch = trail.observe(&cfg, ping(9, fine));
+        assert_eq!(ch[0].segment.cell, coarse);
+    }
+
+    #[test]
+    fn a_card_payment_extends_by_its_dwell() {
+        let (cfg, a) = (cfg(), cell(0, Resolution::Ten));
+        let mut trail = SubjectTrail::default();
+        trail.observe(&cfg, ping(0, a));
+        let card = Observation {
+            source: Source::Card,
+            dwell: Span::minutes(45),
+            ..ping(5, a)
+        };
+        let ch = trail.observe(&cfg, card);
+        assert_eq!(ch[0].segment.end, at(50));
+        assert!(ch[0].segment.sources.contains(Source::Card));
+        // A ping 70 min in is within max_gap of the card's end (50 + 30).
+        assert_eq!(
+            kinds(&trail.observe(&cfg, ping(70, a))),
+            [ChangeKind::Extended]
+        );
+    }
+
+    #[test]
+    fn an_out_of_order_move_splits_an_open_segment() {
+        let cfg = cfg();
+        let (a, b) = (cell(0, Resolution::Ten), cell(1, Resolution::Ten));
+        let mut trail = SubjectTrail::default();
+        for m in [0, 10, 20, 30] {
+            trail.observe(&cfg, ping(m, a));
+        }
+        // A ping elsewhere at 15, within grace, arrives last.
+        let ch = trail.observe(&cfg, ping(15, b));
+        let mut k = kinds(&ch);
+        k.sort_by_key(|k| *k as u8);
+        assert_eq!(
+            k,
+            [ChangeKind::Opened, ChangeKind::Opened, ChangeKind::Extended]
+        );
+        let open = trail.open_segments(&cfg);
+        let spans: Vec<_> = open.iter().map(Segment::interval).collect();
+        assert_eq!(
+            spans,
+            [
+                Interval::new(at(0), at(10)),
+                Interval::instant(at(15)),
+                Interval::new(at(20), at(30))
+            ]
+        );
+    }
+
+    #[test]
+    fn an_out_of_order_ping_can_merge_two_segments() {
+        let (cfg, a) = (cfg(), cell(0, Resolution::Ten));
+        let mut trail = SubjectTrail::default();
+        trail.observe(&cfg, ping(0, a));
+        trail.observe(&cfg, ping(40, a)); // 40 > 0 + 30: a second segment
+        let ch = trail.observe(&cfg, ping(20, a)); // bridges the gap
+        assert_eq!(kinds(&ch), [ChangeKind::Retracted, ChangeKind::Extended]);
+        assert_eq!(ch[0].segment.key.start, at(40));
+        assert_eq!(ch[1].segment.interval(), Interval::new(at(0), at(40)));
+    }
+
+    #[test]
+    fn a_late_batch_forms_its_own_segments_in_the_late_lane() {
+        let (cfg, a, b) = (cfg(), cell(0, Resolution::Ten), cell(1, Resolution::Eight));
+        let mut trail = SubjectTrail::default();
+        trail.observe(&cfg, ping(600, a)); // watermark 10:00, horizon 09:00
+        // A telecom batch from 06:00 to 07:00 arrives hours late, in order.
+        let mut late = Vec::new();
+        for m in (360..=420).step_by(6) {
+            late.extend(trail.observe(&cfg, ping(m, b)));
+        }
+        let segs: Vec<&Segment> = late.iter().map(|c| &c.segment).collect();
+        assert!(segs.iter().all(|s| s.key.lane == Lane(1)));
+        let last = segs.last().unwrap();
+        assert_eq!(last.interval(), Interval::new(at(360), at(420)));
+        assert_eq!(last.observations, 11);
+        // An even older record closes the late lane and starts it afresh.
+        let ch = trail.observe(&cfg, ping(100, b));
+        assert_eq!(kinds(&ch), [ChangeKind::Closed, ChangeKind::Opened]);
+        assert_eq!(ch[0].segment.interval(), Interval::new(at(360), at(420)));
+        assert_eq!(
+            ch[1].segment.key.lane,
+            Lane(2),
+            "a new lane, so keys cannot collide"
+        );
+        // The on-time lane is untouched.
+        assert_eq!(trail.watermark(), Some(at(600)));
+    }
+
+    #[test]
+    fn advance_closes_a_quiet_subject_and_flush_closes_all() {
+        let (cfg, a) = (cfg(), cell(0, Resolution::Ten));
+        let mut trail = SubjectTrail::default();
+        trail.observe(&cfg, ping(0, a));
+        trail.observe(&cfg, ping(10, a));
+        assert!(
+            trail.advance(&cfg, at(60)).is_empty(),
+            "horizon 0: still open"
+        );
+        let ch = trail.advance(&cfg, at(101));
+        assert_eq!(kinds(&ch), [ChangeKind::Closed]);
+        assert!(trail.open_segments(&cfg).is_empty());
+        assert_eq!(trail.buffered(), 0);
+
+        let mut trail = SubjectTrail::default();
+        trail.observe(&cfg, ping(0, a));
+        let ch = trail.flush(&cfg);
+        assert_eq!(kinds(&ch), [ChangeKind::Closed]);
+        assert!(trail.flush(&cfg).is_empty());
+    }
+
+    #[test]
+    fn equal_timestamps_are_ordered_by_footprint_not_arrival() {
+        let cfg = cfg();
+        let (a, b) = (cell(0, Resolution::Ten), cell(1, Resolution::Ten));
+        let mut one = SubjectTrail::default();
+        let mut two = SubjectTrail::default();
+        for o in [ping(0, a), ping(0, b), ping(5, a)] {
+            one.observe(&cfg, o);
+        }
+        for o in [ping(5, a), ping(0, b), ping(0, a)] {
+            two.observe(&cfg, o);
+        }
+        assert_eq!(one.open_segments(&cfg), two.open_segments(&cfg));
+    }
+}

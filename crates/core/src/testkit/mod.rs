@@ -1,0 +1,41 @@
+//! Test support: the brute-force [`oracle`] and the in-memory [`pipeline`].
+//!
+//! Enabled by the `testkit` feature; never compiled into the binary. The
+//! oracle shares no algorithm with the incremental path — it re-implements
+//! segmentation, co-location and the rule as plainly as possible — so that
+//! agreement between the two is evidence, not tautology.
+
+pub mod oracle;
+pub mod pipeline;
+
+use epitrace_model::{CaseId, SubjectId};
+
+use crate::interval::Interval;
+use crate::observation::Observation;
+
+/// A confirmed case as the tracing logic sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseSpec {
+    /// The case.
+    pub case: CaseId,
+    /// The person's pseudonyms (phone, cards).
+    pub subjects: Vec<SubjectId>,
+    /// The infectious window.
+    pub window: Interval,
+}
+
+/// One input to the in-memory pipeline, in arrival order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A sighting of a subject.
+    Observation {
+        /// Who.
+        subject: SubjectId,
+        /// What was seen.
+        obs: Observation,
+    },
+    /// A case confirmed or updated (replaces an earlier spec of the same id).
+    Case(CaseSpec),
+    /// A case retracted.
+    Retract(CaseId),
+}

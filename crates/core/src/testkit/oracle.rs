@@ -1,0 +1,159 @@
+//! The brute-force oracle: exposures computed from all raw observations and
+//! cases at once, as naively as possible.
+//!
+//! - segmentation: sort each subject's observations and walk them (written
+//!   out again here, without the incremental machinery);
+//! - co-location: h3o's `parent`, not cell keys;
+//! - pairs: every case segment against every segment of every other subject;
+//! - time: the union is measured on elementary intervals between all
+//!   endpoints, and the sliding-window peak by trying every interval start
+//!   as a window start — quadratic and cubic, and obviously right.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use epitrace_model::{CaseId, Cell, SubjectId};
+
+use crate::config::TracingConfig;
+use crate::observation::Observation;
+
+use super::CaseSpec;
+
+/// A segment as the oracle sees it: `[start, end)` in `cell`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OracleSegment {
+    /// A cell containing every footprint of the segment.
+    pub cell: Cell,
+    /// First observation time, ms.
+    pub start: i64,
+    /// Latest observation end, ms.
+    pub end: i64,
+}
+
+/// The oracle's verdict on one (case, contact).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OracleExposure {
+    /// Total co-located time within the infectious window, ms.
+    pub cumulative_ms: i64,
+    /// Most co-located time within one rule window, ms.
+    pub peak_ms: i64,
+}
+
+fn contains(outer: Cell, inner: Cell) -> bool {
+    inner.index().parent(outer.index().resolution()) == Some(outer.index())
+}
+
+/// Segments of one subject, from all of its observations.
+#[must_use]
+pub fn segments(observations: &[Observation], max_gap_ms: i64) -> Vec<OracleSegment> {
+    let mut obs: Vec<Observation> = observations.to_vec();
+    obs.sort();
+    obs.dedup();
+    let mut out: Vec<OracleSegment> = Vec::new();
+    let mut open = false;
+    for o in obs {
+        let (t, end) = (o.time.as_millis(), o.end().as_millis());
+        if open {
+            let last = out.len() - 1;
+            let seg = &mut out[last];
+            let near = t - seg.end <= max_gap_ms;
+            if near && (contains(seg.cell, o.cell) || contains(o.cell, seg.cell)) {
+                seg.end = seg.end.max(end);
+                if contains(o.cell, seg.cell) {
+                    seg.cell = o.cell;
+                }
+                continue;
+            }
+        }
+        out.push(OracleSegment {
+            cell: o.cell,
+            start: t,
+            end,
+        });
+        open = true;
+    }
+    out
+}
+
+/// Length of the union of `intervals` inside `[lo, hi)`, by elementary
+/// intervals.
+fn covered(intervals: &[(i64, i64)], lo: i64, hi: i64) -> i64 {
+    let mut points: Vec<i64> = intervals
+        .iter()
+        .flat_map(|&(a, b)| [a, b])
+        .chain([lo, hi])
+        .filter(|p| (lo..=hi).contains(p))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    points
+        .windows(2)
+        .filter(|w| intervals.iter().any(|&(a, b)| a <= w[0] && w[1] <= b))
+        .map(|w| w[1] - w[0])
+        .sum()
+}
+
+/// Every (case, contact) that meets the rule, from everything at once.
+#[must_use]
+pub fn exposures(
+    observations: &[(SubjectId, Observation)],
+    cases: &[CaseSpec],
+    cfg: &TracingConfig,
+) -> BTreeMap<(CaseId, SubjectId), OracleExposure> {
+    let max_gap = cfg.segment.max_gap.as_millis();
+    let mut by_subject: BTreeMap<SubjectId, Vec<Observation>> = BTreeMap::new();
+    for (subject, obs) in observations {
+        by_subject.entry(*subject).or_default().push(*obs);
+    }
+    let segs: BTreeMap<SubjectId, Vec<OracleSegment>> = by_subject
+        .iter()
+        .map(|(s, obs)| (*s, segments(obs, max_gap)))
+        .collect();
+
+    let mut out = BTreeMap::new();
+    for case in cases {
+        let own: BTreeSet<SubjectId> = case.subjects.iter().copied().collect();
+        let (w_lo, w_hi) = (
+            case.window.start().as_millis(),
+            case.window.end().as_millis(),
+        );
+        let mut per_contact: BTreeMap<SubjectId, Vec<(i64, i64)>> = BTreeMap::new();
+        for subject in &own {
+            for cs in segs.get(subject).into_iter().flatten() {
+                for (contact, contact_segs) in &segs {
+                    if own.contains(contact) {
+                        continue;
+                    }
+                    for ks in contact_segs {
+                        if !(contains(cs.cell, ks.cell) || contains(ks.cell, cs.cell)) {
+                            continue;
+                        }
+                        let lo = cs.start.max(ks.start).max(w_lo);
+                        let hi = cs.end.min(ks.end).min(w_hi);
+                        if lo < hi {
+                            per_contact.entry(*contact).or_default().push((lo, hi));
+                        }
+                    }
+                }
+            }
+        }
+        let window = cfg.exposure.window.as_millis();
+        for (contact, intervals) in per_contact {
+            let cumulative_ms = covered(&intervals, i64::MIN / 4, i64::MAX / 4);
+            let peak_ms = intervals
+                .iter()
+                .map(|&(start, _)| covered(&intervals, start, start.saturating_add(window)))
+                .max()
+                .unwrap_or(0);
+            if peak_ms >= cfg.exposure.min_cumulative.as_millis() {
+                out.insert(
+                    (case.case.clone(), contact),
+                    OracleExposure {
+                        cumulative_ms,
+                        peak_ms,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
