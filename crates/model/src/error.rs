@@ -33,7 +33,9 @@ pub enum ModelError {
         millis: i64,
     },
     /// A timestamp more than the allowed skew after the reference time.
-    #[error("{field}: timestamp {millis} ms is more than {skew_ms} ms after reference time {now_ms} ms")]
+    #[error(
+        "{field}: timestamp {millis} ms is more than {skew_ms} ms after reference time {now_ms} ms"
+    )]
     TimestampInFuture {
         /// Record field.
         field: &'static str,
@@ -76,6 +78,15 @@ pub enum ModelError {
         field: &'static str,
         /// The symbol received.
         symbol: String,
+    },
+    /// Free text (an approval's authority, an audit purpose…) that is empty,
+    /// too long or contains control characters.
+    #[error("invalid {field}: {reason}")]
+    InvalidText {
+        /// Record field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A record that breaks a rule spanning several fields or elements.
     #[error("{field}: {reason}")]
@@ -137,6 +148,7 @@ impl ModelError {
             Self::InvalidCell(_) => "invalid_cell",
             Self::InvalidResolution(_) => "invalid_resolution",
             Self::UnknownSymbol { .. } => "unknown_symbol",
+            Self::InvalidText { .. } => "invalid_text",
             Self::InvalidRecord { .. } => "invalid_record",
             Self::Truncated(_) => "truncated",
             Self::BadMagic { .. } => "bad_magic",

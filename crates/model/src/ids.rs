@@ -191,6 +191,20 @@ text_id!(
     ActorId, "actor", 128
 );
 
+text_id!(
+    /// A visit on a case's timeline; deterministic (derived from its content)
+    /// so that consumers can upsert and a replay produces the same id.
+    VisitId, "visit_id", 128
+);
+text_id!(
+    /// An exposure of a contact to a case; deterministic, for dedupe and upsert.
+    ExposureId, "exposure_id", 128
+);
+text_id!(
+    /// A cluster of cases; deterministic, for upsert.
+    ClusterId, "cluster_id", 128
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

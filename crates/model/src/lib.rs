@@ -9,18 +9,47 @@
 //!   ([`CaseId`], [`ProviderId`], …), validated at construction.
 //! - [`time`]: [`EventTime`], milliseconds since the epoch in 2000..2100.
 //! - [`geo`]: [`LatLng`], [`AccuracyM`] and [`Cell`] (an H3 cell).
+//! - [`text`]: bounded free [`Text`], [`Mcc`] and [`Probability`].
+//! - [`records`]: one struct per topic record ([`LocationPing`],
+//!   [`CaseEvent`], [`Exposure`], …) with its closed sets as enums.
+//! - [`codec`]: the [`AvroRecord`] trait (hand-written mapping to Avro
+//!   values) and the wire codecs: plain datums, Avro single-object encoding
+//!   (the default framing) and Confluent framing.
+//! - [`schema`]: the `.avsc` files of `schemas/` and `schemas/released/`,
+//!   compiled in; fingerprints; each record's [`SchemaSet`] of writer
+//!   schemas.
 //! - [`error`]: [`ModelError`], one enum for the crate, each variant with a
 //!   stable reason code for dead letters and metrics.
 //!
 //! Invalid values cannot be constructed: every constructor validates, and
 //! decoding bad bytes returns a [`ModelError`], never panics.
 
+pub mod codec;
 pub mod error;
 pub mod geo;
 pub mod ids;
+pub mod records;
+pub mod schema;
+pub mod text;
 pub mod time;
+mod value;
 
+pub use codec::{
+    AvroRecord, ConfluentIds, DecodeOptions, decode_confluent, decode_datum, decode_datum_with,
+    decode_single_object, encode_confluent, encode_datum, encode_single_object,
+    validate_not_future,
+};
 pub use error::ModelError;
 pub use geo::{AccuracyM, Cell, LatLng};
-pub use ids::{ActorId, CaseId, MerchantId, ProviderId, SiteId, SubjectId, VenueId};
+pub use ids::{
+    ActorId, CaseId, ClusterId, ExposureId, MerchantId, ProviderId, SiteId, SubjectId, VenueId,
+    VisitId,
+};
+pub use records::{
+    AuditAction, AuditOutcome, AuditRecord, CardTransaction, CaseEvent, CaseStatus, ClusterAlert,
+    ClusterStatus, DataAccessApproval, DataCategory, DeadLetter, Exposure, ExposureStatus,
+    LocationPing, LocationSource, ObservationSource, Place, Role, TimeWindow, VenueCheckin, Visit,
+};
+pub use schema::SchemaSet;
+pub use text::{Mcc, Probability, Text};
 pub use time::EventTime;

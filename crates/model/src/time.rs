@@ -148,7 +148,11 @@ mod tests {
         let now = EventTime::from_millis("t", 1_588_377_600_000).unwrap();
         let t = now.saturating_add_ms(DAY_MS);
         assert!(t.check_not_after("t", now, DAY_MS).is_ok());
-        assert!(t.saturating_add_ms(1).check_not_after("t", now, DAY_MS).is_err());
+        assert!(
+            t.saturating_add_ms(1)
+                .check_not_after("t", now, DAY_MS)
+                .is_err()
+        );
     }
 
     #[test]

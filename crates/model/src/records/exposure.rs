@@ -1,0 +1,160 @@
+//! `tracing.exposures`: a contact who shared place and time with a case.
+
+use apache_avro::types::Value;
+
+use crate::codec::AvroRecord;
+use crate::error::ModelError;
+use crate::geo::Cell;
+use crate::ids::{CaseId, ExposureId, SubjectId};
+use crate::records::visit::{cell_from_long, cell_to_long};
+use crate::records::{check_order, symbol_enum};
+use crate::schema::{self, SchemaSet};
+use crate::text::Probability;
+use crate::time::EventTime;
+use crate::value::{Fields, record, str_value, subject_value, ts};
+
+symbol_enum!(
+    /// Lifecycle of an exposure.
+    ExposureStatus, "status", {
+        /// First detection.
+        New = "NEW",
+        /// More overlap found.
+        Updated = "UPDATED",
+        /// The case was retracted: the exposure no longer holds.
+        Retracted = "RETRACTED",
+    }
+);
+
+/// A closed interval of event time, `start <= end`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TimeWindow {
+    start: EventTime,
+    end: EventTime,
+}
+
+impl TimeWindow {
+    /// Validates an interval.
+    ///
+    /// # Errors
+    /// [`ModelError::TimestampOrder`] when `end` is before `start`.
+    pub fn new(start: EventTime, end: EventTime) -> Result<Self, ModelError> {
+        check_order("end", start, end)?;
+        Ok(Self { start, end })
+    }
+
+    /// Start of the interval.
+    #[must_use]
+    pub const fn start(self) -> EventTime {
+        self.start
+    }
+
+    /// End of the interval.
+    #[must_use]
+    pub const fn end(self) -> EventTime {
+        self.end
+    }
+
+    pub(crate) fn from_value(field: &'static str, value: &Value) -> Result<Self, ModelError> {
+        let f = Fields::of(field, value)?;
+        Self::new(f.time("start")?, f.time("end")?)
+    }
+}
+
+/// A contact exposed to a case.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Exposure {
+    /// Deterministic id, for dedupe and upsert.
+    pub exposure_id: ExposureId,
+    /// The case.
+    pub case_id: CaseId,
+    /// The exposed contact.
+    pub contact: SubjectId,
+    /// Where the first overlap happened.
+    pub first_cell: Cell,
+    /// The overlap intervals (non-empty).
+    pub windows: Vec<TimeWindow>,
+    /// Total overlap in seconds, as counted by the exposure rule.
+    pub cumulative_s: u32,
+    /// Risk score.
+    pub risk: Probability,
+    /// What this record does to the exposure.
+    pub status: ExposureStatus,
+    /// Event time at which the exposure was detected.
+    pub detected_at: EventTime,
+}
+
+impl AvroRecord for Exposure {
+    const NAME: &'static str = "Exposure";
+
+    fn schema_set() -> &'static SchemaSet {
+        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
+        SET.get_or_init(|| schema::compiled(&schema::EXPOSURE))
+    }
+
+    fn to_value(&self) -> Value {
+        record([
+            ("exposure_id", str_value(self.exposure_id.as_str())),
+            ("case_id", str_value(self.case_id.as_str())),
+            ("contact", subject_value(&self.contact)),
+            ("first_cell", Value::Long(cell_to_long(self.first_cell))),
+            (
+                "windows",
+                Value::Array(
+                    self.windows
+                        .iter()
+                        .map(|w| record([("start", ts(w.start)), ("end", ts(w.end))]))
+                        .collect(),
+                ),
+            ),
+            ("cumulative_s", Value::Long(i64::from(self.cumulative_s))),
+            ("risk", Value::Double(self.risk.get())),
+            ("status", self.status.to_value()),
+            ("detected_at", ts(self.detected_at)),
+        ])
+    }
+
+    fn from_value(value: &Value) -> Result<Self, ModelError> {
+        let f = Fields::of(Self::NAME, value)?;
+        let exposure = Self {
+            exposure_id: ExposureId::new(f.string("exposure_id")?)?,
+            case_id: CaseId::new(f.string("case_id")?)?,
+            contact: f.subject("contact")?,
+            first_cell: cell_from_long(f.long("first_cell")?)?,
+            windows: f
+                .array("windows")?
+                .iter()
+                .map(|w| TimeWindow::from_value("windows", w))
+                .collect::<Result<_, _>>()?,
+            cumulative_s: u32::try_from(f.long("cumulative_s")?).map_err(|_| {
+                ModelError::InvalidRecord {
+                    field: "cumulative_s",
+                    reason: "outside 0..=4294967295",
+                }
+            })?,
+            risk: Probability::new("risk", f.double("risk")?)?,
+            status: ExposureStatus::from_symbol(f.symbol("status")?)?,
+            detected_at: f.time("detected_at")?,
+        };
+        exposure.validate()?;
+        Ok(exposure)
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        if self.windows.is_empty() {
+            return Err(ModelError::InvalidRecord {
+                field: "windows",
+                reason: "empty",
+            });
+        }
+        Ok(())
+    }
+
+    fn timestamps(&self) -> Vec<(&'static str, EventTime)> {
+        let mut t = vec![("detected_at", self.detected_at)];
+        for w in &self.windows {
+            t.push(("windows.start", w.start));
+            t.push(("windows.end", w.end));
+        }
+        t
+    }
+}

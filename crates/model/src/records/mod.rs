@@ -1,0 +1,101 @@
+//! The records of every topic (DESIGN §3), one module each.
+//!
+//! Records are plain structs of validated newtypes, so most rules hold by
+//! construction; rules that span fields (a checkout before its check-in, an
+//! empty subject list) are checked by [`AvroRecord::validate`], which
+//! decoding and encoding both run. Each module also holds the record's
+//! hand-written mapping to and from Avro values.
+//!
+//! [`AvroRecord::validate`]: crate::codec::AvroRecord::validate
+
+mod audit_record;
+mod card_transaction;
+mod case_event;
+mod cluster_alert;
+mod data_access_approval;
+mod dead_letter;
+mod exposure;
+mod location_ping;
+mod venue_checkin;
+mod visit;
+
+pub use audit_record::{AuditAction, AuditOutcome, AuditRecord, Role};
+pub use card_transaction::CardTransaction;
+pub use case_event::{CaseEvent, CaseStatus};
+pub use cluster_alert::{ClusterAlert, ClusterStatus, Place};
+pub use data_access_approval::{DataAccessApproval, DataCategory};
+pub use dead_letter::DeadLetter;
+pub use exposure::{Exposure, ExposureStatus, TimeWindow};
+pub use location_ping::{LocationPing, LocationSource};
+pub use venue_checkin::VenueCheckin;
+pub use visit::{ObservationSource, Visit};
+
+use crate::error::ModelError;
+use crate::time::EventTime;
+
+/// `later` must not be before `earlier`.
+pub(crate) fn check_order(
+    field: &'static str,
+    earlier: EventTime,
+    later: EventTime,
+) -> Result<(), ModelError> {
+    if later < earlier {
+        return Err(ModelError::TimestampOrder {
+            field,
+            earlier_ms: earlier.as_millis(),
+            later_ms: later.as_millis(),
+        });
+    }
+    Ok(())
+}
+
+/// Declares a closed set as a Rust enum mirroring an Avro enum: variants in
+/// schema symbol order, `as_symbol` / `from_symbol`, and the Avro value.
+macro_rules! symbol_enum {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $field:literal,
+        { $($(#[$vdoc:meta])* $variant:ident = $symbol:literal),+ $(,)? }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in the order of the schema's symbols.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The Avro enum symbol.
+            #[must_use]
+            pub const fn as_symbol(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $symbol),+
+                }
+            }
+
+            /// Parses an Avro enum symbol.
+            ///
+            /// # Errors
+            /// [`ModelError::UnknownSymbol`](crate::ModelError::UnknownSymbol)
+            /// for a symbol this build does not know.
+            pub fn from_symbol(symbol: &str) -> Result<Self, crate::ModelError> {
+                match symbol {
+                    $($symbol => Ok(Self::$variant),)+
+                    _ => Err(crate::ModelError::UnknownSymbol {
+                        field: $field,
+                        symbol: symbol.chars().take(64).collect(),
+                    }),
+                }
+            }
+
+            /// The Avro value: symbol index and name.
+            pub(crate) fn to_value(self) -> apache_avro::types::Value {
+                // Fieldless enum: the discriminant is the schema symbol index.
+                apache_avro::types::Value::Enum(self as u32, self.as_symbol().to_owned())
+            }
+        }
+    };
+}
+pub(crate) use symbol_enum;
