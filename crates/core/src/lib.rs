@@ -17,6 +17,7 @@
 //!   footprint, source and implied stay.
 //! - [`segment`]: [`SubjectTrail`], the per-subject state machine turning
 //!   observations into dwell segments, exact within a grace period.
+//! - [`ingest`]: [`Ingest`], feed records → observations; case windows.
 //! - [`interval`]: half-open intervals, union, measure, sliding-window peak.
 //! - [`join`]: time buckets, probes over cell keys, the overlap of a case's
 //!   segment with a contact's.
@@ -39,6 +40,7 @@ pub mod duration;
 pub mod error;
 pub mod exposure;
 pub mod footprint;
+pub mod ingest;
 pub mod interval;
 pub mod join;
 pub mod observation;
@@ -52,6 +54,7 @@ pub use duration::Span;
 pub use error::CoreError;
 pub use exposure::{Assessment, ContactLedger, PairKey};
 pub use footprint::Footprinter;
+pub use ingest::Ingest;
 pub use interval::Interval;
 pub use observation::{Observation, Source, SourceSet};
 pub use segment::{ChangeKind, Lane, Segment, SegmentChange, SegmentKey, SubjectTrail};

@@ -8,8 +8,10 @@
 pub mod oracle;
 pub mod pipeline;
 
+use epitrace_model::records::CaseEvent;
 use epitrace_model::{CaseId, SubjectId};
 
+use crate::ingest::case_window;
 use crate::interval::Interval;
 use crate::observation::Observation;
 
@@ -22,6 +24,18 @@ pub struct CaseSpec {
     pub subjects: Vec<SubjectId>,
     /// The infectious window.
     pub window: Interval,
+}
+
+impl CaseSpec {
+    /// The spec a case event describes.
+    #[must_use]
+    pub fn from_event(event: &CaseEvent) -> Self {
+        Self {
+            case: event.case_id.clone(),
+            subjects: event.subjects.clone(),
+            window: case_window(event),
+        }
+    }
 }
 
 /// One input to the in-memory pipeline, in arrival order.
