@@ -3,7 +3,7 @@
 CARGO ?= cargo
 CARGO_FLAGS ?=
 
-.PHONY: help bootstrap build test fmt fmt-check lint unit demo clean-state
+.PHONY: help bootstrap build test fmt fmt-check lint unit demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,13 +23,30 @@ fmt-check: ## fail on unformatted code
 lint: ## clippy with warnings as errors, every target and feature
 	$(CARGO) clippy --workspace --all-targets --all-features $(CARGO_FLAGS) -- -D warnings
 
-unit: ## run every test (unit, property, integration)
-	$(CARGO) test --workspace --all-features $(CARGO_FLAGS)
+unit: ## run every test (unit, property, integration, end to end on a local Kafka broker)
+	$(CARGO) test --workspace --all-features --no-run $(CARGO_FLAGS)
+	scripts/with-kafka.sh $(CARGO) test --workspace --all-features $(CARGO_FLAGS)
 
 test: fmt-check lint unit ## the whole gate: format, lint, all tests
 
-demo: ## the one-command demo (arrives with the pipeline issue)
-	@echo "epitrace demo: not built yet. The in-process demo (mock Kafka cluster," >&2
-	@echo "RocksDB in a temp dir, a synthetic scenario) arrives with the pipeline issue." >&2
-	@echo "Today 'make test' runs the tracing core against its brute-force oracle." >&2
-	@exit 2
+demo: ## the whole pipeline in one process on an in-process mock Kafka cluster
+	$(CARGO) run -p epitrace $(CARGO_FLAGS) -- demo
+
+bench: ## throughput of segmenter + presence-join on RocksDB (release build)
+	$(CARGO) bench -p epitrace-bench $(CARGO_FLAGS)
+
+# A real single-node Kafka broker (KRaft) on 127.0.0.1 for development and
+# tests, resolved from Maven Central (JDK 17 + Maven). See deploy/README.md.
+.PHONY: kafka-up kafka-down kafka-status kafka-reset
+
+kafka-up: ## start the local Kafka broker on 127.0.0.1:9092 (idempotent)
+	scripts/kafka-local.sh start
+
+kafka-down: ## stop the local Kafka broker
+	scripts/kafka-local.sh stop
+
+kafka-status: ## is the local Kafka broker up? (exit 3 when stopped)
+	scripts/kafka-local.sh status
+
+kafka-reset: ## stop the local broker and delete its data (fresh cluster)
+	scripts/kafka-local.sh reset

@@ -8,9 +8,13 @@ need_apt=()
 # libclang-dev: bindgen for rocksdb's and librdkafka's bindings.
 # cmake, g++, make: building RocksDB and librdkafka from source.
 # pkg-config, zlib1g-dev: librdkafka (its other codecs and RocksDB's are vendored).
+# default-jre-headless, maven: the local Kafka broker (scripts/kafka-local.sh)
+# runs from Maven Central jars; installed only when java/mvn are missing.
 for pkg in libclang-dev cmake g++ make pkg-config zlib1g-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
+command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 if ((${#need_apt[@]})); then
   echo "bootstrap: installing ${need_apt[*]}"
   SUDO=""

@@ -23,6 +23,15 @@ pub enum CoreError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A stored state value that does not decode (corrupt or from an
+    /// unknown format version).
+    #[error("corrupt {what} state: {reason}")]
+    CorruptState {
+        /// Which kind of value.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// Bytes that do not decode to a cell key (corrupt state).
     #[error("{0:#x} is not a valid cell key")]
     InvalidCellKey(u64),

@@ -16,11 +16,22 @@
 
 use std::collections::BTreeMap;
 
-use epitrace_model::SubjectId;
+use epitrace_model::{Cell, SubjectId};
 
+use crate::codec::{Reader, Writer};
 use crate::config::ExposureConfig;
+use crate::error::CoreError;
 use crate::interval::{Interval, measure, peak_window, union};
 use crate::segment::SegmentKey;
+
+/// Where and when one case segment and one contact segment were co-located.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Overlap {
+    /// The common time, within the infectious window.
+    pub window: Interval,
+    /// Where: the finer of the two segment cells.
+    pub cell: Cell,
+}
 
 /// One (case segment, contact segment) pair.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -36,14 +47,14 @@ pub struct PairKey {
 /// The overlaps between one case and one contact, by segment pair.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContactLedger {
-    overlaps: BTreeMap<PairKey, Interval>,
+    overlaps: BTreeMap<PairKey, Overlap>,
 }
 
 impl ContactLedger {
     /// Records (or, with `None`, forgets) the overlap of one segment pair.
     /// Returns whether anything changed.
-    pub fn set(&mut self, pair: PairKey, overlap: Option<Interval>) -> bool {
-        match overlap.filter(|o| !o.is_empty()) {
+    pub fn set(&mut self, pair: PairKey, overlap: Option<Overlap>) -> bool {
+        match overlap.filter(|o| !o.window.is_empty()) {
             Some(o) => self.overlaps.insert(pair, o) != Some(o),
             None => self.overlaps.remove(&pair).is_some(),
         }
@@ -73,14 +84,60 @@ impl ContactLedger {
     }
 
     /// The recorded pairs and their overlaps.
-    pub fn pairs(&self) -> impl Iterator<Item = (&PairKey, &Interval)> {
+    pub fn pairs(&self) -> impl Iterator<Item = (&PairKey, &Overlap)> {
         self.overlaps.iter()
     }
 
     /// Applies the rule.
     #[must_use]
     pub fn assess(&self, cfg: &ExposureConfig) -> Assessment {
-        Assessment::of(self.overlaps.values().copied().collect(), cfg)
+        let mut assessment =
+            Assessment::of(self.overlaps.values().map(|o| o.window).collect(), cfg);
+        assessment.first_cell = self
+            .overlaps
+            .values()
+            .min_by_key(|o| (o.window.start(), o.cell))
+            .map(|o| o.cell);
+        assessment
+    }
+
+    /// The state as bytes (format version 1), for a processor's store.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_version(1);
+        w.len(self.overlaps.len());
+        for (pair, overlap) in &self.overlaps {
+            w.subject(pair.case_subject);
+            w.segment_key(pair.case_segment);
+            w.segment_key(pair.contact_segment);
+            w.interval(overlap.window);
+            w.cell(overlap.cell);
+        }
+        w.finish()
+    }
+
+    /// Reads [`ContactLedger::encode`] back.
+    ///
+    /// # Errors
+    /// [`CoreError::CorruptState`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, CoreError> {
+        let mut r = Reader::new("contact ledger", bytes, 1)?;
+        let n = r.len(80)?;
+        let mut overlaps = BTreeMap::new();
+        for _ in 0..n {
+            let pair = PairKey {
+                case_subject: r.subject()?,
+                case_segment: r.segment_key()?,
+                contact_segment: r.segment_key()?,
+            };
+            let overlap = Overlap {
+                window: r.interval()?,
+                cell: r.cell()?,
+            };
+            overlaps.insert(pair, overlap);
+        }
+        r.end()?;
+        Ok(Self { overlaps })
     }
 }
 
@@ -97,6 +154,8 @@ pub struct Assessment {
     pub peak_window: Option<Interval>,
     /// Whether `peak_ms >= min_cumulative`.
     pub exposed: bool,
+    /// Where the earliest overlap happened (set by [`ContactLedger::assess`]).
+    pub first_cell: Option<Cell>,
 }
 
 impl Assessment {
@@ -113,6 +172,7 @@ impl Assessment {
             peak_window: peak.map(|(_, w)| w),
             exposed: peak_ms >= cfg.min_cumulative.as_millis(),
             windows,
+            first_cell: None,
         }
     }
 }

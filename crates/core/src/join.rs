@@ -19,6 +19,7 @@ use std::ops::RangeInclusive;
 use epitrace_model::EventTime;
 
 use crate::cellkey::CellKey;
+use crate::exposure::Overlap;
 use crate::interval::Interval;
 use crate::segment::Segment;
 
@@ -64,17 +65,28 @@ impl Probe {
     }
 }
 
-/// The time a case's segment and a contact's segment were co-located, within
-/// the case's infectious window; `None` when they are not co-located or do
+/// Where and when a case's segment and a contact's segment were co-located,
+/// within the case's infectious window; `None` when they are not co-located or do
 /// not overlap.
 #[must_use]
-pub fn overlap(case: &Segment, window: Interval, contact: &Segment) -> Option<Interval> {
+pub fn overlap(case: &Segment, window: Interval, contact: &Segment) -> Option<Overlap> {
     if !case.cell.co_located(contact.cell) {
         return None;
     }
-    case.interval()
+    let common = case
+        .interval()
         .intersect(window)?
-        .intersect(contact.interval())
+        .intersect(contact.interval())?;
+    // Co-located cells nest: the finer one is where they met.
+    let cell = if case.cell.resolution() >= contact.cell.resolution() {
+        case.cell
+    } else {
+        contact.cell
+    };
+    Some(Overlap {
+        window: common,
+        cell,
+    })
 }
 
 /// A case's infectious window `[from, until)`; open-ended when `until` is

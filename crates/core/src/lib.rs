@@ -22,6 +22,9 @@
 //! - [`join`]: time buckets, probes over cell keys, the overlap of a case's
 //!   segment with a contact's.
 //! - [`exposure`]: the exposure rule over a [`ContactLedger`] of overlaps.
+//! - [`ids`]: deterministic ids of output records.
+//! - [`codec`]: versioned binary encodings of state values (trails,
+//!   segments, ledgers) for the processors' stores.
 //! - `testkit` (feature `testkit`): the brute-force oracle and an in-memory
 //!   pipeline wiring all of the above, for property tests.
 //!
@@ -35,11 +38,13 @@
 //! ```
 
 pub mod cellkey;
+pub mod codec;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod exposure;
 pub mod footprint;
+pub mod ids;
 pub mod ingest;
 pub mod interval;
 pub mod join;
@@ -52,9 +57,9 @@ pub use cellkey::CellKey;
 pub use config::TracingConfig;
 pub use duration::Span;
 pub use error::CoreError;
-pub use exposure::{Assessment, ContactLedger, PairKey};
+pub use exposure::{Assessment, ContactLedger, Overlap, PairKey};
 pub use footprint::Footprinter;
 pub use ingest::Ingest;
 pub use interval::Interval;
-pub use observation::{Observation, Source, SourceSet};
+pub use observation::{Observation, Source, SourceSet, Stream};
 pub use segment::{ChangeKind, Lane, Segment, SegmentChange, SegmentKey, SubjectTrail};

@@ -26,6 +26,36 @@ pub enum Source {
 impl Source {
     /// Every source, in bit order.
     pub const ALL: [Self; 5] = [Self::Cell, Self::Gps, Self::Wifi, Self::Card, Self::Checkin];
+
+    /// The feed this source arrives in.
+    #[must_use]
+    pub const fn stream(self) -> Stream {
+        match self {
+            Self::Cell | Self::Gps | Self::Wifi => Stream::Telecom,
+            Self::Card => Stream::Card,
+            Self::Checkin => Stream::Checkin,
+        }
+    }
+}
+
+/// A provider feed. A subject's observations are segmented per feed: each
+/// feed arrives on its own clock (telecoms every few minutes, card companies
+/// in batches hours later), so one feed's delay must not push another's
+/// records past the grace period.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[repr(u8)]
+pub enum Stream {
+    /// `feeds.telecom.location`: cell, GPS and Wi-Fi fixes.
+    Telecom = 0,
+    /// `feeds.card.transaction`.
+    Card = 1,
+    /// `feeds.venue.checkin`.
+    Checkin = 2,
+}
+
+impl Stream {
+    /// Every feed.
+    pub const ALL: [Self; 3] = [Self::Telecom, Self::Card, Self::Checkin];
 }
 
 /// A set of [`Source`]s (a bit set).

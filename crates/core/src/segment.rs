@@ -3,7 +3,11 @@
 //!
 //! ## The rule
 //!
-//! Take a subject's observations in [`Observation`] order (time, then
+//! Each feed of a subject ([`Stream`]: telecom, card, check-in) is
+//! segmented on its own, so that one provider's delay never makes another's
+//! records late; the exposure rule takes the union over all of them.
+//!
+//! Take a subject's observations of one feed in [`Observation`] order (time, then
 //! footprint, source, stay; exact duplicates count once) and walk them with
 //! one segment in progress. An observation *extends* the segment when
 //!
@@ -46,25 +50,50 @@ use std::collections::BTreeMap;
 
 use epitrace_model::{Cell, EventTime};
 
+use crate::codec::{Reader, Writer};
 use crate::config::SegmentConfig;
+use crate::error::CoreError;
 use crate::interval::Interval;
-use crate::observation::{Observation, SourceSet};
+use crate::observation::{Observation, SourceSet, Stream};
 
-/// The walk a segment was built in: 0 for observations that arrived within
-/// the grace period, `n >= 1` for the subject's `n`-th late lane (a late lane
-/// is restarted, with the next number, when an observation is too late even
-/// for it — so segments of different late batches never share a key).
+/// The walk a segment was built in: which feed ([`Stream`]) and which lane
+/// of it — 0 for observations that arrived within the grace period, `n >= 1`
+/// for the `n`-th late lane (a late lane is restarted, with the next number,
+/// when an observation is too late even for it — so segments of different
+/// late batches never share a key).
+///
+/// Packed as `lane << 4 | stream`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct Lane(pub u32);
 
 impl Lane {
-    /// The on-time lane.
+    /// The on-time lane of the telecom stream.
     pub const ON_TIME: Self = Self(0);
+
+    /// The lane number `n` of `stream`.
+    #[must_use]
+    pub const fn of(stream: Stream, n: u32) -> Self {
+        Self((n << 4) | stream as u32)
+    }
 
     /// Whether this is a late lane.
     #[must_use]
     pub const fn is_late(self) -> bool {
-        self.0 > 0
+        self.0 >> 4 > 0
+    }
+
+    /// The feed this lane segments.
+    #[must_use]
+    pub const fn stream(self) -> Stream {
+        match self.0 & 0xf {
+            1 => Stream::Card,
+            2 => Stream::Checkin,
+            _ => Stream::Telecom,
+        }
+    }
+
+    fn next_late(self) -> Self {
+        Self::of(self.stream(), (self.0 >> 4).saturating_add(1))
     }
 }
 
@@ -344,15 +373,22 @@ pub struct SubjectTrail {
 }
 
 impl Default for SubjectTrail {
+    /// The trail of the telecom stream.
     fn default() -> Self {
-        Self {
-            on_time: LaneState::new(Lane::ON_TIME),
-            late: LaneState::new(Lane(1)),
-        }
+        Self::new(Stream::Telecom)
     }
 }
 
 impl SubjectTrail {
+    /// An empty trail for one feed of a subject.
+    #[must_use]
+    pub fn new(stream: Stream) -> Self {
+        Self {
+            on_time: LaneState::new(Lane::of(stream, 0)),
+            late: LaneState::new(Lane::of(stream, 1)),
+        }
+    }
+
     /// Places one observation and returns the resulting segment changes.
     pub fn observe(&mut self, cfg: &SegmentConfig, obs: Observation) -> Vec<SegmentChange> {
         if let Ok(changes) = self.on_time.insert(cfg, obs) {
@@ -363,7 +399,7 @@ impl SubjectTrail {
         }
         // Too late even for the late lane: close it and start the next one.
         let mut changes = self.late.flush(cfg);
-        self.late = LaneState::new(Lane(self.late.lane.0.saturating_add(1)));
+        self.late = LaneState::new(self.late.lane.next_late());
         if let Ok(more) = self.late.insert(cfg, obs) {
             changes.extend(more);
         }
@@ -403,6 +439,75 @@ impl SubjectTrail {
     #[must_use]
     pub fn buffered(&self) -> usize {
         self.on_time.tail.len() + self.late.tail.len()
+    }
+}
+
+impl LaneState {
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.lane.0);
+        w.opt_time(self.horizon);
+        w.opt_time(self.watermark);
+        match &self.current {
+            Some(seg) => {
+                w.u8(1);
+                w.segment(seg);
+            }
+            None => w.u8(0),
+        }
+        w.len(self.tail.len());
+        for obs in &self.tail {
+            w.observation(obs);
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, CoreError> {
+        let lane = Lane(r.u32()?);
+        let horizon = r.opt_time()?;
+        let watermark = r.opt_time()?;
+        let current = match r.u8()? {
+            0 => None,
+            1 => Some(r.segment()?),
+            tag => return Err(r.corrupt(format!("option tag {tag}"))),
+        };
+        let n = r.len(25)?;
+        let mut tail = Vec::with_capacity(n);
+        for _ in 0..n {
+            tail.push(r.observation()?);
+        }
+        if !tail.is_sorted() {
+            return Err(r.corrupt("tail not sorted".into()));
+        }
+        Ok(Self {
+            lane,
+            horizon,
+            watermark,
+            current,
+            tail,
+        })
+    }
+}
+
+impl SubjectTrail {
+    /// The state as bytes (format version 1), for a processor's store.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_version(1);
+        self.on_time.encode(&mut w);
+        self.late.encode(&mut w);
+        w.finish()
+    }
+
+    /// Reads [`SubjectTrail::encode`] back.
+    ///
+    /// # Errors
+    /// [`CoreError::CorruptState`] for truncated, trailing or invalid bytes
+    /// or an unknown format version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CoreError> {
+        let mut r = Reader::new("subject trail", bytes, 1)?;
+        let on_time = LaneState::decode(&mut r)?;
+        let late = LaneState::decode(&mut r)?;
+        r.end()?;
+        Ok(Self { on_time, late })
     }
 }
 
@@ -565,7 +670,10 @@ mod tests {
             late.extend(trail.observe(&cfg, ping(m, b)));
         }
         let segs: Vec<&Segment> = late.iter().map(|c| &c.segment).collect();
-        assert!(segs.iter().all(|s| s.key.lane == Lane(1)));
+        assert!(
+            segs.iter()
+                .all(|s| s.key.lane == Lane::of(Stream::Telecom, 1))
+        );
         let last = segs.last().unwrap();
         assert_eq!(last.interval(), Interval::new(at(360), at(420)));
         assert_eq!(last.observations, 11);
@@ -575,7 +683,7 @@ mod tests {
         assert_eq!(ch[0].segment.interval(), Interval::new(at(360), at(420)));
         assert_eq!(
             ch[1].segment.key.lane,
-            Lane(2),
+            Lane::of(Stream::Telecom, 2),
             "a new lane, so keys cannot collide"
         );
         // The on-time lane is untouched.
@@ -602,6 +710,30 @@ mod tests {
         let ch = trail.flush(&cfg);
         assert_eq!(kinds(&ch), [ChangeKind::Closed]);
         assert!(trail.flush(&cfg).is_empty());
+    }
+
+    #[test]
+    fn trail_state_round_trips_and_rejects_corruption() {
+        let (cfg, a, b) = (cfg(), cell(0, Resolution::Ten), cell(1, Resolution::Eight));
+        let mut trail = SubjectTrail::default();
+        for m in [0, 10, 200, 210] {
+            trail.observe(&cfg, ping(m, a));
+        }
+        trail.observe(&cfg, ping(50, b)); // late lane
+        let bytes = trail.encode();
+        assert_eq!(SubjectTrail::decode(&bytes).unwrap(), trail);
+        for cut in 0..bytes.len() {
+            assert!(SubjectTrail::decode(&bytes[..cut]).is_err(), "prefix {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(SubjectTrail::decode(&longer).is_err());
+        let mut other_version = bytes;
+        other_version[0] = 9;
+        assert!(matches!(
+            SubjectTrail::decode(&other_version),
+            Err(CoreError::CorruptState { .. })
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use common::{Scenario, scenario};
 use epitrace_core::testkit::Input;
 use epitrace_core::testkit::oracle;
 use epitrace_core::testkit::pipeline::MemoryPipeline;
-use epitrace_core::{Observation, TracingConfig};
+use epitrace_core::{Observation, Stream, TracingConfig};
 use epitrace_model::SubjectId;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -79,17 +79,19 @@ proptest! {
     #[test]
     fn segments_equal_oracle_walk(s in scenario()) {
         let p = run(&s, true);
-        let mut by_subject: BTreeMap<SubjectId, Vec<Observation>> = BTreeMap::new();
+        let mut by_feed: BTreeMap<(SubjectId, Stream), Vec<Observation>> = BTreeMap::new();
         for (who, obs) in &s.observations {
-            by_subject.entry(*who).or_default().push(*obs);
+            by_feed.entry((*who, obs.source.stream())).or_default().push(*obs);
         }
         let segments = p.segments();
-        for (who, obs) in &by_subject {
-            let want = oracle::segments(obs, s.cfg.segment.max_gap.as_millis());
+        for ((who, stream), obs) in &by_feed {
+            let mut want = oracle::segments(obs, s.cfg.segment.max_gap.as_millis());
+            want.sort_by_key(|seg| (seg.start, seg.cell));
             let mut have: Vec<_> = segments
                 .get(who)
                 .into_iter()
                 .flatten()
+                .filter(|seg| seg.key.lane.stream() == *stream)
                 .map(|seg| oracle::OracleSegment {
                     cell: seg.cell,
                     start: seg.start().as_millis(),
@@ -97,7 +99,7 @@ proptest! {
                 })
                 .collect();
             have.sort_by_key(|seg| (seg.start, seg.cell));
-            prop_assert_eq!(have, want, "segments of {:?}", who);
+            prop_assert_eq!(have, want, "segments of {:?} {:?}", who, stream);
         }
     }
 

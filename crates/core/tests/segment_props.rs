@@ -61,9 +61,13 @@ proptest! {
         let mut trails: std::collections::BTreeMap<_, SubjectTrail> = Default::default();
         for input in &s.arrivals {
             if let Input::Observation { subject, obs } = input {
-                for change in trails.entry(*subject).or_default().observe(&s.cfg.segment, *obs) {
-                    prop_assert_eq!(change.segment.key.lane, Lane::ON_TIME);
+                let stream = obs.source.stream();
+                let trail = trails.entry((*subject, stream)).or_insert_with(|| SubjectTrail::new(stream));
+                for change in trail.observe(&s.cfg.segment, *obs) {
+                    prop_assert_eq!(change.segment.key.lane, Lane::of(stream, 0));
                 }
+                // The stored form of the state is lossless at every step.
+                prop_assert_eq!(&SubjectTrail::decode(&trail.encode()).unwrap(), &*trail);
             }
         }
     }

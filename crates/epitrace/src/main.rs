@@ -1,9 +1,12 @@
 //! The `epitrace` binary: real-time contact tracing over Kafka.
 //!
-//! Today it has one subcommand, `schemas`, which lists the Avro records
-//! epitrace reads and writes with the fingerprints producers put in their
-//! single-object frames. The pipeline (`run`, `topics create`, `demo`)
-//! arrives with the pipeline issue.
+//! Subcommands: `schemas` (records and fingerprints), `topics create`,
+//! `run` (the processors), `demo` (everything in one process on an
+//! in-process mock Kafka cluster). The binary only parses flags, loads
+//! configuration and wires the library crates together.
+
+mod demo;
+mod settings;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -11,6 +14,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use epitrace_model::schema::{SCHEMA_FILES, SchemaSet};
+use epitrace_processors::topology::topic_specs;
+use epitrace_processors::{Pipeline, ProcessorKind};
+use epitrace_stream::admin::{TopicOutcome, create_topics};
+
+use crate::settings::{Overrides, load};
 
 /// epitrace: find, within minutes of a positive test, where a confirmed
 /// patient has been, who was there at the same time, and which cases share a
@@ -18,8 +26,19 @@ use epitrace_model::schema::{SCHEMA_FILES, SchemaSet};
 #[derive(Debug, Parser)]
 #[command(name = "epitrace", version, about, long_about = None)]
 struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "EPITRACE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -32,12 +51,67 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Run processors until Ctrl-C or SIGTERM (then finish the batch in
+    /// hand, flush and exit 0).
+    Run {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Processors to run, comma separated (default: all): case-router,
+        /// segmenter, presence-join, exposure-aggregator.
+        #[arg(long, value_delimiter = ',', env = "EPITRACE_PROCESSORS")]
+        processors: Vec<ProcessorKind>,
+    },
+    /// Run the whole pipeline in one process on librdkafka's in-process mock
+    /// cluster with RocksDB in a temporary folder, feed it a built-in
+    /// scenario (a night out around Itaewon), and print the cases, exposures
+    /// and where and when they happened.
+    Demo {
+        /// Background residents in the scenario (keep it small: the mock
+        /// cluster is for demos, not load).
+        #[arg(long, default_value_t = 300)]
+        residents: u32,
+        /// Seed of the scenario.
+        #[arg(long, default_value_t = 2020)]
+        seed: u64,
+        /// Give up waiting for the pipeline after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create every topic epitrace uses (partitions, retention, compaction
+    /// per DESIGN §3). Existing topics are left as they are.
+    Create {
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let mut out = io::stdout().lock();
-    match run(&cli, &mut out).and_then(|()| out.flush().map_err(Into::into)) {
+    let result = run(cli, &mut out).and_then(|()| out.flush().map_err(Into::into));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`epitrace schemas | head`) is the reader's choice.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -53,9 +127,76 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
 
-fn run(cli: &Cli, out: &mut impl Write) -> Result<()> {
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
     match cli.command {
         Command::Schemas { json } => schemas(json, out),
+        Command::Topics {
+            command: TopicsCommand::Create { overrides },
+        } => {
+            let cfg = load(&overrides)?;
+            let specs = topic_specs(&cfg.topology);
+            let results = runtime()?.block_on(create_topics(&cfg.kafka.brokers, &specs))?;
+            for (name, outcome) in results {
+                let what = match outcome {
+                    TopicOutcome::Created => "created",
+                    TopicOutcome::Existed => "exists",
+                };
+                writeln!(out, "{what:<8} {name}")?;
+            }
+            Ok(())
+        }
+        Command::Run {
+            overrides,
+            processors,
+        } => {
+            let cfg = load(&overrides)?;
+            let kinds = if processors.is_empty() {
+                ProcessorKind::ALL.to_vec()
+            } else {
+                processors
+            };
+            runtime()?.block_on(async {
+                let pipeline = Pipeline::start(&cfg, &kinds)?;
+                pipeline.run_until(shutdown_signal()).await?;
+                Ok(())
+            })
+        }
+        Command::Demo {
+            residents,
+            seed,
+            timeout_s,
+        } => runtime()?.block_on(demo::run(residents, seed, timeout_s, out)),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }
 

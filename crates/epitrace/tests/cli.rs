@@ -27,7 +27,7 @@ fn schemas_lists_every_record_with_its_frame_fingerprint() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 13);
     let ping = lines
         .iter()
         .find(|l| l["record"] == "LocationPing")
@@ -61,4 +61,36 @@ fn sample_ping() -> LocationPing {
         source: LocationSource::Cell,
         site_id: None,
     }
+}
+
+#[test]
+fn the_example_configuration_is_the_default_configuration() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/epitrace.example.toml"
+    ))
+    .unwrap();
+    let parsed: epitrace_processors::PipelineConfig = toml::from_str(&text).unwrap();
+    let expected = epitrace_processors::PipelineConfig {
+        state_dir: "epitrace-state".into(),
+        ..Default::default()
+    };
+    assert_eq!(parsed, expected);
+}
+
+#[test]
+fn unknown_configuration_keys_are_rejected_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[tracing.segment]\nmax_gapp = \"10m\"\n").unwrap();
+    let (ok, _, stderr) = epitrace(&[
+        "topics",
+        "create",
+        "--brokers",
+        "127.0.0.1:1",
+        "-c",
+        path.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("max_gapp"), "{stderr}");
 }

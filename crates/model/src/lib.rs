@@ -11,13 +11,19 @@
 //! - [`geo`]: [`LatLng`], [`AccuracyM`] and [`Cell`] (an H3 cell).
 //! - [`text`]: bounded free [`Text`], [`Mcc`] and [`Probability`].
 //! - [`records`]: one struct per topic record ([`LocationPing`],
-//!   [`CaseEvent`], [`Exposure`], …) with its closed sets as enums.
+//!   [`CaseEvent`], [`Exposure`], …) with its closed sets as enums; and the
+//!   internal records of the repartition topics between processors:
+//!   [`SubjectCase`] (`cases.by-subject`, a case event fanned out to one
+//!   subject), [`SegmentUpdate`] (`presence.segments`, a dwell segment keyed
+//!   by its res-6 cell) and [`ExposureCandidate`] (`exposure.candidates`,
+//!   one case segment × contact segment overlap, keyed by case).
 //! - [`codec`]: the [`AvroRecord`] trait (hand-written mapping to Avro
 //!   values) and the wire codecs: plain datums, Avro single-object encoding
 //!   (the default framing) and Confluent framing.
 //! - [`schema`]: the `.avsc` files of `schemas/` and `schemas/released/`,
 //!   compiled in; fingerprints; each record's [`SchemaSet`] of writer
 //!   schemas.
+//! - [`topics`]: the topic names (the contract with producers and consumers).
 //! - [`error`]: [`ModelError`], one enum for the crate, each variant with a
 //!   stable reason code for dead letters and metrics.
 //!
@@ -32,6 +38,7 @@ pub mod records;
 pub mod schema;
 pub mod text;
 pub mod time;
+pub mod topics;
 mod value;
 
 pub use codec::{
@@ -46,9 +53,11 @@ pub use ids::{
     VisitId,
 };
 pub use records::{
-    AuditAction, AuditOutcome, AuditRecord, CardTransaction, CaseEvent, CaseStatus, ClusterAlert,
-    ClusterStatus, DataAccessApproval, DataCategory, DeadLetter, Exposure, ExposureStatus,
-    LocationPing, LocationSource, ObservationSource, Place, Role, TimeWindow, VenueCheckin, Visit,
+    AuditAction, AuditOutcome, AuditRecord, CardTransaction, CaseEvent, CaseStatus, CaseTag,
+    ClusterAlert, ClusterStatus, DataAccessApproval, DataCategory, DeadLetter, Exposure,
+    ExposureCandidate, ExposureStatus, LocationPing, LocationSource, ObservationSource, Place,
+    Role, SegmentRef, SegmentUpdate, SegmentUpdateKind, SubjectCase, TimeWindow, VenueCheckin,
+    Visit,
 };
 pub use schema::SchemaSet;
 pub use text::{Mcc, Probability, Text};

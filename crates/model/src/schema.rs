@@ -68,8 +68,16 @@ schema_file!(EXPOSURE, "Exposure", "exposure.avsc");
 schema_file!(CLUSTER_ALERT, "ClusterAlert", "cluster_alert.avsc");
 schema_file!(DEAD_LETTER, "DeadLetter", "dead_letter.avsc");
 schema_file!(AUDIT_RECORD, "AuditRecord", "audit_record.avsc");
+schema_file!(SUBJECT_CASE, "SubjectCase", "subject_case.avsc");
+schema_file!(SEGMENT_UPDATE, "SegmentUpdate", "segment_update.avsc");
+schema_file!(
+    EXPOSURE_CANDIDATE,
+    "ExposureCandidate",
+    "exposure_candidate.avsc"
+);
 
-/// Every record's schema files.
+/// Every record's schema files: the topic records of DESIGN §3, then the
+/// internal records of the repartition topics (DESIGN §4).
 pub const SCHEMA_FILES: &[SchemaFile] = &[
     LOCATION_PING,
     CARD_TRANSACTION,
@@ -81,6 +89,9 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
     CLUSTER_ALERT,
     DEAD_LETTER,
     AUDIT_RECORD,
+    SUBJECT_CASE,
+    SEGMENT_UPDATE,
+    EXPOSURE_CANDIDATE,
 ];
 
 /// A schema a record may have been written with.

@@ -370,6 +370,9 @@ fn decode_everything(bytes: &[u8]) {
     decode_all::<ClusterAlert>(bytes, &ids);
     decode_all::<DeadLetter>(bytes, &ids);
     decode_all::<AuditRecord>(bytes, &ids);
+    decode_all::<SubjectCase>(bytes, &ids);
+    decode_all::<SegmentUpdate>(bytes, &ids);
+    decode_all::<ExposureCandidate>(bytes, &ids);
 }
 
 proptest! {
@@ -414,4 +417,317 @@ fn apache_avro_alone_accepts_a_truncated_union() {
         decode_datum::<LocationPing>(short),
         Err(ModelError::Truncated(_))
     ));
+}
+
+// ------------------------------------------------------ internal records
+
+fn t0() -> EventTime {
+    EventTime::from_millis("t", 1_588_377_600_000).unwrap()
+}
+
+fn sample_subject_case() -> SubjectCase {
+    SubjectCase {
+        subject: SubjectId::from_bytes([3; 16]),
+        case_id: CaseId::new("KR-2020-0031").unwrap(),
+        status: CaseStatus::Confirmed,
+        infectious_from: t0(),
+        infectious_until: None,
+        confirmed_at: t0(),
+    }
+}
+
+fn sample_segment() -> SegmentUpdate {
+    let p = LatLng::new(37.5344, 126.9946).unwrap();
+    SegmentUpdate {
+        subject: SubjectId::from_bytes([4; 16]),
+        lane: 0,
+        start: t0(),
+        first_cell: p.to_cell(h3o::Resolution::Ten),
+        cell: p.to_cell(h3o::Resolution::Eight),
+        end: t0().saturating_add_ms(30 * 60_000),
+        sources: vec![ObservationSource::Gps, ObservationSource::Card],
+        observations: 7,
+        kind: SegmentUpdateKind::Upsert,
+        cases: vec![sample_subject_case().tag()],
+    }
+}
+
+fn sample_candidate() -> ExposureCandidate {
+    let seg = sample_segment();
+    ExposureCandidate {
+        case_id: CaseId::new("KR-2020-0031").unwrap(),
+        case_subject: seg.subject,
+        case_segment: seg.segment_ref(),
+        contact: SubjectId::from_bytes([5; 16]),
+        contact_segment: SegmentRef {
+            lane: 1,
+            ..seg.segment_ref()
+        },
+        cell: seg.first_cell,
+        overlap: Some(TimeWindow::new(seg.start, seg.end).unwrap()),
+    }
+}
+
+/// `record` is refused by the encoder, and by the decoder when a foreign
+/// producer writes it anyway.
+fn refused<T: AvroRecord + std::fmt::Debug>(record: &T) -> ModelError {
+    let encoded = encode_datum(record).unwrap_err();
+    let decoded = decode_datum::<T>(&datum_of(record.to_value(), T::schema())).unwrap_err();
+    assert_eq!(encoded, decoded, "{record:?}");
+    encoded
+}
+
+#[test]
+fn subject_case_rules() {
+    assert!(encode_datum(&sample_subject_case()).is_ok());
+    let backwards = SubjectCase {
+        infectious_until: Some(t0().saturating_add_ms(-1)),
+        ..sample_subject_case()
+    };
+    assert!(matches!(
+        refused(&backwards),
+        ModelError::TimestampOrder {
+            field: "infectious_until",
+            ..
+        }
+    ));
+    // A CaseEvent's until-before-from is caught before fan-out; a fanned
+    // out record keeps the event's order.
+    let event = CaseEvent {
+        case_id: CaseId::new("KR-2020-0031").unwrap(),
+        subjects: vec![
+            SubjectId::from_bytes([1; 16]),
+            SubjectId::from_bytes([2; 16]),
+        ],
+        confirmed_at: t0(),
+        symptom_onset: None,
+        infectious_from: t0().saturating_add_ms(-2 * DAY_MS),
+        infectious_until: Some(t0()),
+        status: CaseStatus::Updated,
+    };
+    let out = event.fan_out();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].subject, SubjectId::from_bytes([2; 16]));
+    assert!(out.iter().all(|sc| encode_datum(sc).is_ok()));
+}
+
+#[test]
+fn segment_update_rules() {
+    let ok = sample_segment();
+    assert!(encode_datum(&ok).is_ok());
+    assert!(ok.is_case());
+    // Same cell or an ancestor of the first footprint is fine; a descendant
+    // or a neighbour is not.
+    assert!(
+        encode_datum(&SegmentUpdate {
+            cell: ok.first_cell,
+            ..ok.clone()
+        })
+        .is_ok()
+    );
+    let narrower = SegmentUpdate {
+        first_cell: ok.cell,
+        cell: ok.first_cell,
+        ..ok.clone()
+    };
+    assert_eq!(
+        refused(&narrower),
+        ModelError::InvalidRecord {
+            field: "cell",
+            reason: "does not contain first_cell"
+        }
+    );
+    let elsewhere = SegmentUpdate {
+        cell: LatLng::new(35.1796, 129.0756)
+            .unwrap()
+            .to_cell(h3o::Resolution::Eight),
+        ..ok.clone()
+    };
+    assert!(matches!(
+        refused(&elsewhere),
+        ModelError::InvalidRecord { field: "cell", .. }
+    ));
+    let backwards = SegmentUpdate {
+        end: ok.start.saturating_add_ms(-1),
+        ..ok.clone()
+    };
+    assert!(matches!(
+        refused(&backwards),
+        ModelError::TimestampOrder { field: "end", .. }
+    ));
+    let empty = SegmentUpdate {
+        observations: 0,
+        ..ok.clone()
+    };
+    assert!(matches!(
+        refused(&empty),
+        ModelError::InvalidRecord {
+            field: "observations",
+            ..
+        }
+    ));
+    let dup = SegmentUpdate {
+        cases: vec![ok.cases[0].clone(), ok.cases[0].clone()],
+        ..ok.clone()
+    };
+    assert_eq!(
+        refused(&dup),
+        ModelError::InvalidRecord {
+            field: "cases",
+            reason: "duplicate case_id"
+        }
+    );
+    let mut tag = ok.cases[0].clone();
+    tag.infectious_until = Some(tag.infectious_from.saturating_add_ms(-1));
+    let bad_tag = SegmentUpdate {
+        cases: vec![tag],
+        ..ok.clone()
+    };
+    assert!(matches!(
+        refused(&bad_tag),
+        ModelError::TimestampOrder {
+            field: "cases.infectious_until",
+            ..
+        }
+    ));
+    // Counters beyond the Avro int are refused, not wrapped.
+    let huge = SegmentUpdate {
+        lane: u32::MAX,
+        ..ok.clone()
+    };
+    assert!(matches!(
+        encode_datum(&huge),
+        Err(ModelError::InvalidRecord { field: "lane", .. })
+    ));
+    let huge = SegmentUpdate {
+        observations: 1 << 31,
+        ..ok.clone()
+    };
+    assert!(encode_datum(&huge).is_err());
+    // A negative lane on the wire.
+    let value = with_field(ok.to_value(), "lane", Value::Int(-1));
+    assert!(matches!(
+        decode_datum::<SegmentUpdate>(&datum_of(value, SegmentUpdate::schema())),
+        Err(ModelError::InvalidRecord { field: "lane", .. })
+    ));
+    // The repartition key: the res-6 ancestor, big-endian.
+    let key = ok.partition_key(h3o::Resolution::Six).unwrap();
+    let parent = ok.partition_cell(h3o::Resolution::Six).unwrap();
+    assert_eq!(u64::from_be_bytes(key), parent.raw());
+    assert!(parent.contains(ok.cell));
+    assert_eq!(ok.partition_cell(h3o::Resolution::Nine), None);
+}
+
+#[test]
+fn exposure_candidate_rules() {
+    let ok = sample_candidate();
+    assert!(encode_datum(&ok).is_ok());
+    assert!(
+        encode_datum(&ExposureCandidate {
+            overlap: None,
+            ..ok.clone()
+        })
+        .is_ok()
+    );
+    let w = ok.overlap.unwrap();
+    let empty = ExposureCandidate {
+        overlap: Some(TimeWindow::new(w.start(), w.start()).unwrap()),
+        ..ok.clone()
+    };
+    assert!(matches!(
+        refused(&empty),
+        ModelError::InvalidRecord {
+            field: "overlap_end",
+            ..
+        }
+    ));
+    let itself = ExposureCandidate {
+        contact: ok.case_subject,
+        ..ok.clone()
+    };
+    assert!(matches!(
+        refused(&itself),
+        ModelError::InvalidRecord {
+            field: "contact",
+            ..
+        }
+    ));
+    let huge = ExposureCandidate {
+        contact_segment: SegmentRef {
+            lane: u32::MAX,
+            ..ok.contact_segment
+        },
+        ..ok.clone()
+    };
+    assert!(matches!(
+        encode_datum(&huge),
+        Err(ModelError::InvalidRecord {
+            field: "contact_lane",
+            ..
+        })
+    ));
+    // From a foreign producer: one bound without the other, or backwards.
+    let half = with_field(
+        ok.to_value(),
+        "overlap_end",
+        Value::Union(0, Box::new(Value::Null)),
+    );
+    assert!(matches!(
+        decode_datum::<ExposureCandidate>(&datum_of(half, ExposureCandidate::schema())),
+        Err(ModelError::InvalidRecord {
+            field: "overlap_end",
+            ..
+        })
+    ));
+    let backwards = with_field(
+        ok.to_value(),
+        "overlap_end",
+        Value::Union(
+            1,
+            Box::new(Value::TimestampMillis(w.start().as_millis() - 1)),
+        ),
+    );
+    assert!(matches!(
+        decode_datum::<ExposureCandidate>(&datum_of(backwards, ExposureCandidate::schema())),
+        Err(ModelError::TimestampOrder {
+            field: "overlap_end",
+            ..
+        })
+    ));
+    let negative = with_field(ok.to_value(), "case_lane", Value::Int(-3));
+    assert!(matches!(
+        decode_datum::<ExposureCandidate>(&datum_of(negative, ExposureCandidate::schema())),
+        Err(ModelError::InvalidRecord {
+            field: "case_lane",
+            ..
+        })
+    ));
+}
+
+/// Frames of the internal records, from every frame decoder, after a few
+/// byte flips: no panic.
+fn internal_frames() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        common::subject_case().prop_map(|r| encode_single_object(&r).unwrap()),
+        common::segment_update().prop_map(|r| encode_single_object(&r).unwrap()),
+        common::exposure_candidate().prop_map(|r| encode_single_object(&r).unwrap()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn mutated_internal_frames_never_panic(
+        frame in internal_frames(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut frame = frame;
+        for (i, b) in flips {
+            let at = i.index(frame.len());
+            frame[at] ^= b;
+        }
+        decode_everything(&frame);
+        decode_everything(&frame[10..]);
+    }
 }

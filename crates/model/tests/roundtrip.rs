@@ -82,4 +82,50 @@ proptest! {
 
     #[test]
     fn audit_record(r in common::audit_record()) { round_trip(&r); }
+
+    #[test]
+    fn subject_case(r in common::subject_case()) { round_trip(&r); }
+
+    #[test]
+    fn segment_update(r in common::segment_update()) { round_trip(&r); }
+
+    #[test]
+    fn exposure_candidate(r in common::exposure_candidate()) { round_trip(&r); }
+
+    /// Fanning a case event out gives one valid record per subject, each
+    /// carrying the event's case, status and window.
+    #[test]
+    fn case_event_fans_out_to_each_subject(e in common::case_event()) {
+        let out = e.fan_out();
+        prop_assert_eq!(out.len(), e.subjects.len());
+        for (sc, subject) in out.iter().zip(&e.subjects) {
+            prop_assert_eq!(&sc.subject, subject);
+            prop_assert_eq!(&sc.case_id, &e.case_id);
+            prop_assert_eq!(sc.status, e.status);
+            prop_assert_eq!(sc.infectious_from, e.infectious_from);
+            prop_assert_eq!(sc.infectious_until, e.infectious_until);
+            prop_assert_eq!(sc.confirmed_at, e.confirmed_at);
+            prop_assert_eq!(sc.tag().case_id, e.case_id.clone());
+            round_trip(sc);
+        }
+    }
+
+    /// The repartition key is the res-6 (or any coarser) ancestor of the
+    /// segment's cell, big-endian.
+    #[test]
+    fn segment_partition_key(r in common::segment_update(), res in 0u8..=15) {
+        let res = h3o::Resolution::try_from(res).unwrap();
+        match r.partition_cell(res) {
+            Some(p) => {
+                prop_assert!(res <= r.cell.resolution());
+                prop_assert!(p.contains(r.cell) && p.contains(r.first_cell));
+                prop_assert_eq!(p.resolution(), res);
+                prop_assert_eq!(r.partition_key(res), Some(p.raw().to_be_bytes()));
+            }
+            None => {
+                prop_assert!(res > r.cell.resolution());
+                prop_assert_eq!(r.partition_key(res), None);
+            }
+        }
+    }
 }

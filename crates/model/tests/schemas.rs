@@ -140,6 +140,8 @@ fn timestamps_are_timestamp_millis_and_subjects_fixed_16() {
                 other => other.clone(),
             };
             if name.ends_with("_at")
+                || name.ends_with("_start")
+                || name.ends_with("_end")
                 || matches!(name.as_str(), "start" | "end" | "at")
                 || name == "symptom_onset"
                 || name.starts_with("infectious_")
@@ -150,7 +152,10 @@ fn timestamps_are_timestamp_millis_and_subjects_fixed_16() {
                     file.file
                 );
             }
-            if name == "subject" || name == "contact" || name == "subjects" {
+            if matches!(
+                name.as_str(),
+                "subject" | "contact" | "subjects" | "case_subject"
+            ) {
                 let fixed = if name == "subjects" {
                     inner["items"].clone()
                 } else {
@@ -216,6 +221,9 @@ fn rust_enums_match_schema_symbols() {
     check!(schema::AUDIT_RECORD, Role);
     check!(schema::AUDIT_RECORD, AuditAction);
     check!(schema::AUDIT_RECORD, AuditOutcome);
+    check!(schema::SUBJECT_CASE, CaseStatus);
+    check!(schema::SEGMENT_UPDATE, ObservationSource);
+    check!(schema::SEGMENT_UPDATE, SegmentUpdateKind);
     assert!(matches!(
         LocationSource::from_symbol("LTE"),
         Err(ModelError::UnknownSymbol {
@@ -223,6 +231,80 @@ fn rust_enums_match_schema_symbols() {
             ..
         })
     ));
+}
+
+/// A named type that several files define (each file parses on its own)
+/// is the same type everywhere: `SubjectId`, `CaseStatus` (case events and
+/// their fan-out), `ObservationSource` (visits and segments). Only the docs
+/// may differ.
+#[test]
+fn named_types_shared_between_files_are_identical() {
+    fn strip_docs(node: &mut Json) {
+        match node {
+            Json::Object(map) => {
+                map.remove("doc");
+                map.values_mut().for_each(strip_docs);
+            }
+            Json::Array(items) => items.iter_mut().for_each(strip_docs),
+            _ => {}
+        }
+    }
+    let mut seen: std::collections::BTreeMap<String, (&str, Json)> = Default::default();
+    let mut shared = std::collections::BTreeSet::new();
+    for file in SCHEMA_FILES {
+        let doc = json(file.current);
+        let mut in_file = std::collections::BTreeSet::new();
+        walk(file.file, &doc, &mut |path, node| {
+            if !matches!(node["type"].as_str(), Some("record" | "enum" | "fixed")) {
+                return;
+            }
+            let name = format!(
+                "{}.{}",
+                node["namespace"].as_str().unwrap_or("epitrace.v1"),
+                node["name"].as_str().unwrap()
+            );
+            // In Avro a name is defined once per schema, then referenced.
+            assert!(in_file.insert(name.clone()), "{path}: {name} defined twice");
+            let mut def = node.clone();
+            strip_docs(&mut def);
+            match seen.get(&name) {
+                Some((first, other)) => {
+                    assert_eq!(&def, other, "{path}: {name} differs from {first}");
+                    shared.insert(name);
+                }
+                None => {
+                    seen.insert(name, (file.file, def));
+                }
+            }
+        });
+    }
+    for name in [
+        "epitrace.v1.SubjectId",
+        "epitrace.v1.CaseStatus",
+        "epitrace.v1.ObservationSource",
+    ] {
+        assert!(shared.contains(name), "{name} is not shared");
+    }
+}
+
+/// A named type repeated within one file is referenced by name after its
+/// first definition (Avro allows one definition per schema).
+#[test]
+fn exposure_candidate_refers_to_subject_id_by_name() {
+    let doc = json(schema::EXPOSURE_CANDIDATE.current);
+    let fields = doc["fields"].as_array().unwrap();
+    let field = |n: &str| fields.iter().find(|f| f["name"] == n).unwrap();
+    assert_eq!(field("case_subject")["type"]["type"], "fixed");
+    assert_eq!(field("contact")["type"], "epitrace.v1.SubjectId");
+}
+
+#[test]
+fn topic_and_internal_records_are_all_compiled_in() {
+    let records: Vec<&str> = SCHEMA_FILES.iter().map(|f| f.record).collect();
+    assert_eq!(records.len(), 13, "10 topic records and 3 internal ones");
+    for internal in ["SubjectCase", "SegmentUpdate", "ExposureCandidate"] {
+        assert!(records.contains(&internal), "{internal}");
+    }
 }
 
 // ------------------------------------------------------- compatibility

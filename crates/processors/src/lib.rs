@@ -1,10 +1,43 @@
 //! # epitrace-processors
 //!
-//! Role: one module per stream processor of DESIGN §4 (segmenter,
-//! presence-join, exposure-aggregator, cluster-detector), each a thin wiring of
-//! `epitrace-core` logic, `epitrace-state` stores and `epitrace-stream` I/O,
-//! with its contract (inputs and keys, state and retention, outputs, time
-//! semantics, delivery guarantee) in its module docs.
+//! One module per stream processor of DESIGN §4, each a thin wiring of
+//! `epitrace-core` logic over an `epitrace-state` transaction, driven by
+//! `epitrace-stream`'s task loop. Each module's docs state its inputs and
+//! keys, state and retention, outputs, time semantics and delivery
+//! guarantee.
 //!
-//! It is deliberately empty until the pipeline issue fills it: nothing here is
-//! a stub.
+//! ## Layout
+//!
+//! - [`case_router`]: `cases.events` → `cases.by-subject`.
+//! - [`segmenter`]: feeds + case tags → `presence.segments`.
+//! - [`presence_join`]: segments × segments by cell and time →
+//!   `exposure.candidates`.
+//! - [`exposure_aggregator`]: candidates + cases → `tracing.exposures`.
+//! - [`topology`]: topic names and their creation settings.
+//! - [`run`]: [`Pipeline`], running any subset of the processors in one
+//!   process.
+//!
+//! ```text
+//! feeds.* ─────────────┐
+//! cases.events ─► case-router ─► cases.by-subject ─┤
+//!                                                  ▼
+//!                                              segmenter ─► presence.segments
+//!                                                                  │
+//!                                                            presence-join
+//!                                                                  │
+//! cases.events ─────────────► exposure-aggregator ◄─ exposure.candidates
+//!                                      │
+//!                               tracing.exposures
+//! ```
+
+pub mod case_router;
+mod common;
+pub mod error;
+pub mod exposure_aggregator;
+pub mod presence_join;
+pub mod run;
+pub mod segmenter;
+pub mod topology;
+
+pub use error::PipelineError;
+pub use run::{Pipeline, PipelineConfig, ProcessorKind};

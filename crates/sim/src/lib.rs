@@ -1,10 +1,22 @@
 //! # epitrace-sim
 //!
-//! Role: a seeded synthetic city (residents, homes, workplaces, venues, daily
-//! schedules, an infection process) that writes realistic provider feeds —
-//! telecom location records, card payments, venue check-ins, case events —
-//! together with their ground truth (true contacts, transmission tree,
-//! clusters), so that epitrace's accuracy can be scored.
+//! Synthetic data for epitrace.
 //!
-//! It is deliberately empty until the simulator issue fills it: nothing here
-//! is a stub.
+//! ## Layout
+//!
+//! - [`feed`]: [`FeedRecord`], one record of any provider feed, with its
+//!   topic, key and wire encoding.
+//! - [`nightlife`]: a small, seeded, hand-shaped scenario (a night out
+//!   around Itaewon: a club, a restaurant inside the same tower footprint, a
+//!   bar and a gym farther off; two cases, one later retracted; population
+//!   pings that arrive after the case; malformed records) used by the demo
+//!   and the end-to-end tests.
+//!
+//! The synthetic city with ground truth (residents, schedules, an infection
+//! process, provider faults) arrives with the simulator issue.
+
+pub mod feed;
+pub mod nightlife;
+
+pub use feed::FeedRecord;
+pub use nightlife::{Scenario, nightlife};

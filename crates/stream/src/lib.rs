@@ -1,14 +1,55 @@
 //! # epitrace-stream
 //!
-//! Role: all Kafka I/O of epitrace, and the only crate that depends on
-//! rdkafka (DESIGN §5, §6).
+//! All Kafka I/O of epitrace, and the only crate that depends on rdkafka
+//! (DESIGN §5, §6).
 //!
-//! This crate will hold consumer and producer setup (idempotent producer,
-//! `acks=all`), per-partition tasks that resume from offsets stored in state,
-//! the delivery rule (outputs are acknowledged by the broker before the state
-//! batch carrying the input offsets is written, so a crash replays and never
-//! loses), graceful shutdown, and the dead-letter path to
-//! `pipeline.deadletter`.
+//! ## Layout
 //!
-//! It is deliberately empty until the pipeline issue fills it: nothing here is
-//! a stub.
+//! - [`config`]: [`KafkaConfig`], the client settings every processor shares.
+//! - [`task`]: the [`Processor`] trait and [`run_task`], the loop that drives
+//!   one processor: consume a batch, process it against a read-your-writes
+//!   transaction over the state store, produce the outputs, and only then
+//!   write the state together with the input offsets.
+//! - [`publish`]: [`Publisher`], an idempotent producer that sends a batch
+//!   and waits until the broker acknowledged every record.
+//! - [`admin`]: idempotent topic creation.
+//! - [`read`]: reading a topic to its current end (CLI, tests, demo).
+//! - [`mock`]: librdkafka's in-process mock cluster, for the zero-install
+//!   demo and fault-injection tests — never the only proof.
+//!
+//! ## The delivery rule
+//!
+//! Like rust-rdkafka's `at_least_once` example, but with the offsets kept in
+//! the state store rather than in Kafka:
+//!
+//! 1. a batch of input records is processed; state changes are staged in a
+//!    [`Txn`](epitrace_state::Txn), outputs collected;
+//! 2. the outputs (and dead letters) are produced by an idempotent producer
+//!    (`acks=all`) and **every delivery is awaited**;
+//! 3. then the staged state *and the next input offsets* are written to the
+//!    store in one atomic batch.
+//!
+//! A crash before 3 replays the batch from the stored offsets against the
+//! stored state, producing identical outputs (their ids and timestamps are
+//! deterministic), which consumers de-duplicate by id: nothing is lost,
+//! nothing is half-applied. On (re)assignment a partition resumes from the
+//! offset in the store, not from Kafka's committed offset (which is
+//! committed too, after the state, for lag monitoring only).
+//!
+//! A record that cannot be decoded or is invalid never stops a partition: it
+//! is produced to `pipeline.deadletter` with a reason code and its
+//! topic/partition/offset (step 2), counted, and its offset advances like any
+//! other.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod mock;
+pub mod publish;
+pub mod read;
+pub mod task;
+
+pub use config::KafkaConfig;
+pub use error::StreamError;
+pub use publish::{OutputRecord, Publisher};
+pub use task::{InputRecord, ProcessError, Processor, TaskStats, run_task};

@@ -1,7 +1,8 @@
 //! Test support: the brute-force [`oracle`] and the in-memory [`pipeline`].
 //!
-//! Enabled by the `testkit` feature; never compiled into the binary. The
-//! oracle shares no algorithm with the incremental path — it re-implements
+//! Enabled by the `testkit` feature: for tests, and for `epitrace demo`,
+//! which checks its own result against the oracle. The oracle shares no
+//! algorithm with the incremental path — it re-implements
 //! segmentation, co-location and the rule as plainly as possible — so that
 //! agreement between the two is evidence, not tautology.
 

@@ -42,7 +42,8 @@ fn contains(outer: Cell, inner: Cell) -> bool {
     inner.index().parent(outer.index().resolution()) == Some(outer.index())
 }
 
-/// Segments of one subject, from all of its observations.
+/// Segments of one subject's feed, from all of its observations (the caller
+/// groups observations by subject and feed).
 #[must_use]
 pub fn segments(observations: &[Observation], max_gap_ms: i64) -> Vec<OracleSegment> {
     let mut obs: Vec<Observation> = observations.to_vec();
@@ -100,14 +101,20 @@ pub fn exposures(
     cfg: &TracingConfig,
 ) -> BTreeMap<(CaseId, SubjectId), OracleExposure> {
     let max_gap = cfg.segment.max_gap.as_millis();
-    let mut by_subject: BTreeMap<SubjectId, Vec<Observation>> = BTreeMap::new();
+    // Each feed of a subject is segmented on its own.
+    let mut by_feed: BTreeMap<(SubjectId, u8), Vec<Observation>> = BTreeMap::new();
     for (subject, obs) in observations {
-        by_subject.entry(*subject).or_default().push(*obs);
+        by_feed
+            .entry((*subject, obs.source.stream() as u8))
+            .or_default()
+            .push(*obs);
     }
-    let segs: BTreeMap<SubjectId, Vec<OracleSegment>> = by_subject
-        .iter()
-        .map(|(s, obs)| (*s, segments(obs, max_gap)))
-        .collect();
+    let mut segs: BTreeMap<SubjectId, Vec<OracleSegment>> = BTreeMap::new();
+    for ((subject, _), obs) in &by_feed {
+        segs.entry(*subject)
+            .or_default()
+            .extend(segments(obs, max_gap));
+    }
 
     let mut out = BTreeMap::new();
     for case in cases {

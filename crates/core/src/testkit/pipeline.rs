@@ -15,6 +15,7 @@ use crate::cellkey::CellKey;
 use crate::config::TracingConfig;
 use crate::exposure::{Assessment, ContactLedger, PairKey};
 use crate::join::{Bucket, Probe, buckets, overlap};
+use crate::observation::Stream;
 use crate::segment::{ChangeKind, Segment, SegmentChange, SegmentKey, SubjectTrail};
 
 use super::{CaseSpec, Input};
@@ -25,7 +26,7 @@ type SegRef = (SubjectId, SegmentKey);
 #[derive(Debug)]
 pub struct MemoryPipeline {
     cfg: TracingConfig,
-    trails: BTreeMap<SubjectId, SubjectTrail>,
+    trails: BTreeMap<(SubjectId, Stream), SubjectTrail>,
     live: BTreeMap<SubjectId, BTreeMap<SegmentKey, Segment>>,
     index: BTreeMap<(Bucket, CellKey), BTreeSet<SegRef>>,
     cases: BTreeMap<CaseId, CaseSpec>,
@@ -54,10 +55,11 @@ impl MemoryPipeline {
     pub fn push(&mut self, input: Input) {
         match input {
             Input::Observation { subject, obs } => {
+                let stream = obs.source.stream();
                 let changes = self
                     .trails
-                    .entry(subject)
-                    .or_default()
+                    .entry((subject, stream))
+                    .or_insert_with(|| SubjectTrail::new(stream))
                     .observe(&self.cfg.segment, obs);
                 self.apply_all(subject, changes);
             }
@@ -68,14 +70,14 @@ impl MemoryPipeline {
 
     /// Closes every open segment (end of input).
     pub fn finish(&mut self) {
-        let subjects: Vec<SubjectId> = self.trails.keys().copied().collect();
-        for subject in subjects {
+        let keys: Vec<(SubjectId, Stream)> = self.trails.keys().copied().collect();
+        for key in keys {
             let changes = self
                 .trails
-                .get_mut(&subject)
+                .get_mut(&key)
                 .map(|t| t.flush(&self.cfg.segment))
                 .unwrap_or_default();
-            self.apply_all(subject, changes);
+            self.apply_all(key.0, changes);
         }
     }
 

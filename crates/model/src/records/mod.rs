@@ -1,4 +1,8 @@
-//! The records of every topic (DESIGN §3), one module each.
+//! The records of every topic, one module each: the inputs and outputs of
+//! DESIGN §3, and the internal records of the repartition topics between
+//! processors (DESIGN §4): [`SubjectCase`] (`cases.by-subject`),
+//! [`SegmentUpdate`] (`presence.segments`) and [`ExposureCandidate`]
+//! (`exposure.candidates`).
 //!
 //! Records are plain structs of validated newtypes, so most rules hold by
 //! construction; rules that span fields (a checkout before its check-in, an
@@ -15,7 +19,10 @@ mod cluster_alert;
 mod data_access_approval;
 mod dead_letter;
 mod exposure;
+mod exposure_candidate;
 mod location_ping;
+mod segment_update;
+mod subject_case;
 mod venue_checkin;
 mod visit;
 
@@ -26,7 +33,10 @@ pub use cluster_alert::{ClusterAlert, ClusterStatus, Place};
 pub use data_access_approval::{DataAccessApproval, DataCategory};
 pub use dead_letter::DeadLetter;
 pub use exposure::{Exposure, ExposureStatus, TimeWindow};
+pub use exposure_candidate::{ExposureCandidate, SegmentRef};
 pub use location_ping::{LocationPing, LocationSource};
+pub use segment_update::{CaseTag, SegmentUpdate, SegmentUpdateKind};
+pub use subject_case::SubjectCase;
 pub use venue_checkin::VenueCheckin;
 pub use visit::{ObservationSource, Visit};
 

@@ -348,3 +348,122 @@ pub fn sample_ping() -> LocationPing {
         site_id: None,
     }
 }
+
+pub fn subject_case() -> impl Strategy<Value = SubjectCase> {
+    (
+        subject(),
+        case_id(),
+        prop::sample::select(CaseStatus::ALL),
+        ordered(),
+        any::<bool>(),
+        time(),
+    )
+        .prop_map(
+            |(subject, case_id, status, (from, until), open, confirmed_at)| SubjectCase {
+                subject,
+                case_id,
+                status,
+                infectious_from: from,
+                infectious_until: (!open).then_some(until),
+                confirmed_at,
+            },
+        )
+}
+
+pub fn lane() -> impl Strategy<Value = u32> {
+    prop_oneof![0u32..4, 0u32..=i32::MAX as u32]
+}
+
+/// A cell and one of its descendants (or itself).
+pub fn cell_and_descendant() -> impl Strategy<Value = (Cell, Cell)> {
+    (cell(), 0u8..=15).prop_map(|(fine, res)| {
+        let res = Resolution::try_from(res).unwrap().min(fine.resolution());
+        (fine.parent(res).unwrap(), fine)
+    })
+}
+
+pub fn case_tag() -> impl Strategy<Value = CaseTag> {
+    (case_id(), ordered(), any::<bool>()).prop_map(|(case_id, (from, until), open)| CaseTag {
+        case_id,
+        infectious_from: from,
+        infectious_until: (!open).then_some(until),
+    })
+}
+
+pub fn segment_update() -> impl Strategy<Value = SegmentUpdate> {
+    (
+        subject(),
+        lane(),
+        ordered(),
+        cell_and_descendant(),
+        prop::collection::vec(prop::sample::select(ObservationSource::ALL), 0..6),
+        1u32..=i32::MAX as u32,
+        prop::sample::select(SegmentUpdateKind::ALL),
+        prop::collection::vec(case_tag(), 0..4),
+    )
+        .prop_map(
+            |(
+                subject,
+                lane,
+                (start, end),
+                (cell, first_cell),
+                sources,
+                observations,
+                kind,
+                tags,
+            )| {
+                let mut cases: Vec<CaseTag> = Vec::new();
+                for tag in tags {
+                    if cases.iter().all(|t| t.case_id != tag.case_id) {
+                        cases.push(tag);
+                    }
+                }
+                SegmentUpdate {
+                    subject,
+                    lane,
+                    start,
+                    first_cell,
+                    cell,
+                    end,
+                    sources,
+                    observations,
+                    kind,
+                    cases,
+                }
+            },
+        )
+}
+
+pub fn segment_ref() -> impl Strategy<Value = SegmentRef> {
+    (lane(), time(), cell()).prop_map(|(lane, start, first_cell)| SegmentRef {
+        lane,
+        start,
+        first_cell,
+    })
+}
+
+pub fn exposure_candidate() -> impl Strategy<Value = ExposureCandidate> {
+    (
+        case_id(),
+        subject(),
+        segment_ref(),
+        subject(),
+        segment_ref(),
+        cell(),
+        prop::option::of(ordered().prop_filter("non-empty overlap", |(s, e)| s < e)),
+    )
+        .prop_filter("contact is not the case subject", |(_, c, _, k, ..)| c != k)
+        .prop_map(
+            |(case_id, case_subject, case_segment, contact, contact_segment, cell, overlap)| {
+                ExposureCandidate {
+                    case_id,
+                    case_subject,
+                    case_segment,
+                    contact,
+                    contact_segment,
+                    cell,
+                    overlap: overlap.map(|(s, e)| TimeWindow::new(s, e).unwrap()),
+                }
+            },
+        )
+}

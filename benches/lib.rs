@@ -1,0 +1,1 @@
+//! Support for the benchmarks in this folder (see `pipeline.rs`).

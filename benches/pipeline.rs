@@ -1,0 +1,276 @@
+//! Throughput of the segmenter path, measured stage by stage on one core.
+//!
+//! Input: N synthetic location pings (default 1,000,000; `EPITRACE_BENCH_N`)
+//! of 10,000 phones, as Avro single-object frames in memory. Stages, each
+//! timed over the whole input and repeated (`EPITRACE_BENCH_REPS`, default
+//! 3), medians reported:
+//!
+//! 1. `decode`: Avro decode only — the baseline;
+//! 2. `decode+footprint`: decode and accuracy → H3 cell (`Ingest::ping`);
+//! 3. `segmenter`: the segmenter processor exactly as the pipeline runs it
+//!    (decode, footprint, trail state machine, state in RocksDB on disk
+//!    through a transaction per batch of 5,000, output frames encoded);
+//! 4. `presence-join`: the join processor over the segmenter's outputs
+//!    (index in RocksDB, probes, candidates).
+//!
+//! Kafka is not in the loop: this measures the processors, not the broker.
+//! Run with `make bench` (release build).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
+
+use std::time::Instant;
+
+use epitrace_core::{Ingest, TracingConfig};
+use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
+use epitrace_model::records::{CaseStatus, LocationPing, LocationSource, SubjectCase};
+use epitrace_model::topics::{CASES_BY_SUBJECT, SEGMENTS, TELECOM};
+use epitrace_model::{AccuracyM, CaseId, EventTime, LatLng, ProviderId, SubjectId};
+use epitrace_processors::presence_join::PresenceJoin;
+use epitrace_processors::segmenter::Segmenter;
+use epitrace_state::{KvStore, RocksStore, StoreOptions, Txn};
+use epitrace_stream::{InputRecord, OutputRecord, Processor};
+
+const SUBJECTS: u32 = 10_000;
+const BATCH: usize = 5_000;
+/// 2020-05-02T00:00:00Z.
+const T0: i64 = 1_588_377_600_000;
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn subject(i: u32) -> SubjectId {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&i.to_be_bytes());
+    b[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+    SubjectId::from_bytes(b)
+}
+
+/// Pings of 10,000 phones: each stays at one of 2,000 tower sites (a grid
+/// over central Seoul, 500–1500 m accuracy) or, one time in five, reports a
+/// GPS fix near it; ~100 pings a phone, every 1–12 min, moving every few
+/// hours. Returned in time order, as frames.
+fn pings(n: usize) -> Vec<Vec<u8>> {
+    let mut rng = Lcg(7);
+    let provider = ProviderId::new("telco-a").unwrap();
+    let sites: Vec<LatLng> = (0..2_000)
+        .map(|i| {
+            LatLng::new(
+                37.45 + f64::from(i / 50) * 0.004,
+                126.90 + f64::from(i % 50) * 0.005,
+            )
+            .unwrap()
+        })
+        .collect();
+    let per_subject = n.div_ceil(SUBJECTS as usize);
+    let mut rows: Vec<(i64, LocationPing)> = Vec::with_capacity(n);
+    for s in 0..SUBJECTS {
+        let mut t = T0 + i64::try_from(rng.below(3_600_000)).unwrap();
+        let mut site = rng.below(2_000) as usize;
+        for k in 0..per_subject {
+            if k % 30 == 29 {
+                site = rng.below(2_000) as usize;
+            }
+            let gps = rng.below(5) == 0;
+            let pos = sites[site];
+            let (position, accuracy, source) = if gps {
+                let jitter = (rng.below(100) as f64 - 50.0) * 1e-5;
+                (
+                    LatLng::new(pos.lat() + jitter, pos.lng()).unwrap(),
+                    20.0,
+                    LocationSource::Gps,
+                )
+            } else {
+                (pos, 500.0 + rng.below(1000) as f64, LocationSource::Cell)
+            };
+            rows.push((
+                t,
+                LocationPing {
+                    subject: subject(s),
+                    provider: provider.clone(),
+                    observed_at: EventTime::from_millis("t", t).unwrap(),
+                    position,
+                    accuracy: AccuracyM::new(accuracy).unwrap(),
+                    source,
+                    site_id: None,
+                },
+            ));
+            t += 60_000 + i64::try_from(rng.below(660_000)).unwrap();
+        }
+    }
+    rows.sort_by_key(|(t, _)| *t);
+    rows.truncate(n);
+    rows.iter()
+        .map(|(_, p)| encode_single_object(p).unwrap())
+        .collect()
+}
+
+fn input<'a>(topic: &'a str, key: &'a [u8], payload: &'a [u8], i: usize) -> InputRecord<'a> {
+    InputRecord {
+        topic,
+        partition: 0,
+        offset: i64::try_from(i).unwrap(),
+        key: Some(key),
+        payload: Some(payload),
+        timestamp_ms: Some(T0),
+        received_at_ms: T0 + 86_400_000,
+    }
+}
+
+/// Runs a processor over frames in batches, state in a fresh RocksDB.
+fn drive(
+    p: &mut dyn Processor,
+    topic: &str,
+    frames: &[(Vec<u8>, Vec<u8>)],
+    dir: &std::path::Path,
+    stores: &[&str],
+) -> Vec<OutputRecord> {
+    let store = RocksStore::open(dir, stores, &StoreOptions::default()).unwrap();
+    let mut all_out = Vec::new();
+    for (b, chunk) in frames.chunks(BATCH).enumerate() {
+        let mut txn = Txn::new(&store);
+        let mut out = Vec::new();
+        for (i, (key, payload)) in chunk.iter().enumerate() {
+            let rec = input(topic, key, payload, b * BATCH + i);
+            p.process(&rec, &mut txn, &mut out).unwrap();
+            txn.set_offset(topic, 0, rec.offset + 1);
+        }
+        p.end_batch(&mut txn, &mut out).unwrap();
+        store.write(txn.into_write_set()).unwrap();
+        all_out.extend(out);
+    }
+    all_out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::var("EPITRACE_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let reps: usize = std::env::var("EPITRACE_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let cfg = TracingConfig::default();
+    println!("generating {n} pings of {SUBJECTS} phones…");
+    let frames: Vec<(Vec<u8>, Vec<u8>)> = pings(n).into_iter().map(|f| (Vec::new(), f)).collect();
+    // 100 of the phones are cases (their segments probe everyone).
+    let case_frames: Vec<(Vec<u8>, Vec<u8>)> = (0..100)
+        .map(|i| {
+            let sc = SubjectCase {
+                subject: subject(i * 97),
+                case_id: CaseId::new(format!("C{i}")).unwrap(),
+                status: CaseStatus::Confirmed,
+                infectious_from: EventTime::from_millis("t", T0 - 86_400_000).unwrap(),
+                infectious_until: None,
+                confirmed_at: EventTime::from_millis("t", T0).unwrap(),
+            };
+            (Vec::new(), encode_single_object(&sc).unwrap())
+        })
+        .collect();
+    let opts = DecodeOptions::default();
+    let ingest = Ingest::new(&cfg);
+    let (mut decode, mut footprint, mut segmenter, mut join) = (vec![], vec![], vec![], vec![]);
+    let mut segment_updates = 0usize;
+    let mut candidates = 0usize;
+    for rep in 0..reps {
+        let t = Instant::now();
+        let mut ok = 0usize;
+        for (_, f) in &frames {
+            ok += usize::from(decode_single_object::<LocationPing>(f, &opts).is_ok());
+        }
+        assert_eq!(ok, n);
+        decode.push(t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let mut cells = 0u64;
+        for (_, f) in &frames {
+            let (_, obs) = ingest.ping(&decode_single_object::<LocationPing>(f, &opts).unwrap());
+            cells ^= obs.cell.raw();
+        }
+        std::hint::black_box(cells);
+        footprint.push(t.elapsed().as_secs_f64());
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segmenter::new(&cfg);
+        drive(
+            &mut seg,
+            CASES_BY_SUBJECT,
+            &case_frames,
+            &dir.path().join("warm"),
+            Segmenter::STORES,
+        );
+        let t = Instant::now();
+        let outs = drive(
+            &mut seg,
+            TELECOM,
+            &frames,
+            &dir.path().join("seg"),
+            Segmenter::STORES,
+        );
+        segmenter.push(t.elapsed().as_secs_f64());
+        segment_updates = outs.len();
+
+        let seg_frames: Vec<(Vec<u8>, Vec<u8>)> =
+            outs.into_iter().map(|o| (o.key, o.payload)).collect();
+        let mut pj = PresenceJoin::new(&cfg, 21 * 86_400_000);
+        let t = Instant::now();
+        let outs = drive(
+            &mut pj,
+            SEGMENTS,
+            &seg_frames,
+            &dir.path().join("join"),
+            PresenceJoin::STORES,
+        );
+        join.push(t.elapsed().as_secs_f64());
+        candidates = outs.len();
+        println!(
+            "rep {rep}: decode {:.2}s, footprint {:.2}s, segmenter {:.2}s, join {:.2}s",
+            decode[rep], footprint[rep], segmenter[rep], join[rep]
+        );
+    }
+    let base = median(decode.clone());
+    println!();
+    println!(
+        "{n} pings, {segment_updates} segment updates, {candidates} candidates; medians of {reps} runs"
+    );
+    println!(
+        "{:<18} {:>12} {:>10} {:>14}",
+        "stage", "records/s", "ns/record", "vs decode-only"
+    );
+    for (name, times, count) in [
+        ("decode", &decode, n),
+        ("decode+footprint", &footprint, n),
+        ("segmenter", &segmenter, n),
+        ("presence-join", &join, segment_updates),
+    ] {
+        let m = median(times.clone());
+        println!(
+            "{name:<18} {:>12.0} {:>10.0} {:>13.2}x",
+            count as f64 / m,
+            m * 1e9 / count.max(1) as f64,
+            m / base * (n as f64 / count.max(1) as f64)
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! `exposure.candidates` (internal): one case segment met one contact
+//! segment.
+
+use apache_avro::types::Value;
+
+use crate::codec::AvroRecord;
+use crate::error::ModelError;
+use crate::geo::Cell;
+use crate::ids::{CaseId, SubjectId};
+use crate::records::check_order;
+use crate::records::exposure::TimeWindow;
+use crate::records::segment_update::{check_lane, int_value, lane_from_int};
+use crate::records::visit::{cell_from_long, cell_to_long};
+use crate::schema::{self, SchemaSet};
+use crate::time::EventTime;
+use crate::value::{Fields, opt, record, str_value, subject_value, ts};
+
+/// The identity of a subject's dwell segment, given its subject: lane,
+/// start and first footprint (see [`SegmentUpdate`]).
+///
+/// [`SegmentUpdate`]: crate::records::SegmentUpdate
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SegmentRef {
+    /// 0 = on time, `n >= 1` = the subject's `n`-th late lane (at most
+    /// `i32::MAX`, the Avro `int`).
+    pub lane: u32,
+    /// The segment's first observation time.
+    pub start: EventTime,
+    /// The segment's first observation footprint.
+    pub first_cell: Cell,
+}
+
+/// The time one case segment and one contact segment were co-located within
+/// the case's infectious window, from the presence join to the exposure
+/// aggregator (topic `exposure.candidates`, key = `case_id`).
+///
+/// `overlap` is `None` when a pair that may have overlapped before no
+/// longer does (a segment changed or was retracted). A later candidate for
+/// the same pair of segments (case id, both subjects, both [`SegmentRef`]s)
+/// replaces the earlier one.
+#[derive(Clone, PartialEq, Debug)]
+pub struct ExposureCandidate {
+    /// The case; the record key.
+    pub case_id: CaseId,
+    /// The case's phone or card whose segment this is.
+    pub case_subject: SubjectId,
+    /// The case subject's segment.
+    pub case_segment: SegmentRef,
+    /// The contact; never `case_subject`.
+    pub contact: SubjectId,
+    /// The contact's segment.
+    pub contact_segment: SegmentRef,
+    /// Where they met: the finer of the two segment cells.
+    pub cell: Cell,
+    /// The co-location, `start < end`; `None` when the pair no longer
+    /// overlaps.
+    pub overlap: Option<TimeWindow>,
+}
+
+impl AvroRecord for ExposureCandidate {
+    const NAME: &'static str = "ExposureCandidate";
+
+    fn schema_set() -> &'static SchemaSet {
+        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
+        SET.get_or_init(|| schema::compiled(&schema::EXPOSURE_CANDIDATE))
+    }
+
+    fn to_value(&self) -> Value {
+        let (c, k) = (self.case_segment, self.contact_segment);
+        record([
+            ("case_id", str_value(self.case_id.as_str())),
+            ("case_subject", subject_value(&self.case_subject)),
+            ("case_lane", int_value(c.lane)),
+            ("case_start", ts(c.start)),
+            ("case_first_cell", Value::Long(cell_to_long(c.first_cell))),
+            ("contact", subject_value(&self.contact)),
+            ("contact_lane", int_value(k.lane)),
+            ("contact_start", ts(k.start)),
+            (
+                "contact_first_cell",
+                Value::Long(cell_to_long(k.first_cell)),
+            ),
+            ("cell", Value::Long(cell_to_long(self.cell))),
+            ("overlap_start", opt(self.overlap.map(|w| ts(w.start())))),
+            ("overlap_end", opt(self.overlap.map(|w| ts(w.end())))),
+        ])
+    }
+
+    fn from_value(value: &Value) -> Result<Self, ModelError> {
+        let f = Fields::of(Self::NAME, value)?;
+        let overlap = match (f.opt_time("overlap_start")?, f.opt_time("overlap_end")?) {
+            (None, None) => None,
+            (Some(start), Some(end)) => {
+                check_order("overlap_end", start, end)?;
+                Some(TimeWindow::new(start, end)?)
+            }
+            _ => {
+                return Err(ModelError::InvalidRecord {
+                    field: "overlap_end",
+                    reason: "must be null exactly when overlap_start is",
+                });
+            }
+        };
+        let candidate = Self {
+            case_id: CaseId::new(f.string("case_id")?)?,
+            case_subject: f.subject("case_subject")?,
+            case_segment: SegmentRef {
+                lane: lane_from_int("case_lane", f.int("case_lane")?)?,
+                start: f.time("case_start")?,
+                first_cell: cell_from_long(f.long("case_first_cell")?)?,
+            },
+            contact: f.subject("contact")?,
+            contact_segment: SegmentRef {
+                lane: lane_from_int("contact_lane", f.int("contact_lane")?)?,
+                start: f.time("contact_start")?,
+                first_cell: cell_from_long(f.long("contact_first_cell")?)?,
+            },
+            cell: cell_from_long(f.long("cell")?)?,
+            overlap,
+        };
+        candidate.validate()?;
+        Ok(candidate)
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        check_lane("case_lane", self.case_segment.lane)?;
+        check_lane("contact_lane", self.contact_segment.lane)?;
+        if self.contact == self.case_subject {
+            return Err(ModelError::InvalidRecord {
+                field: "contact",
+                reason: "is the case subject",
+            });
+        }
+        if let Some(w) = self.overlap
+            && w.end() <= w.start()
+        {
+            return Err(ModelError::InvalidRecord {
+                field: "overlap_end",
+                reason: "not after overlap_start",
+            });
+        }
+        Ok(())
+    }
+
+    fn timestamps(&self) -> Vec<(&'static str, EventTime)> {
+        let mut t = vec![
+            ("case_start", self.case_segment.start),
+            ("contact_start", self.contact_segment.start),
+        ];
+        if let Some(w) = self.overlap {
+            t.push(("overlap_start", w.start()));
+            t.push(("overlap_end", w.end()));
+        }
+        t
+    }
+}

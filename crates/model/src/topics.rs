@@ -1,0 +1,39 @@
+//! Topic names: part of the contract with producers and consumers
+//! (DESIGN §3).
+
+/// Telecom location records (key = subject pseudonym, 16 bytes).
+pub const TELECOM: &str = "feeds.telecom.location";
+/// Card transactions (key = subject pseudonym).
+pub const CARD: &str = "feeds.card.transaction";
+/// Venue check-ins (key = subject pseudonym).
+pub const CHECKIN: &str = "feeds.venue.checkin";
+/// Case events (key = case id, UTF-8).
+pub const CASES: &str = "cases.events";
+/// Data-access approvals (key = case id).
+pub const APPROVALS: &str = "cases.approvals";
+/// Internal: case events fanned out to their subjects (key = subject),
+/// co-partitioned with the feeds.
+pub const CASES_BY_SUBJECT: &str = "cases.by-subject";
+/// Internal: segment versions (key = raw H3 index of the partition cell,
+/// 8 bytes big-endian).
+pub const SEGMENTS: &str = "presence.segments";
+/// Internal: overlaps of case and contact segments (key = case id),
+/// co-partitioned with `cases.events`.
+pub const CANDIDATES: &str = "exposure.candidates";
+/// Patient timelines (key = case id).
+pub const TIMELINES: &str = "tracing.timelines";
+/// Exposures (key = contact pseudonym).
+pub const EXPOSURES: &str = "tracing.exposures";
+/// Cluster alerts (key = cluster id).
+pub const CLUSTERS: &str = "tracing.clusters";
+/// Dead letters: records that could not be processed (key = the original
+/// key). Holds personal data: input retention.
+pub const DEADLETTER: &str = "pipeline.deadletter";
+/// The hash-chained audit log.
+pub const AUDIT: &str = "audit.log";
+
+/// Producers must partition by key with the Java client's murmur2
+/// partitioner: topics that are joined (the feeds and `cases.by-subject`;
+/// `exposure.candidates` and `cases.events`) rely on equal keys landing in
+/// equal partition numbers.
+pub const PARTITIONER: &str = "murmur2_random";

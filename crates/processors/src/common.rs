@@ -1,0 +1,178 @@
+//! What every processor shares: decoding inputs (bad ones become dead
+//! letters), state keys, and conversions between core segments and their
+//! wire form.
+
+use epitrace_core::{Lane, Segment, SegmentKey, Source, SourceSet};
+use epitrace_model::codec::{AvroRecord, DecodeOptions, decode_single_object};
+use epitrace_model::records::{ObservationSource, SegmentRef};
+use epitrace_model::{EventTime, ModelError, SubjectId};
+use epitrace_state::StateError;
+use epitrace_stream::{InputRecord, ProcessError};
+
+/// Decodes a single-object frame, rejecting timestamps more than a day after
+/// the batch's wall-clock time. A failure is a dead letter, with the
+/// model's reason code.
+pub(crate) fn decode<T: AvroRecord>(record: &InputRecord<'_>) -> Result<T, ProcessError> {
+    let Some(payload) = record.payload else {
+        return Err(ProcessError::Rejected {
+            reason: "empty_payload",
+            detail: "record has no value".into(),
+        });
+    };
+    let now = EventTime::from_millis("received_at", record.received_at_ms).ok();
+    let opts = DecodeOptions {
+        now,
+        ..DecodeOptions::default()
+    };
+    decode_single_object::<T>(payload, &opts).map_err(|e| rejected(&e))
+}
+
+/// A model error as a dead-letter reason. Library messages can quote field
+/// values, so only the typed errors keep their text.
+pub(crate) fn rejected(e: &ModelError) -> ProcessError {
+    let detail = match e {
+        ModelError::Avro(_) => "the Avro library rejected the bytes".to_owned(),
+        other => other.to_string(),
+    };
+    ProcessError::Rejected {
+        reason: e.reason_code(),
+        detail,
+    }
+}
+
+/// State failures stop the task (the batch is replayed after restart).
+pub(crate) fn fatal(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::Fatal(e.to_string())
+}
+
+/// Shorthand for state results inside processors.
+pub(crate) trait OrFatal<T> {
+    fn or_fatal(self) -> Result<T, ProcessError>;
+}
+
+impl<T> OrFatal<T> for Result<T, StateError> {
+    fn or_fatal(self) -> Result<T, ProcessError> {
+        self.map_err(fatal)
+    }
+}
+
+impl<T> OrFatal<T> for Result<T, epitrace_core::CoreError> {
+    fn or_fatal(self) -> Result<T, ProcessError> {
+        self.map_err(fatal)
+    }
+}
+
+impl<T> OrFatal<T> for Result<T, ModelError> {
+    fn or_fatal(self) -> Result<T, ProcessError> {
+        self.map_err(fatal)
+    }
+}
+
+pub(crate) use epitrace_state::keys::i64_key;
+
+/// `subject (16) | lane (4) | start (8) | first cell (8)`: a segment's
+/// identity as a key suffix, in time order per subject.
+pub(crate) fn segment_id_key(subject: SubjectId, key: &SegmentKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(36);
+    k.extend_from_slice(subject.as_bytes());
+    k.extend_from_slice(&key.lane.0.to_be_bytes());
+    k.extend_from_slice(&i64_key(key.start.as_millis()));
+    k.extend_from_slice(&key.first_cell.raw().to_be_bytes());
+    k
+}
+
+/// The exclusive upper bound of every key starting with `prefix` (a
+/// prefix of only `0xff` bytes has none: then a bound past any real key).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    epitrace_state::keys::prefix_end(prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 64])
+}
+
+/// Core source → wire source.
+pub(crate) fn wire_source(s: Source) -> ObservationSource {
+    match s {
+        Source::Cell => ObservationSource::Cell,
+        Source::Gps => ObservationSource::Gps,
+        Source::Wifi => ObservationSource::Wifi,
+        Source::Card => ObservationSource::Card,
+        Source::Checkin => ObservationSource::Checkin,
+    }
+}
+
+/// Wire source → core source.
+pub(crate) fn core_source(s: ObservationSource) -> Source {
+    match s {
+        ObservationSource::Cell => Source::Cell,
+        ObservationSource::Gps => Source::Gps,
+        ObservationSource::Wifi => Source::Wifi,
+        ObservationSource::Card => Source::Card,
+        ObservationSource::Checkin => Source::Checkin,
+    }
+}
+
+/// The wire sources of a set, in bit order.
+pub(crate) fn wire_sources(set: SourceSet) -> Vec<ObservationSource> {
+    set.iter().map(wire_source).collect()
+}
+
+/// A set from wire sources.
+pub(crate) fn source_set(sources: &[ObservationSource]) -> SourceSet {
+    let mut set = SourceSet::default();
+    for s in sources {
+        set.insert(core_source(*s));
+    }
+    set
+}
+
+/// A segment key as its wire reference.
+pub(crate) fn segment_ref(key: &SegmentKey) -> SegmentRef {
+    SegmentRef {
+        lane: key.lane.0,
+        start: key.start,
+        first_cell: key.first_cell,
+    }
+}
+
+/// A wire reference as a segment key.
+pub(crate) fn segment_key(r: &SegmentRef) -> SegmentKey {
+    SegmentKey {
+        lane: Lane(r.lane),
+        start: r.start,
+        first_cell: r.first_cell,
+    }
+}
+
+/// Stored values carry a format version byte before an Avro datum.
+pub(crate) const VALUE_VERSION: u8 = 1;
+
+/// `[version] + datum`.
+pub(crate) fn encode_value<T: AvroRecord>(record: &T) -> Result<Vec<u8>, ProcessError> {
+    let datum = epitrace_model::codec::encode_datum(record).or_fatal()?;
+    let mut v = Vec::with_capacity(datum.len() + 1);
+    v.push(VALUE_VERSION);
+    v.extend_from_slice(&datum);
+    Ok(v)
+}
+
+/// Reads [`encode_value`] back; a mismatch is corrupt state (fatal).
+pub(crate) fn decode_value<T: AvroRecord>(bytes: &[u8]) -> Result<T, ProcessError> {
+    match bytes.split_first() {
+        Some((&VALUE_VERSION, datum)) => epitrace_model::codec::decode_datum(datum).or_fatal(),
+        Some((v, _)) => Err(ProcessError::Fatal(format!("stored value version {v}"))),
+        None => Err(ProcessError::Fatal("empty stored value".into())),
+    }
+}
+
+/// A core segment from its wire form.
+pub(crate) fn segment_of(u: &epitrace_model::records::SegmentUpdate) -> Segment {
+    Segment {
+        key: SegmentKey {
+            lane: Lane(u.lane),
+            start: u.start,
+            first_cell: u.first_cell,
+        },
+        cell: u.cell,
+        end: u.end,
+        sources: source_set(&u.sources),
+        observations: u.observations,
+    }
+}

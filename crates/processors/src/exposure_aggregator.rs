@@ -1,0 +1,292 @@
+//! # exposure-aggregator
+//!
+//! - **Inputs** (co-partitioned, key = case id): `exposure.candidates`
+//!   ([`ExposureCandidate`]) and `cases.events` ([`CaseEvent`]).
+//! - **State** (RocksDB, keyed by case):
+//!   - `ledgers`: case | 0 | contact → [`ContactLedger`], the overlap of
+//!     every (case segment, contact segment) pair;
+//!   - `emitted`: case | 0 | contact → the last [`Exposure`] published;
+//!   - `cases`: case → the latest [`CaseEvent`] (its pseudonyms, whether it
+//!     was retracted).
+//! - **Output:** `tracing.exposures` (key = contact pseudonym, so the
+//!   telecom or card company holding the raw id can notify): an
+//!   [`Exposure`] NEW when the rule is first met, UPDATED when its windows
+//!   or cumulative time change, RETRACTED when it no longer holds (a
+//!   retracted case, withdrawn overlaps). `exposure_id` depends only on
+//!   (case, contact); consumers upsert by it.
+//! - **Rule:** the union of overlaps within the infectious window reaches
+//!   `exposure.min_cumulative` within some `exposure.window` (see
+//!   `epitrace_core::exposure`). `cumulative_s` is the total co-located time
+//!   within the infectious window. The case's own pseudonyms are never its
+//!   contacts.
+//! - **Time:** `detected_at` is the timestamp of the input that changed the
+//!   exposure (deterministic on replay), not the wall clock.
+//! - **Delivery:** at-least-once with deterministic outputs.
+
+use std::collections::BTreeMap;
+
+use epitrace_core::{Assessment, ContactLedger, Interval, Overlap, PairKey, TracingConfig};
+use epitrace_model::codec::encode_single_object;
+use epitrace_model::records::{
+    CaseEvent, CaseStatus, Exposure, ExposureCandidate, ExposureStatus, TimeWindow,
+};
+use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
+use epitrace_state::Txn;
+use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
+
+use crate::common::{OrFatal, decode, decode_value, encode_value, prefix_end, segment_key};
+use crate::topology::{CANDIDATES, CASES, EXPOSURES};
+
+/// Store of overlap ledgers.
+pub const LEDGERS: &str = "ledgers";
+/// Store of the last exposure published per (case, contact).
+pub const EMITTED: &str = "emitted";
+/// Store of case events.
+pub const CASE_STATE: &str = "cases";
+
+fn pair_key(case: &CaseId, contact: SubjectId) -> Vec<u8> {
+    let mut k = case.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(contact.as_bytes());
+    k
+}
+
+fn case_prefix(case: &CaseId) -> Vec<u8> {
+    let mut k = case.as_str().as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// The exposure-aggregator processor.
+#[derive(Debug)]
+pub struct ExposureAggregator {
+    cfg: TracingConfig,
+    /// (case, contact) pairs whose ledger changed in this batch, with the
+    /// latest input timestamp: assessed once at the end of the batch, so a
+    /// batch publishes one version per exposure, not one per candidate.
+    dirty: BTreeMap<(CaseId, SubjectId), Option<i64>>,
+}
+
+impl ExposureAggregator {
+    /// The stores it needs.
+    pub const STORES: &'static [&'static str] = &[LEDGERS, EMITTED, CASE_STATE];
+
+    /// An aggregator for one configuration.
+    #[must_use]
+    pub fn new(cfg: &TracingConfig) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            dirty: BTreeMap::new(),
+        }
+    }
+
+    /// A heuristic score for ordering notifications, not a probability of
+    /// infection: a quarter per `min_cumulative` of peak co-located time,
+    /// capped at 1 (15 min → 0.25, an hour or more → 1).
+    fn risk(&self, a: &Assessment) -> f64 {
+        let unit = self.cfg.exposure.min_cumulative.as_millis().max(1);
+        #[allow(clippy::cast_precision_loss)]
+        let score = a.peak_ms as f64 / (4.0 * unit as f64);
+        score.clamp(0.0, 1.0)
+    }
+
+    fn publish(
+        &self,
+        exposure: &Exposure,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        txn.put(
+            EMITTED,
+            pair_key(&exposure.case_id, exposure.contact),
+            encode_value(exposure)?,
+        );
+        out.push(OutputRecord {
+            topic: EXPOSURES.into(),
+            key: exposure.contact.as_bytes().to_vec(),
+            payload: encode_single_object(exposure).or_fatal()?,
+            timestamp_ms: ts,
+        });
+        Ok(())
+    }
+
+    fn detected_at(ts: Option<i64>, fallback: EventTime) -> EventTime {
+        ts.and_then(|ms| EventTime::from_millis("detected_at", ms).ok())
+            .unwrap_or(fallback)
+    }
+
+    /// Applies the rule to a ledger and publishes what changed.
+    fn reassess(
+        &self,
+        case: &CaseId,
+        contact: SubjectId,
+        ledger: &ContactLedger,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let key = pair_key(case, contact);
+        let last: Option<Exposure> = match txn.get(EMITTED, &key).or_fatal()? {
+            Some(bytes) => Some(decode_value(&bytes)?),
+            None => None,
+        };
+        let live_last = last
+            .as_ref()
+            .filter(|e| e.status != ExposureStatus::Retracted);
+        let a = ledger.assess(&self.cfg.exposure);
+        if !a.exposed {
+            if let Some(prev) = live_last {
+                let retracted = Exposure {
+                    status: ExposureStatus::Retracted,
+                    detected_at: Self::detected_at(ts, prev.detected_at),
+                    ..prev.clone()
+                };
+                self.publish(&retracted, ts, txn, out)?;
+            }
+            return Ok(());
+        }
+        let (Some(first_cell), Some(last_window)) = (a.first_cell, a.windows.last()) else {
+            return Ok(());
+        };
+        let windows = a
+            .windows
+            .iter()
+            .map(|w| TimeWindow::new(w.start(), w.end()))
+            .collect::<Result<Vec<_>, _>>()
+            .or_fatal()?;
+        let cumulative_s = u32::try_from(a.cumulative_ms / 1000).unwrap_or(u32::MAX);
+        let risk = Probability::new("risk", self.risk(&a)).or_fatal()?;
+        if let Some(prev) = live_last
+            && prev.windows == windows
+            && prev.cumulative_s == cumulative_s
+            && prev.first_cell == first_cell
+        {
+            return Ok(());
+        }
+        let exposure = Exposure {
+            exposure_id: epitrace_core::ids::exposure_id(case, contact).or_fatal()?,
+            case_id: case.clone(),
+            contact,
+            first_cell,
+            windows,
+            cumulative_s,
+            risk,
+            status: if live_last.is_some() {
+                ExposureStatus::Updated
+            } else {
+                ExposureStatus::New
+            },
+            detected_at: Self::detected_at(ts, last_window.end()),
+        };
+        self.publish(&exposure, ts, txn, out)
+    }
+
+    fn candidate(
+        &mut self,
+        c: &ExposureCandidate,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+    ) -> Result<(), ProcessError> {
+        if let Some(bytes) = txn
+            .get(CASE_STATE, c.case_id.as_str().as_bytes())
+            .or_fatal()?
+        {
+            let case: CaseEvent = decode_value(&bytes)?;
+            if case.status == CaseStatus::Retracted || case.subjects.contains(&c.contact) {
+                return Ok(());
+            }
+        }
+        let key = pair_key(&c.case_id, c.contact);
+        let mut ledger = match txn.get(LEDGERS, &key).or_fatal()? {
+            Some(bytes) => ContactLedger::decode(&bytes).or_fatal()?,
+            None => ContactLedger::default(),
+        };
+        let pair = PairKey {
+            case_subject: c.case_subject,
+            case_segment: segment_key(&c.case_segment),
+            contact_segment: segment_key(&c.contact_segment),
+        };
+        let overlap = c.overlap.as_ref().map(|w| Overlap {
+            window: Interval::new(w.start(), w.end()),
+            cell: c.cell,
+        });
+        if !ledger.set(pair, overlap) {
+            return Ok(());
+        }
+        if ledger.is_empty() {
+            txn.delete(LEDGERS, &key[..]);
+        } else {
+            txn.put(LEDGERS, &key[..], ledger.encode());
+        }
+        self.dirty.insert((c.case_id.clone(), c.contact), ts);
+        Ok(())
+    }
+
+    fn case_event(
+        &mut self,
+        e: &CaseEvent,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+    ) -> Result<(), ProcessError> {
+        txn.put(CASE_STATE, e.case_id.as_str().as_bytes(), encode_value(e)?);
+        let prefix = case_prefix(&e.case_id);
+        let drop_all = e.status == CaseStatus::Retracted;
+        for (key, _) in txn
+            .scan(LEDGERS, &prefix, &prefix_end(&prefix))
+            .or_fatal()?
+        {
+            let contact = key
+                .get(prefix.len()..)
+                .and_then(|b| SubjectId::from_slice(b).ok())
+                .ok_or_else(|| ProcessError::Fatal("corrupt ledger key".into()))?;
+            if drop_all || e.subjects.contains(&contact) {
+                txn.delete(LEDGERS, &key[..]);
+                self.dirty.insert((e.case_id.clone(), contact), ts);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Processor for ExposureAggregator {
+    fn name(&self) -> &'static str {
+        "exposure-aggregator"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![CANDIDATES.into(), CASES.into()]
+    }
+
+    fn process(
+        &mut self,
+        record: &InputRecord<'_>,
+        txn: &mut Txn<'_>,
+        _out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let ts = record.timestamp_ms;
+        match record.topic {
+            CANDIDATES => self.candidate(&decode(record)?, ts, txn),
+            CASES => self.case_event(&decode(record)?, ts, txn),
+            _ => Err(ProcessError::Rejected {
+                reason: "unexpected_topic",
+                detail: format!("exposure-aggregator does not read {}", record.topic),
+            }),
+        }
+    }
+
+    fn end_batch(
+        &mut self,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        for ((case, contact), ts) in std::mem::take(&mut self.dirty) {
+            let ledger = match txn.get(LEDGERS, &pair_key(&case, contact)).or_fatal()? {
+                Some(bytes) => ContactLedger::decode(&bytes).or_fatal()?,
+                None => ContactLedger::default(),
+            };
+            self.reassess(&case, contact, &ledger, ts, txn, out)?;
+        }
+        Ok(())
+    }
+}

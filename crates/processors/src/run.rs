@@ -1,0 +1,272 @@
+//! Running processors: one RocksDB and one consumer group per processor,
+//! all in this process, stopped together.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use epitrace_core::TracingConfig;
+use epitrace_state::{KvStore, RocksStore, StoreOptions};
+use epitrace_stream::task::TaskStats;
+use epitrace_stream::{KafkaConfig, StreamError, run_task};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use crate::case_router::CaseRouter;
+use crate::error::PipelineError;
+use crate::exposure_aggregator::ExposureAggregator;
+use crate::presence_join::PresenceJoin;
+use crate::segmenter::Segmenter;
+use crate::topology::TopologyConfig;
+
+/// The processors of DESIGN §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessorKind {
+    /// `cases.events` → `cases.by-subject`.
+    CaseRouter,
+    /// feeds + `cases.by-subject` → `presence.segments`.
+    Segmenter,
+    /// `presence.segments` → `exposure.candidates`.
+    PresenceJoin,
+    /// `exposure.candidates` + `cases.events` → `tracing.exposures`.
+    ExposureAggregator,
+}
+
+impl ProcessorKind {
+    /// Every processor, in pipeline order.
+    pub const ALL: [Self; 4] = [
+        Self::CaseRouter,
+        Self::Segmenter,
+        Self::PresenceJoin,
+        Self::ExposureAggregator,
+    ];
+
+    /// The name used for groups, state folders and logs.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::CaseRouter => "case-router",
+            Self::Segmenter => "segmenter",
+            Self::PresenceJoin => "presence-join",
+            Self::ExposureAggregator => "exposure-aggregator",
+        }
+    }
+
+    fn stores(self) -> &'static [&'static str] {
+        match self {
+            Self::CaseRouter => &[],
+            Self::Segmenter => Segmenter::STORES,
+            Self::PresenceJoin => PresenceJoin::STORES,
+            Self::ExposureAggregator => ExposureAggregator::STORES,
+        }
+    }
+}
+
+impl fmt::Display for ProcessorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ProcessorKind {
+    type Err = PipelineError;
+
+    fn from_str(s: &str) -> Result<Self, PipelineError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| PipelineError::Config(format!(
+                "unknown processor {s:?} (one of: case-router, segmenter, presence-join, exposure-aggregator)"
+            )))
+    }
+}
+
+/// Everything a pipeline instance needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Kafka clients.
+    pub kafka: KafkaConfig,
+    /// Tracing thresholds.
+    pub tracing: TracingConfig,
+    /// Topic layout and retention.
+    pub topology: TopologyConfig,
+    /// RocksDB tuning.
+    pub store: StoreOptions,
+    /// Where each processor keeps its RocksDB (`<state_dir>/<processor>`).
+    /// Default `./epitrace-state`.
+    pub state_dir: PathBuf,
+}
+
+/// A running set of processors.
+#[derive(Debug)]
+pub struct Pipeline {
+    stop: watch::Sender<bool>,
+    tasks: Vec<(ProcessorKind, JoinHandle<Result<(), StreamError>>)>,
+    stats: BTreeMap<ProcessorKind, Arc<TaskStats>>,
+}
+
+impl Pipeline {
+    /// Opens each processor's store and starts its task on the current
+    /// tokio runtime.
+    ///
+    /// # Errors
+    /// [`PipelineError::Config`] for an invalid tracing configuration,
+    /// [`PipelineError::State`] when a store cannot be opened.
+    pub fn start(cfg: &PipelineConfig, kinds: &[ProcessorKind]) -> Result<Self, PipelineError> {
+        cfg.tracing
+            .validate()
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
+        let state_dir = if cfg.state_dir.as_os_str().is_empty() {
+            PathBuf::from("epitrace-state")
+        } else {
+            cfg.state_dir.clone()
+        };
+        let (stop, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut stats = BTreeMap::new();
+        for &kind in kinds {
+            let store: Arc<dyn KvStore> = Arc::new(RocksStore::open(
+                state_dir.join(kind.name()),
+                kind.stores(),
+                &cfg.store,
+            )?);
+            let task_stats = Arc::new(TaskStats::default());
+            stats.insert(kind, Arc::clone(&task_stats));
+            let mut rx = rx.clone();
+            let shutdown = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            let kafka = cfg.kafka.clone();
+            let tracing_cfg = cfg.tracing.clone();
+            let retention = cfg.topology.retention.as_millis();
+            let handle = tokio::spawn(async move {
+                match kind {
+                    ProcessorKind::CaseRouter => {
+                        run_task(CaseRouter, store, &kafka, task_stats, shutdown).await
+                    }
+                    ProcessorKind::Segmenter => {
+                        run_task(
+                            Segmenter::new(&tracing_cfg),
+                            store,
+                            &kafka,
+                            task_stats,
+                            shutdown,
+                        )
+                        .await
+                    }
+                    ProcessorKind::PresenceJoin => {
+                        let p = PresenceJoin::new(&tracing_cfg, retention);
+                        run_task(p, store, &kafka, task_stats, shutdown).await
+                    }
+                    ProcessorKind::ExposureAggregator => {
+                        let p = ExposureAggregator::new(&tracing_cfg);
+                        run_task(p, store, &kafka, task_stats, shutdown).await
+                    }
+                }
+            });
+            info!(processor = kind.name(), "processor started");
+            tasks.push((kind, handle));
+        }
+        Ok(Self { stop, tasks, stats })
+    }
+
+    /// The counters of each running processor.
+    #[must_use]
+    pub fn stats(&self) -> &BTreeMap<ProcessorKind, Arc<TaskStats>> {
+        &self.stats
+    }
+
+    /// Asks every processor to finish its batch and stop, and waits.
+    ///
+    /// # Errors
+    /// The first processor failure, if any.
+    pub async fn stop(self) -> Result<(), PipelineError> {
+        let _ = self.stop.send(true);
+        Self::join(self.tasks).await
+    }
+
+    /// Runs until `shutdown` resolves (then stops gracefully) or a processor
+    /// fails (then stops the others and returns its error).
+    ///
+    /// # Errors
+    /// The first processor failure.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), PipelineError> {
+        let Self { stop, tasks, .. } = self;
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<(
+            ProcessorKind,
+            Result<(), PipelineError>,
+        )>(tasks.len().max(1));
+        let mut waiting = Vec::new();
+        for (kind, handle) in tasks {
+            let tx = done_tx.clone();
+            waiting.push(tokio::spawn(async move {
+                let result = flatten(kind, handle.await);
+                let _ = tx.send((kind, result)).await;
+            }));
+        }
+        drop(done_tx);
+        tokio::pin!(shutdown);
+        let mut first_error = None;
+        let mut remaining = waiting.len();
+        tokio::select! {
+            () = &mut shutdown => info!("shutdown requested"),
+            Some((kind, result)) = done_rx.recv() => {
+                remaining -= 1;
+                if let Err(e) = result {
+                    error!(processor = kind.name(), error = %e, "processor failed; stopping the others");
+                    first_error = Some(e);
+                }
+            }
+        }
+        let _ = stop.send(true);
+        while remaining > 0 {
+            let Some((kind, result)) = done_rx.recv().await else {
+                break;
+            };
+            remaining -= 1;
+            if let Err(e) = result {
+                error!(processor = kind.name(), error = %e, "processor failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn join(
+        tasks: Vec<(ProcessorKind, JoinHandle<Result<(), StreamError>>)>,
+    ) -> Result<(), PipelineError> {
+        let mut first = None;
+        for (kind, handle) in tasks {
+            if let Err(e) = flatten(kind, handle.await) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn flatten(
+    kind: ProcessorKind,
+    joined: Result<Result<(), StreamError>, tokio::task::JoinError>,
+) -> Result<(), PipelineError> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(PipelineError::Processor {
+            processor: kind.name(),
+            source: e,
+        }),
+        Err(e) => Err(PipelineError::Panicked {
+            processor: kind.name(),
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,245 @@
+//! # segmenter
+//!
+//! - **Inputs** (co-partitioned, key = subject pseudonym):
+//!   `feeds.telecom.location` ([`LocationPing`]), `feeds.card.transaction`
+//!   ([`CardTransaction`]), `feeds.venue.checkin` ([`VenueCheckin`]) and
+//!   `cases.by-subject` ([`SubjectCase`]).
+//! - **State** (RocksDB, keyed by subject):
+//!   - `trails`: subject | feed → [`SubjectTrail`] (the segmentation state
+//!     machine of one feed of the subject: an open segment and the
+//!     observations within the grace period);
+//!   - `segments`: subject | segment key → the subject's live segments, kept
+//!     so that a case confirmed later can look back over them;
+//!   - `tags`: subject | case id → [`SubjectCase`], the cases the subject
+//!     belongs to and their infectious windows.
+//! - **Output:** `presence.segments` (key = the segment cell's ancestor at
+//!   the partition resolution, `footprint.min_res`): a [`SegmentUpdate`]
+//!   whenever a segment's presence changes (opened, grown, widened, split,
+//!   merged, retracted), tagged with the subject's cases. Empty segments (a
+//!   lone ping: an instant) are not sent — they can overlap nothing.
+//! - **Time:** event time; the grace period and late lanes are
+//!   [`SubjectTrail`]'s. Outputs carry the input's timestamp.
+//! - **Case look-back:** a `cases.by-subject` record re-sends every stored
+//!   segment of the subject with the new tags, so a case confirmed days
+//!   after its trail was ingested is traced over that trail.
+//! - **Delivery:** at-least-once with deterministic outputs.
+//! - **Retention:** not yet enforced in the subject-keyed stores (the
+//!   presence index drops whole buckets); see the closing notes of the
+//!   pipeline issue.
+
+use epitrace_core::codec::{decode_segment, encode_segment};
+use epitrace_core::{
+    ChangeKind, Ingest, Observation, Segment, SegmentChange, SubjectTrail, TracingConfig,
+};
+use epitrace_model::SubjectId;
+use epitrace_model::codec::encode_single_object;
+use epitrace_model::records::{
+    CardTransaction, CaseStatus, CaseTag, LocationPing, SegmentUpdate, SegmentUpdateKind,
+    SubjectCase, VenueCheckin,
+};
+use epitrace_state::Txn;
+use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
+use h3o::Resolution;
+
+use crate::common::{
+    OrFatal, decode, decode_value, encode_value, prefix_end, segment_id_key, wire_sources,
+};
+use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM};
+
+/// Store of segmentation state machines.
+pub const TRAILS: &str = "trails";
+/// Store of live segments per subject.
+pub const SUBJECT_SEGMENTS: &str = "segments";
+/// Store of case tags per subject.
+pub const TAGS: &str = "tags";
+
+/// The segmenter processor.
+#[derive(Debug)]
+pub struct Segmenter {
+    cfg: TracingConfig,
+    ingest: Ingest,
+    partition_res: Resolution,
+}
+
+impl Segmenter {
+    /// The stores it needs.
+    pub const STORES: &'static [&'static str] = &[TRAILS, SUBJECT_SEGMENTS, TAGS];
+
+    /// A segmenter for one configuration (assumed validated).
+    #[must_use]
+    pub fn new(cfg: &TracingConfig) -> Self {
+        Self {
+            ingest: Ingest::new(cfg),
+            partition_res: Resolution::try_from(cfg.footprint.min_res).unwrap_or(Resolution::Six),
+            cfg: cfg.clone(),
+        }
+    }
+
+    fn observe(
+        &self,
+        subject: SubjectId,
+        obs: Observation,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        // One trail per feed of the subject (see `epitrace_core::segment`).
+        let stream = obs.source.stream();
+        let mut key = subject.as_bytes().to_vec();
+        key.push(stream as u8);
+        let mut trail = match txn.get(TRAILS, &key).or_fatal()? {
+            Some(bytes) => SubjectTrail::decode(&bytes).or_fatal()?,
+            None => SubjectTrail::new(stream),
+        };
+        let changes = trail.observe(&self.cfg.segment, obs);
+        txn.put(TRAILS, key, trail.encode());
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let tags = self.tags(subject, txn)?;
+        for change in changes {
+            self.apply(subject, &change, &tags, ts, txn, out)?;
+        }
+        Ok(())
+    }
+
+    fn tags(&self, subject: SubjectId, txn: &Txn<'_>) -> Result<Vec<CaseTag>, ProcessError> {
+        let prefix = subject.as_bytes();
+        txn.scan(TAGS, prefix, &prefix_end(prefix))
+            .or_fatal()?
+            .iter()
+            .map(|(_, v)| decode_value::<SubjectCase>(v).map(|sc| sc.tag()))
+            .collect()
+    }
+
+    fn apply(
+        &self,
+        subject: SubjectId,
+        change: &SegmentChange,
+        tags: &[CaseTag],
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let id = segment_id_key(subject, &change.segment.key);
+        let live = change.kind != ChangeKind::Retracted;
+        if live {
+            txn.put(SUBJECT_SEGMENTS, &id[..], encode_segment(&change.segment));
+        } else {
+            txn.delete(SUBJECT_SEGMENTS, &id[..]);
+        }
+        // What the join knows is the last non-empty version sent.
+        let was = change.previous.filter(|p| !p.interval().is_empty());
+        let now = Some(change.segment).filter(|s| live && !s.interval().is_empty());
+        match (was, now) {
+            (_, Some(seg)) if was != Some(seg) => {
+                self.send(subject, &seg, SegmentUpdateKind::Upsert, tags, ts, out)
+            }
+            (Some(old), None) => {
+                self.send(subject, &old, SegmentUpdateKind::Retract, tags, ts, out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn send(
+        &self,
+        subject: SubjectId,
+        seg: &Segment,
+        kind: SegmentUpdateKind,
+        tags: &[CaseTag],
+        ts: Option<i64>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let update = SegmentUpdate {
+            subject,
+            lane: seg.key.lane.0,
+            start: seg.key.start,
+            first_cell: seg.key.first_cell,
+            cell: seg.cell,
+            end: seg.end,
+            sources: wire_sources(seg.sources),
+            observations: seg.observations.max(1),
+            kind,
+            cases: tags.to_vec(),
+        };
+        let key = update.partition_key(self.partition_res).ok_or_else(|| {
+            ProcessError::Fatal("segment coarser than the partition resolution".into())
+        })?;
+        out.push(OutputRecord {
+            topic: SEGMENTS.into(),
+            key: key.to_vec(),
+            payload: encode_single_object(&update).or_fatal()?,
+            timestamp_ms: ts,
+        });
+        Ok(())
+    }
+
+    /// A subject joined, changed or left a case: store the tag and re-send
+    /// every stored segment with the subject's new tags.
+    fn case(
+        &self,
+        sc: &SubjectCase,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let mut key = sc.subject.as_bytes().to_vec();
+        key.extend_from_slice(sc.case_id.as_str().as_bytes());
+        if sc.status == CaseStatus::Retracted {
+            txn.delete(TAGS, &key[..]);
+        } else {
+            txn.put(TAGS, &key[..], encode_value(sc)?);
+        }
+        let tags = self.tags(sc.subject, txn)?;
+        let prefix = sc.subject.as_bytes();
+        for (_, bytes) in txn
+            .scan(SUBJECT_SEGMENTS, prefix, &prefix_end(prefix))
+            .or_fatal()?
+        {
+            let seg = decode_segment(&bytes).or_fatal()?;
+            if !seg.interval().is_empty() {
+                self.send(sc.subject, &seg, SegmentUpdateKind::Upsert, &tags, ts, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Processor for Segmenter {
+    fn name(&self) -> &'static str {
+        "segmenter"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        [TELECOM, CARD, CHECKIN, CASES_BY_SUBJECT]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn process(
+        &mut self,
+        record: &InputRecord<'_>,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let ts = record.timestamp_ms;
+        let (subject, obs) = match record.topic {
+            TELECOM => self.ingest.ping(&decode::<LocationPing>(record)?),
+            CARD => self.ingest.card(&decode::<CardTransaction>(record)?),
+            CHECKIN => self.ingest.checkin(&decode::<VenueCheckin>(record)?),
+            CASES_BY_SUBJECT => {
+                let sc: SubjectCase = decode(record)?;
+                return self.case(&sc, ts, txn, out);
+            }
+            _ => {
+                return Err(ProcessError::Rejected {
+                    reason: "unexpected_topic",
+                    detail: format!("segmenter does not read {}", record.topic),
+                });
+            }
+        };
+        self.observe(subject, obs, ts, txn, out)
+    }
+}

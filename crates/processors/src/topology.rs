@@ -1,0 +1,86 @@
+//! Topic names and how the topics are created (DESIGN §3).
+
+use epitrace_core::Span;
+use epitrace_stream::admin::TopicSpec;
+use serde::{Deserialize, Serialize};
+
+pub use epitrace_model::topics::{
+    APPROVALS, AUDIT, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTERS, DEADLETTER,
+    EXPOSURES, SEGMENTS, TELECOM, TIMELINES,
+};
+
+/// How topics are laid out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopologyConfig {
+    /// Partitions of every topic. Co-partitioned topics (the feeds and
+    /// `cases.by-subject`; `exposure.candidates` and `cases.events`) must
+    /// have the same count, so one number is used for all. Default 4.
+    pub partitions: i32,
+    /// Replication factor. Default 1 (a single local broker); use 3 in
+    /// production.
+    pub replication: i32,
+    /// How long personal data is kept in topics and state. Default `21d`
+    /// (DESIGN §4). The audit log is kept longer (`audit_retention`).
+    pub retention: Span,
+    /// Retention of `audit.log`. Default `365d`.
+    pub audit_retention: Span,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 4,
+            replication: 1,
+            retention: Span::days(21),
+            audit_retention: Span::days(365),
+        }
+    }
+}
+
+/// Every topic epitrace uses, with its configuration.
+#[must_use]
+pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
+    let delete = |name: &str, retention: Span| TopicSpec {
+        name: name.to_owned(),
+        partitions: cfg.partitions,
+        replication: cfg.replication,
+        config: vec![
+            ("cleanup.policy".into(), "delete".into()),
+            ("retention.ms".into(), retention.as_millis().to_string()),
+            // Retention counts from when a record reached Kafka, whatever
+            // event time it carries (a replayed or late batch must not be
+            // deleted on arrival). Processors stamp outputs with their
+            // input's timestamp, so outputs stay identical on replay.
+            ("message.timestamp.type".into(), "LogAppendTime".into()),
+        ],
+    };
+    let mut specs: Vec<TopicSpec> = [
+        TELECOM,
+        CARD,
+        CHECKIN,
+        CASES,
+        APPROVALS,
+        CASES_BY_SUBJECT,
+        SEGMENTS,
+        CANDIDATES,
+        TIMELINES,
+        EXPOSURES,
+        DEADLETTER,
+    ]
+    .into_iter()
+    .map(|name| delete(name, cfg.retention))
+    .collect();
+    // Cluster alerts are upserted by cluster id: compacted, but still
+    // deleted after the retention period (they name cases).
+    specs.push(TopicSpec {
+        config: vec![
+            ("cleanup.policy".into(), "compact,delete".into()),
+            ("retention.ms".into(), cfg.retention.as_millis().to_string()),
+            ("message.timestamp.type".into(), "LogAppendTime".into()),
+        ],
+        ..delete(CLUSTERS, cfg.retention)
+    });
+    specs.push(delete(AUDIT, cfg.audit_retention));
+    specs
+}

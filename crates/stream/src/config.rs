@@ -1,0 +1,102 @@
+//! Kafka client settings shared by every processor of one instance.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+/// How epitrace talks to Kafka. Defaults suit a local broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Prefix of every consumer group id: a processor's group is
+    /// `<group_prefix>.<processor>`. Default `epitrace`.
+    pub group_prefix: String,
+    /// Client id reported to the brokers. Default `epitrace`.
+    pub client_id: String,
+    /// Most input records one batch holds. Default 5000.
+    pub batch_max_records: usize,
+    /// How long a batch waits for more records after its first one, in ms.
+    /// Default 20: latency stays low, batches grow under load.
+    pub batch_linger_ms: u64,
+    /// How long a produced batch may take to be acknowledged, in ms, before
+    /// the task fails (and replays after restart). Default 60000.
+    pub delivery_timeout_ms: u64,
+    /// Extra librdkafka consumer properties (override the defaults).
+    pub consumer: BTreeMap<String, String>,
+    /// Extra librdkafka producer properties (override the defaults).
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group_prefix: "epitrace".into(),
+            client_id: "epitrace".into(),
+            batch_max_records: 5000,
+            batch_linger_ms: 20,
+            delivery_timeout_ms: 60_000,
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Settings for a config pointing at `brokers`, otherwise default.
+    #[must_use]
+    pub fn for_brokers(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The librdkafka producer configuration: idempotent, `acks=all`, the
+    /// Java client's murmur2 partitioner (so keys land where Java producers
+    /// put them: co-partitioning across topics depends on it), lz4.
+    #[must_use]
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", self.delivery_timeout_ms.to_string());
+        for (k, v) in &self.producer {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The librdkafka consumer configuration for one processor: its own
+    /// group, no auto-commit (offsets live in the state store), `range`
+    /// assignment so that co-partitioned topics are assigned together,
+    /// `read_committed`, and the earliest offset when nothing is stored.
+    #[must_use]
+    pub fn consumer_config(&self, processor: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", format!("{}.{processor}", self.client_id))
+            .set("group.id", format!("{}.{processor}", self.group_prefix))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "5000");
+        for (k, v) in &self.consumer {
+            c.set(k, v);
+        }
+        c
+    }
+}

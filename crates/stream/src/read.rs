@@ -1,0 +1,107 @@
+//! Reading a topic from the beginning to its current end.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+use crate::error::StreamError;
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Key bytes, if any.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes, if any.
+    pub payload: Option<Vec<u8>>,
+    /// Record timestamp (ms), if any.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Reads every record of `topic` that exists now (up to each partition's
+/// high watermark at the call), in partition then offset order. Blocking:
+/// call it from `spawn_blocking` in async code.
+///
+/// Uses manual assignment (no consumer group, nothing committed) and
+/// `read_committed`, so it sees what downstream consumers would see.
+///
+/// # Errors
+/// [`StreamError::Kafka`] when the topic's metadata or watermarks cannot be
+/// fetched; [`StreamError::Timeout`] when the records cannot be read within
+/// `timeout`.
+pub fn read_to_end(
+    cfg: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, StreamError> {
+    let deadline = Instant::now() + timeout;
+    let mut conf = cfg.consumer_config("reader");
+    conf.set("group.id", format!("{}.reader", cfg.group_prefix));
+    let consumer: BaseConsumer = conf.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0usize;
+    let mut ends = Vec::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
+        ends.push((*p, high));
+        if high > low {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+            remaining += 1;
+        }
+    }
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let mut done: Vec<i32> = Vec::new();
+    while done.len() < remaining {
+        if Instant::now() > deadline {
+            return Err(StreamError::Timeout(format!("reading {topic}")));
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = msg?;
+        let p = msg.partition();
+        let end = ends.iter().find(|(q, _)| *q == p).map_or(0, |(_, h)| *h);
+        if msg.offset() < end {
+            out.push(ConsumedRecord {
+                partition: p,
+                offset: msg.offset(),
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: msg.payload().map(<[u8]>::to_vec),
+                timestamp_ms: msg.timestamp().to_millis(),
+            });
+        }
+        // Transaction markers take offsets too: the last data record may sit
+        // below `end - 1`, so a partition is done once its position reaches
+        // the end.
+        if msg.offset() + 1 >= end && !done.contains(&p) {
+            done.push(p);
+        } else if !done.contains(&p) {
+            let position = consumer
+                .position()?
+                .find_partition(topic, p)
+                .and_then(|e| e.offset().to_raw());
+            if position.is_some_and(|pos| pos >= end) {
+                done.push(p);
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    Ok(out)
+}

@@ -1,0 +1,308 @@
+//! End to end on a real Apache Kafka broker: topics created by epitrace,
+//! the nightlife scenario published in phases (trails, then the cases —
+//! one confirmed days after its trail was ingested, one confirmed then
+//! retracted — then late population data and malformed records), the four
+//! processors on RocksDB, and `tracing.exposures` read back and compared
+//! with the brute-force oracle computed from the same records.
+
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use epitrace_core::testkit::{CaseSpec, oracle};
+use epitrace_core::{Ingest, TracingConfig};
+use epitrace_e2e::{brokers, read_all, unique};
+use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
+use epitrace_model::records::{CaseStatus, DeadLetter, Exposure, ExposureStatus};
+use epitrace_model::topics::{CASES, DEADLETTER, EXPOSURES};
+use epitrace_model::{CaseId, SubjectId};
+use epitrace_processors::topology::{TopologyConfig, topic_specs};
+use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
+use epitrace_sim::{FeedRecord, nightlife};
+use epitrace_stream::admin::create_topics;
+use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
+
+const RESIDENTS: u32 = 150;
+
+fn feed(records: &[FeedRecord]) -> Vec<OutputRecord> {
+    records
+        .iter()
+        .map(|r| OutputRecord {
+            topic: r.topic().into(),
+            key: r.key(),
+            payload: r.encode().unwrap(),
+            timestamp_ms: None,
+        })
+        .collect()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn kind(subject: &SubjectId) -> u8 {
+    subject.as_bytes()[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_matches_the_oracle_on_a_real_broker() {
+    let kafka = KafkaConfig {
+        group_prefix: unique("e2e"),
+        ..KafkaConfig::for_brokers(brokers())
+    };
+    let topology = TopologyConfig::default();
+    create_topics(&kafka.brokers, &topic_specs(&topology))
+        .await
+        .unwrap();
+    // Creating them again is harmless.
+    create_topics(&kafka.brokers, &topic_specs(&topology))
+        .await
+        .unwrap();
+
+    let scenario = nightlife(RESIDENTS, 42).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let cfg = PipelineConfig {
+        kafka: kafka.clone(),
+        tracing: TracingConfig::default(),
+        topology,
+        state_dir: state.path().to_path_buf(),
+        ..PipelineConfig::default()
+    };
+
+    // What the rule says, by brute force, from the same records.
+    let ingest = Ingest::new(&cfg.tracing);
+    let observations: Vec<_> = scenario.feed().map(|r| r.observation(&ingest)).collect();
+    let live: Vec<CaseSpec> = scenario
+        .live_cases()
+        .iter()
+        .map(CaseSpec::from_event)
+        .collect();
+    let expected = oracle::exposures(&observations, &live, &cfg.tracing);
+    // The scenario must exercise what it claims to.
+    assert!(
+        expected.len() >= 10,
+        "too few expected exposures: {}",
+        expected.len()
+    );
+    assert!(
+        expected.keys().any(|(_, c)| kind(c) == 4),
+        "no card payment matched the case's tower pings"
+    );
+    let late_subjects: Vec<SubjectId> = scenario.late.iter().map(FeedRecord::subject).collect();
+    assert!(
+        expected.keys().any(|(_, c)| late_subjects.contains(c)),
+        "no exposure depends on population data published after the case"
+    );
+    let all_cases: Vec<CaseSpec> = scenario
+        .cases
+        .iter()
+        .filter(|c| c.status == CaseStatus::Confirmed)
+        .map(CaseSpec::from_event)
+        .collect();
+    let before_retraction = oracle::exposures(&observations, &all_cases, &cfg.tracing);
+    assert!(
+        before_retraction
+            .keys()
+            .any(|(c, _)| c.as_str() == "KR-2020-0502"),
+        "the retracted case would have had no exposures anyway"
+    );
+
+    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL).unwrap();
+    let publisher = Publisher::new(&kafka).unwrap();
+    let started = Instant::now();
+
+    // Phase 1: trails; wait until the segmenter has consumed all of them,
+    // so that the case really is confirmed after its trail was ingested.
+    let trail = feed(&scenario.trail);
+    publisher.send_all(&trail).await.unwrap();
+    println!(
+        "published {} trail records after {:?}",
+        trail.len(),
+        started.elapsed()
+    );
+    let seg = pipeline.stats()[&ProcessorKind::Segmenter].clone();
+    let n = u64::try_from(trail.len()).unwrap();
+    wait_until(
+        "the segmenter to ingest the trails",
+        Duration::from_secs(120),
+        || seg.records_in.load(Ordering::Relaxed) >= n,
+    )
+    .await;
+
+    println!(
+        "segmenter ingested the trails after {:?}",
+        started.elapsed()
+    );
+    // Phase 2: the cases (one is retracted after its confirmation).
+    let cases: Vec<OutputRecord> = scenario
+        .cases
+        .iter()
+        .map(|c| OutputRecord {
+            topic: CASES.into(),
+            key: c.case_id.as_str().as_bytes().to_vec(),
+            payload: encode_single_object(c).unwrap(),
+            timestamp_ms: None,
+        })
+        .collect();
+    publisher.send_all(&cases).await.unwrap();
+
+    // Phase 3: population data that arrives after the case, and junk.
+    let mut late = feed(&scenario.late);
+    for m in &scenario.malformed {
+        late.push(OutputRecord {
+            topic: m.topic.into(),
+            key: m.key.clone(),
+            payload: m.payload.clone(),
+            timestamp_ms: None,
+        });
+    }
+    publisher.send_all(&late).await.unwrap();
+    let published = trail.len() + cases.len() + late.len();
+
+    // Read back until the exposures equal the oracle's (or time out).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (latest, all_versions) = loop {
+        let records = read_all(&kafka, EXPOSURES).await.unwrap();
+        let mut latest: BTreeMap<(CaseId, SubjectId), Exposure> = BTreeMap::new();
+        let mut versions = Vec::new();
+        for r in &records {
+            let e: Exposure =
+                decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default())
+                    .unwrap();
+            assert_eq!(
+                r.key.as_deref(),
+                Some(e.contact.as_bytes().as_slice()),
+                "keyed by contact"
+            );
+            latest.insert((e.case_id.clone(), e.contact), e.clone());
+            versions.push(e);
+        }
+        latest.retain(|_, e| e.status != ExposureStatus::Retracted);
+        let same_pairs = latest.keys().eq(expected.keys());
+        if same_pairs
+            && expected.iter().all(|(k, want)| {
+                (i64::from(latest[k].cumulative_s) - want.cumulative_ms / 1000).abs() <= 1
+            })
+        {
+            break (latest, versions);
+        }
+        let by_status =
+            versions
+                .iter()
+                .fold(BTreeMap::new(), |mut m: BTreeMap<String, usize>, e| {
+                    *m.entry(format!("{:?}", e.status)).or_default() += 1;
+                    m
+                });
+        println!(
+            "after {:?}: {} records {by_status:?}, {} live exposures, {} expected; stats {:?}",
+            started.elapsed(),
+            records.len(),
+            latest.len(),
+            expected.len(),
+            pipeline
+                .stats()
+                .iter()
+                .map(|(k, s)| (
+                    k.name(),
+                    s.records_in.load(Ordering::Relaxed),
+                    s.records_out.load(Ordering::Relaxed)
+                ))
+                .collect::<Vec<_>>()
+        );
+        if Instant::now() > deadline {
+            let missing: Vec<_> = expected
+                .keys()
+                .filter(|k| !latest.contains_key(*k))
+                .collect();
+            let extra: Vec<_> = latest
+                .keys()
+                .filter(|k| !expected.contains_key(*k))
+                .collect();
+            let wrong: Vec<_> = expected
+                .iter()
+                .filter(|(k, w)| {
+                    latest.get(*k).is_some_and(|e| {
+                        (i64::from(e.cumulative_s) - w.cumulative_ms / 1000).abs() > 1
+                    })
+                })
+                .map(|(k, w)| (k, w.cumulative_ms / 1000, latest[k].cumulative_s))
+                .collect();
+            panic!(
+                "exposures differ from the oracle after 180 s: {} expected, {} live; missing {missing:?}; extra {extra:?}; wrong seconds {wrong:?}",
+                expected.len(),
+                latest.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+    };
+    let converged = started.elapsed();
+
+    // The retracted case leaves nothing live; whatever it emitted was
+    // withdrawn with RETRACTED.
+    assert!(latest.keys().all(|(c, _)| c.as_str() != "KR-2020-0502"));
+
+    // Every malformed record is in the dead-letter topic with its reason,
+    // topic, partition and offset; the good ones still produced the right
+    // exposures (above).
+    let dead = read_all(&kafka, DEADLETTER).await.unwrap();
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|r| {
+            let d: DeadLetter =
+                decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default())
+                    .unwrap();
+            assert!(d.offset >= 0 && d.partition >= 0);
+            assert!(
+                scenario
+                    .malformed
+                    .iter()
+                    .any(|m| m.topic == d.topic.as_str() && m.payload == d.payload)
+            );
+            d.reason_code.as_str().to_owned()
+        })
+        .collect();
+    reasons.sort();
+    let mut want: Vec<String> = scenario
+        .malformed
+        .iter()
+        .map(|m| m.reason.to_owned())
+        .collect();
+    want.sort();
+    assert_eq!(reasons, want);
+
+    let stats: Vec<(String, u64, u64, u64)> = pipeline
+        .stats()
+        .iter()
+        .map(|(k, s)| {
+            (
+                k.name().to_owned(),
+                s.records_in.load(Ordering::Relaxed),
+                s.records_out.load(Ordering::Relaxed),
+                s.dead_letters.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    pipeline.stop().await.unwrap();
+    println!(
+        "e2e: {published} records published ({} feed, {} case events, {} malformed), {} exposures \
+         ({} versions) equal to the oracle after {:.1} s; per processor (in, out, dead): {stats:?}",
+        scenario.feed().count(),
+        scenario.cases.len(),
+        scenario.malformed.len(),
+        latest.len(),
+        all_versions.len(),
+        converged.as_secs_f64()
+    );
+}
