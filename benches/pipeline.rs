@@ -133,18 +133,16 @@ fn input<'a>(topic: &'a str, key: &'a [u8], payload: &'a [u8], i: usize) -> Inpu
     }
 }
 
-/// Runs a processor over frames in batches, state in a fresh RocksDB.
+/// Runs a processor over frames in batches of 5,000, state in `store`.
 fn drive(
     p: &mut dyn Processor,
     topic: &str,
     frames: &[(Vec<u8>, Vec<u8>)],
-    dir: &std::path::Path,
-    stores: &[&str],
+    store: &RocksStore,
 ) -> Vec<OutputRecord> {
-    let store = RocksStore::open(dir, stores, &StoreOptions::default()).unwrap();
     let mut all_out = Vec::new();
     for (b, chunk) in frames.chunks(BATCH).enumerate() {
-        let mut txn = Txn::new(&store);
+        let mut txn = Txn::new(store);
         let mut out = Vec::new();
         for (i, (key, payload)) in chunk.iter().enumerate() {
             let rec = input(topic, key, payload, b * BATCH + i);
@@ -175,11 +173,11 @@ fn main() {
     let cfg = TracingConfig::default();
     println!("generating {n} pings of {SUBJECTS} phones…");
     let frames: Vec<(Vec<u8>, Vec<u8>)> = pings(n).into_iter().map(|f| (Vec::new(), f)).collect();
-    // 100 of the phones are cases (their segments probe everyone).
-    let case_frames: Vec<(Vec<u8>, Vec<u8>)> = (0..100)
+    // 10 of the phones (0.1%) are cases: their segments probe everyone.
+    let case_frames: Vec<(Vec<u8>, Vec<u8>)> = (0..10)
         .map(|i| {
             let sc = SubjectCase {
-                subject: subject(i * 97),
+                subject: subject(i * 997),
                 case_id: CaseId::new(format!("C{i}")).unwrap(),
                 status: CaseStatus::Confirmed,
                 infectious_from: EventTime::from_millis("t", T0 - 86_400_000).unwrap(),
@@ -214,21 +212,12 @@ fn main() {
 
         let dir = tempfile::tempdir().unwrap();
         let mut seg = Segmenter::new(&cfg);
-        drive(
-            &mut seg,
-            CASES_BY_SUBJECT,
-            &case_frames,
-            &dir.path().join("warm"),
-            Segmenter::STORES,
-        );
+        let opts = StoreOptions::default();
+        let seg_store = RocksStore::open(dir.path().join("seg"), Segmenter::STORES, &opts).unwrap();
+        // The case tags first, untimed: their subjects' segments then probe everyone.
+        drive(&mut seg, CASES_BY_SUBJECT, &case_frames, &seg_store);
         let t = Instant::now();
-        let outs = drive(
-            &mut seg,
-            TELECOM,
-            &frames,
-            &dir.path().join("seg"),
-            Segmenter::STORES,
-        );
+        let outs = drive(&mut seg, TELECOM, &frames, &seg_store);
         segmenter.push(t.elapsed().as_secs_f64());
         segment_updates = outs.len();
 
@@ -236,13 +225,9 @@ fn main() {
             outs.into_iter().map(|o| (o.key, o.payload)).collect();
         let mut pj = PresenceJoin::new(&cfg, 21 * 86_400_000);
         let t = Instant::now();
-        let outs = drive(
-            &mut pj,
-            SEGMENTS,
-            &seg_frames,
-            &dir.path().join("join"),
-            PresenceJoin::STORES,
-        );
+        let join_store =
+            RocksStore::open(dir.path().join("join"), PresenceJoin::STORES, &opts).unwrap();
+        let outs = drive(&mut pj, SEGMENTS, &seg_frames, &join_store);
         join.push(t.elapsed().as_secs_f64());
         candidates = outs.len();
         println!(

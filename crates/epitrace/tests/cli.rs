@@ -94,3 +94,48 @@ fn unknown_configuration_keys_are_rejected_by_name() {
     assert!(!ok);
     assert!(stderr.contains("max_gapp"), "{stderr}");
 }
+
+/// `epitrace topics create` twice and `epitrace run` stopped by SIGTERM, on
+/// the real broker of `scripts/with-kafka.sh` (`make test` sets
+/// `EPITRACE_TEST_BROKERS`; without it this test fails loudly).
+#[test]
+fn topics_create_is_idempotent_and_run_stops_cleanly_on_sigterm() {
+    let brokers = std::env::var("EPITRACE_TEST_BROKERS").expect(
+        "EPITRACE_TEST_BROKERS is not set: run through `make test` or scripts/with-kafka.sh",
+    );
+    for _ in 0..2 {
+        let (ok, stdout, stderr) = epitrace(&["topics", "create", "--brokers", &brokers]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("tracing.exposures"), "{stdout}");
+    }
+    let state = tempfile::tempdir().unwrap();
+    let config = state.path().join("epitrace.toml");
+    std::fs::write(
+        &config,
+        format!("[kafka]\ngroup_prefix = \"cli-{}\"\n", std::process::id()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_epitrace"))
+        .args(["run", "--brokers", &brokers, "-c", config.to_str().unwrap()])
+        .arg("--state-dir")
+        .arg(state.path().join("state"))
+        .args(["--processors", "case-router,exposure-aggregator"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "epitrace run exited early"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert!(state.path().join("state/case-router").exists());
+}

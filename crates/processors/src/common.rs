@@ -40,6 +40,15 @@ pub(crate) fn rejected(e: &ModelError) -> ProcessError {
     }
 }
 
+/// A record from a topic the processor does not read (a misconfigured
+/// subscription): dead-lettered, not fatal.
+pub(crate) fn unexpected_topic(processor: &str, record: &InputRecord<'_>) -> ProcessError {
+    ProcessError::Rejected {
+        reason: "unexpected_topic",
+        detail: format!("{processor} does not read {}", record.topic),
+    }
+}
+
 /// State failures stop the task (the batch is replayed after restart).
 pub(crate) fn fatal(e: impl std::fmt::Display) -> ProcessError {
     ProcessError::Fatal(e.to_string())

@@ -34,7 +34,9 @@ use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
 use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 
-use crate::common::{OrFatal, decode, decode_value, encode_value, prefix_end, segment_key};
+use crate::common::{
+    OrFatal, decode, decode_value, encode_value, prefix_end, segment_key, unexpected_topic,
+};
 use crate::topology::{CANDIDATES, CASES, EXPOSURES};
 
 /// Store of overlap ledgers.
@@ -268,10 +270,7 @@ impl Processor for ExposureAggregator {
         match record.topic {
             CANDIDATES => self.candidate(&decode(record)?, ts, txn),
             CASES => self.case_event(&decode(record)?, ts, txn),
-            _ => Err(ProcessError::Rejected {
-                reason: "unexpected_topic",
-                detail: format!("exposure-aggregator does not read {}", record.topic),
-            }),
+            _ => Err(unexpected_topic(self.name(), record)),
         }
     }
 

@@ -5,8 +5,9 @@
 //! - **State** (RocksDB; co-located segments share a partition because they
 //!   share the partition-resolution ancestor):
 //!   - `by_id`: subject | segment key → the segment's current version;
-//!   - `presence`: bucket | cell key | subject | segment key → every
-//!     non-empty segment, once per time bucket it touches;
+//!   - `presence`: bucket | cell key | subject | segment key → (empty): every
+//!     non-empty segment, once per time bucket it touches (keys only: the
+//!     segment itself is read from `by_id`);
 //!   - `patients`: the same, only segments tagged with a case.
 //!
 //!   Keys are big-endian with the bucket first, so a probe is one range scan
@@ -22,23 +23,27 @@
 //!   contacts' data (the segmenter re-sends the case's segments, tagged).
 //! - **Time:** event time. Index entries older than `retention` behind the
 //!   latest segment end seen are dropped by whole buckets at the end of a
-//!   batch. Outputs carry the input's timestamp.
+//!   batch (at most once per day of event time: each drop is a range
+//!   tombstone). Outputs carry the input's timestamp.
 //! - **Delivery:** at-least-once with deterministic outputs. For one pair,
 //!   every candidate comes from this partition in input order, so the
 //!   aggregator sees a pair's withdrawal before its new overlap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use epitrace_core::codec::{decode_segment, encode_segment};
 use epitrace_core::join::{Bucket, Probe, buckets, infectious_window, overlap};
 use epitrace_core::{CellKey, Overlap, Segment, TracingConfig};
 use epitrace_model::codec::encode_single_object;
-use epitrace_model::records::{ExposureCandidate, SegmentUpdate, SegmentUpdateKind, TimeWindow};
+use epitrace_model::records::{
+    CaseTag, ExposureCandidate, SegmentUpdate, SegmentUpdateKind, TimeWindow,
+};
+use epitrace_model::{CaseId, EventTime, SubjectId};
 use epitrace_state::Txn;
 use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{
-    OrFatal, decode, decode_value, encode_value, i64_key, prefix_end, segment_id_key, segment_of,
-    segment_ref,
+    OrFatal, decode, i64_key, prefix_end, segment_id_key, segment_of, segment_ref, wire_sources,
 };
 use crate::topology::{CANDIDATES, SEGMENTS};
 
@@ -48,6 +53,112 @@ pub const BY_ID: &str = "by_id";
 pub const PRESENCE: &str = "presence";
 /// Index of case segments.
 pub const PATIENTS: &str = "patients";
+
+/// Format version of [`encode_indexed`].
+const INDEX_VALUE_VERSION: u8 = 1;
+
+/// The stored form of a segment in `by_id`, `presence` and `patients`: a
+/// compact binary layout (a probe decodes every co-located entry, so this
+/// is on the hot path; an Avro datum costs microseconds to decode).
+///
+/// `version(1) · subject(16) · segment (core codec) · tag count(4) ·
+/// tags: case id length(2) · case id · from(8) · until flag(1) [· until(8)]`.
+fn encode_indexed(u: &SegmentUpdate) -> Vec<u8> {
+    let seg = encode_segment(&segment_of(u));
+    let mut v = Vec::with_capacity(21 + seg.len() + u.cases.len() * 40);
+    v.push(INDEX_VALUE_VERSION);
+    v.extend_from_slice(u.subject.as_bytes());
+    v.extend_from_slice(&u32::try_from(seg.len()).unwrap_or(u32::MAX).to_le_bytes());
+    v.extend_from_slice(&seg);
+    v.extend_from_slice(
+        &u32::try_from(u.cases.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    for tag in &u.cases {
+        let id = tag.case_id.as_str().as_bytes();
+        v.extend_from_slice(&u16::try_from(id.len()).unwrap_or(u16::MAX).to_le_bytes());
+        v.extend_from_slice(id);
+        v.extend_from_slice(&tag.infectious_from.as_millis().to_le_bytes());
+        match tag.infectious_until {
+            Some(t) => {
+                v.push(1);
+                v.extend_from_slice(&t.as_millis().to_le_bytes());
+            }
+            None => v.push(0),
+        }
+    }
+    v
+}
+
+/// Reads [`encode_indexed`] back; anything malformed is corrupt state.
+fn decode_indexed(bytes: &[u8]) -> Result<SegmentUpdate, ProcessError> {
+    let corrupt = |what: &str| ProcessError::Fatal(format!("corrupt presence index value: {what}"));
+    let mut r = bytes;
+    let mut take = |n: usize| -> Result<&[u8], ProcessError> {
+        if r.len() < n {
+            return Err(corrupt("truncated"));
+        }
+        let (head, tail) = r.split_at(n);
+        r = tail;
+        Ok(head)
+    };
+    if take(1)? != [INDEX_VALUE_VERSION] {
+        return Err(corrupt("format version"));
+    }
+    let subject = SubjectId::from_slice(take(16)?).map_err(|e| corrupt(&e.to_string()))?;
+    let le_u32 = |b: &[u8]| {
+        b.try_into()
+            .map(u32::from_le_bytes)
+            .map_err(|_| corrupt("length"))
+    };
+    let seg_len = le_u32(take(4)?)? as usize;
+    let seg = decode_segment(take(seg_len)?).or_fatal()?;
+    let n = le_u32(take(4)?)?;
+    let mut cases = Vec::new();
+    for _ in 0..n {
+        let id_len = take(2)?
+            .try_into()
+            .map(u16::from_le_bytes)
+            .map_err(|_| corrupt("id length"))?;
+        let case_id = std::str::from_utf8(take(usize::from(id_len))?)
+            .map_err(|_| corrupt("case id"))
+            .and_then(|s| CaseId::new(s).map_err(|e| corrupt(&e.to_string())))?;
+        let time = |b: &[u8]| -> Result<EventTime, ProcessError> {
+            let ms = b
+                .try_into()
+                .map(i64::from_le_bytes)
+                .map_err(|_| corrupt("time"))?;
+            EventTime::from_millis("infectious", ms).map_err(|e| corrupt(&e.to_string()))
+        };
+        let infectious_from = time(take(8)?)?;
+        let infectious_until = match take(1)? {
+            [0] => None,
+            [1] => Some(time(take(8)?)?),
+            _ => return Err(corrupt("option tag")),
+        };
+        cases.push(CaseTag {
+            case_id,
+            infectious_from,
+            infectious_until,
+        });
+    }
+    if !r.is_empty() {
+        return Err(corrupt("trailing bytes"));
+    }
+    Ok(SegmentUpdate {
+        subject,
+        lane: seg.key.lane.0,
+        start: seg.key.start,
+        first_cell: seg.key.first_cell,
+        cell: seg.cell,
+        end: seg.end,
+        sources: wire_sources(seg.sources),
+        observations: seg.observations.max(1),
+        kind: SegmentUpdateKind::Upsert,
+        cases,
+    })
+}
 
 /// One (case segment, contact segment) pair and where/when they met.
 struct Pair<'a> {
@@ -143,7 +254,7 @@ impl PresenceJoin {
                 ranges.push((k, end));
             }
             for (from, to) in ranges {
-                for (k, v) in txn.scan(store, &from, &to).or_fatal()? {
+                for (k, _) in txn.scan(store, &from, &to).or_fatal()? {
                     // The id part (after bucket and cell) names the segment.
                     let id = k.get(16..).unwrap_or_default().to_vec();
                     if id.get(..16) == Some(u.subject.as_bytes().as_slice())
@@ -151,7 +262,10 @@ impl PresenceJoin {
                     {
                         continue;
                     }
-                    let other: SegmentUpdate = decode_value(&v)?;
+                    let Some(bytes) = txn.get(BY_ID, &id).or_fatal()? else {
+                        return Err(ProcessError::Fatal("index entry without a segment".into()));
+                    };
+                    let other = decode_indexed(&bytes)?;
                     if segment_of(&other)
                         .interval()
                         .intersect(seg.interval())
@@ -236,21 +350,6 @@ impl PresenceJoin {
         }
         Ok(())
     }
-
-    /// The stored segments `u` may pair with: everyone when `u` is a case
-    /// segment, case segments in any case.
-    fn partners(
-        &self,
-        u: &SegmentUpdate,
-        txn: &Txn<'_>,
-    ) -> Result<(Vec<SegmentUpdate>, Vec<SegmentUpdate>), ProcessError> {
-        let everyone = if u.is_case() {
-            self.probe(PRESENCE, u, txn)?
-        } else {
-            Vec::new()
-        };
-        Ok((everyone, self.probe(PATIENTS, u, txn)?))
-    }
 }
 
 impl Processor for PresenceJoin {
@@ -273,36 +372,54 @@ impl Processor for PresenceJoin {
         let seg: Segment = segment_of(&update);
         let id = segment_id_key(update.subject, &seg.key);
         let old: Option<SegmentUpdate> = match txn.get(BY_ID, &id).or_fatal()? {
-            Some(bytes) => Some(decode_value(&bytes)?),
+            Some(bytes) => Some(decode_indexed(&bytes)?),
             None => None,
         };
         let live = update.kind == SegmentUpdateKind::Upsert && !seg.interval().is_empty();
         // The pairs before and after this update, against the same stored
         // partners; only the difference is sent, so a growing segment does
         // not withdraw and re-add every pair (no flapping downstream).
-        let (old_partners, new_partners) = (
-            old.as_ref().map(|o| self.partners(o, txn)).transpose()?,
-            if live {
-                Some(self.partners(&update, txn)?)
-            } else {
-                None
-            },
-        );
-        let before: BTreeMap<PairId, Pair<'_>> = match (&old, &old_partners) {
-            (Some(o), Some((e, p))) => self
-                .pairs(o, e, p)
-                .into_iter()
-                .map(|p| (p.id(), p))
-                .collect(),
-            _ => BTreeMap::new(),
+        // One probe covers both versions: same start, the later end, the
+        // wider cell (the versions' cells nest: both hold the first
+        // footprint).
+        let probe_with = match (&old, live) {
+            (Some(o), true) => {
+                let mut wide = update.clone();
+                wide.end = o.end.max(update.end);
+                if o.cell.contains(update.cell) {
+                    wide.cell = o.cell;
+                }
+                Some(wide)
+            }
+            (Some(o), false) => Some(o.clone()),
+            (None, true) => Some(update.clone()),
+            (None, false) => None,
         };
-        let after: BTreeMap<PairId, Pair<'_>> = match &new_partners {
-            Some((e, p)) => self
-                .pairs(&update, e, p)
+        let (everyone, patients) = match &probe_with {
+            Some(u) => {
+                let cases =
+                    old.as_ref().is_some_and(SegmentUpdate::is_case) || (live && update.is_case());
+                let everyone = if cases {
+                    self.probe(PRESENCE, u, txn)?
+                } else {
+                    Vec::new()
+                };
+                (everyone, self.probe(PATIENTS, u, txn)?)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let before: BTreeMap<PairId, Pair<'_>> = old
+            .iter()
+            .flat_map(|o| self.pairs(o, &everyone, &patients))
+            .map(|p| (p.id(), p))
+            .collect();
+        let after: BTreeMap<PairId, Pair<'_>> = if live {
+            self.pairs(&update, &everyone, &patients)
                 .into_iter()
                 .map(|p| (p.id(), p))
-                .collect(),
-            None => BTreeMap::new(),
+                .collect()
+        } else {
+            BTreeMap::new()
         };
         for (pid, p) in &before {
             if !after.contains_key(pid) {
@@ -314,22 +431,29 @@ impl Processor for PresenceJoin {
                 self.emit(p, false, ts, out)?;
             }
         }
-        if let Some(old) = &old {
-            for k in self.index_keys(old) {
-                txn.delete(PRESENCE, &k[..]);
-                txn.delete(PATIENTS, &k[..]);
+        // Index entries are keys only (the segment lives in `by_id`), so a
+        // growing segment rewrites nothing but the buckets it newly covers:
+        // few writes, few tombstones for later scans to skip.
+        let keys = |u: Option<&SegmentUpdate>, patients_only: bool| -> BTreeSet<Vec<u8>> {
+            u.filter(|u| !patients_only || u.is_case())
+                .map(|u| self.index_keys(u).into_iter().collect())
+                .unwrap_or_default()
+        };
+        let new = live.then_some(&update);
+        for (store, patients_only) in [(PRESENCE, false), (PATIENTS, true)] {
+            let (was, now) = (keys(old.as_ref(), patients_only), keys(new, patients_only));
+            for k in was.difference(&now) {
+                txn.delete(store, &k[..]);
             }
+            for k in now.difference(&was) {
+                txn.put(store, &k[..], Vec::new());
+            }
+        }
+        if !live && old.is_some() {
             txn.delete(BY_ID, &id[..]);
         }
         if live {
-            let value = encode_value(&update)?;
-            for k in self.index_keys(&update) {
-                txn.put(PRESENCE, &k[..], &value[..]);
-                if update.is_case() {
-                    txn.put(PATIENTS, &k[..], &value[..]);
-                }
-            }
-            txn.put(BY_ID, &id[..], &value[..]);
+            txn.put(BY_ID, &id[..], encode_indexed(&update));
             let end = seg.end.as_millis();
             self.latest_end_ms = Some(self.latest_end_ms.map_or(end, |l| l.max(end)));
         }
@@ -344,8 +468,12 @@ impl Processor for PresenceJoin {
         let Some(latest) = self.latest_end_ms else {
             return Ok(());
         };
-        let cutoff = (latest - self.retention_ms).div_euclid(self.bucket_ms().max(1));
-        if self.dropped_before.is_some_and(|d| d >= cutoff) {
+        let bucket = self.bucket_ms().max(1);
+        let cutoff = (latest - self.retention_ms).div_euclid(bucket);
+        // A range deletion leaves a tombstone every read must skip until
+        // compaction; issue one per day of event time at most.
+        let day = (epitrace_model::time::DAY_MS / bucket).max(1);
+        if self.dropped_before.is_some_and(|d| cutoff < d + day) {
             return Ok(());
         }
         // Whole buckets only: every key of a bucket < cutoff.

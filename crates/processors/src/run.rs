@@ -87,7 +87,7 @@ impl FromStr for ProcessorKind {
 }
 
 /// Everything a pipeline instance needs.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Kafka clients.
@@ -101,6 +101,18 @@ pub struct PipelineConfig {
     /// Where each processor keeps its RocksDB (`<state_dir>/<processor>`).
     /// Default `./epitrace-state`.
     pub state_dir: PathBuf,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaConfig::default(),
+            tracing: TracingConfig::default(),
+            topology: TopologyConfig::default(),
+            store: StoreOptions::default(),
+            state_dir: PathBuf::from("epitrace-state"),
+        }
+    }
 }
 
 /// A running set of processors.

@@ -27,6 +27,9 @@
 //!   presence index drops whole buckets); see the closing notes of the
 //!   pipeline issue.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use epitrace_core::codec::{decode_segment, encode_segment};
 use epitrace_core::{
     ChangeKind, Ingest, Observation, Segment, SegmentChange, SubjectTrail, TracingConfig,
@@ -42,7 +45,8 @@ use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 use h3o::Resolution;
 
 use crate::common::{
-    OrFatal, decode, decode_value, encode_value, prefix_end, segment_id_key, wire_sources,
+    OrFatal, decode, decode_value, encode_value, prefix_end, segment_id_key, unexpected_topic,
+    wire_sources,
 };
 use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM};
 
@@ -59,6 +63,11 @@ pub struct Segmenter {
     cfg: TracingConfig,
     ingest: Ingest,
     partition_res: Resolution,
+    /// Trails touched in the current batch, decoded once and written back
+    /// once at the end of the batch (a phone reports many times a batch).
+    trails: HashMap<Vec<u8>, SubjectTrail>,
+    /// Case tags read in the current batch.
+    tags: HashMap<SubjectId, Vec<CaseTag>>,
 }
 
 impl Segmenter {
@@ -72,11 +81,13 @@ impl Segmenter {
             ingest: Ingest::new(cfg),
             partition_res: Resolution::try_from(cfg.footprint.min_res).unwrap_or(Resolution::Six),
             cfg: cfg.clone(),
+            trails: HashMap::new(),
+            tags: HashMap::new(),
         }
     }
 
     fn observe(
-        &self,
+        &mut self,
         subject: SubjectId,
         obs: Observation,
         ts: Option<i64>,
@@ -87,12 +98,17 @@ impl Segmenter {
         let stream = obs.source.stream();
         let mut key = subject.as_bytes().to_vec();
         key.push(stream as u8);
-        let mut trail = match txn.get(TRAILS, &key).or_fatal()? {
-            Some(bytes) => SubjectTrail::decode(&bytes).or_fatal()?,
-            None => SubjectTrail::new(stream),
+        let trail = match self.trails.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let trail = match txn.get(TRAILS, e.key()).or_fatal()? {
+                    Some(bytes) => SubjectTrail::decode(&bytes).or_fatal()?,
+                    None => SubjectTrail::new(stream),
+                };
+                e.insert(trail)
+            }
         };
         let changes = trail.observe(&self.cfg.segment, obs);
-        txn.put(TRAILS, key, trail.encode());
         if changes.is_empty() {
             return Ok(());
         }
@@ -103,13 +119,19 @@ impl Segmenter {
         Ok(())
     }
 
-    fn tags(&self, subject: SubjectId, txn: &Txn<'_>) -> Result<Vec<CaseTag>, ProcessError> {
+    fn tags(&mut self, subject: SubjectId, txn: &Txn<'_>) -> Result<Vec<CaseTag>, ProcessError> {
+        if let Some(tags) = self.tags.get(&subject) {
+            return Ok(tags.clone());
+        }
         let prefix = subject.as_bytes();
-        txn.scan(TAGS, prefix, &prefix_end(prefix))
+        let tags = txn
+            .scan(TAGS, prefix, &prefix_end(prefix))
             .or_fatal()?
             .iter()
             .map(|(_, v)| decode_value::<SubjectCase>(v).map(|sc| sc.tag()))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.tags.insert(subject, tags.clone());
+        Ok(tags)
     }
 
     fn apply(
@@ -178,7 +200,7 @@ impl Segmenter {
     /// A subject joined, changed or left a case: store the tag and re-send
     /// every stored segment with the subject's new tags.
     fn case(
-        &self,
+        &mut self,
         sc: &SubjectCase,
         ts: Option<i64>,
         txn: &mut Txn<'_>,
@@ -191,6 +213,7 @@ impl Segmenter {
         } else {
             txn.put(TAGS, &key[..], encode_value(sc)?);
         }
+        self.tags.remove(&sc.subject);
         let tags = self.tags(sc.subject, txn)?;
         let prefix = sc.subject.as_bytes();
         for (_, bytes) in txn
@@ -233,13 +256,20 @@ impl Processor for Segmenter {
                 let sc: SubjectCase = decode(record)?;
                 return self.case(&sc, ts, txn, out);
             }
-            _ => {
-                return Err(ProcessError::Rejected {
-                    reason: "unexpected_topic",
-                    detail: format!("segmenter does not read {}", record.topic),
-                });
-            }
+            _ => return Err(unexpected_topic(self.name(), record)),
         };
         self.observe(subject, obs, ts, txn, out)
+    }
+
+    fn end_batch(
+        &mut self,
+        txn: &mut Txn<'_>,
+        _out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        for (key, trail) in self.trails.drain() {
+            txn.put(TRAILS, key, trail.encode());
+        }
+        self.tags.clear();
+        Ok(())
     }
 }

@@ -84,3 +84,64 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
     specs.push(delete(AUDIT, cfg.audit_retention));
     specs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(spec: &TopicSpec, key: &str) -> Option<String> {
+        spec.config
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn every_topic_is_created_with_retention_by_arrival_time() {
+        let cfg = TopologyConfig::default();
+        let specs = topic_specs(&cfg);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        for t in [
+            TELECOM,
+            CARD,
+            CHECKIN,
+            CASES,
+            APPROVALS,
+            CASES_BY_SUBJECT,
+            SEGMENTS,
+            CANDIDATES,
+            TIMELINES,
+            EXPOSURES,
+            CLUSTERS,
+            DEADLETTER,
+            AUDIT,
+        ] {
+            assert!(names.contains(&t), "{t} missing");
+        }
+        for s in &specs {
+            assert_eq!(
+                s.partitions, 4,
+                "{}: co-partitioned topics need equal counts",
+                s.name
+            );
+            assert_eq!(
+                config(s, "message.timestamp.type").as_deref(),
+                Some("LogAppendTime"),
+                "{}",
+                s.name
+            );
+            let retention: i64 = config(s, "retention.ms").unwrap().parse().unwrap();
+            let want = if s.name == AUDIT {
+                cfg.audit_retention
+            } else {
+                cfg.retention
+            };
+            assert_eq!(retention, want.as_millis(), "{}", s.name);
+        }
+        let clusters = specs.iter().find(|s| s.name == CLUSTERS).unwrap();
+        assert_eq!(
+            config(clusters, "cleanup.policy").as_deref(),
+            Some("compact,delete")
+        );
+    }
+}

@@ -321,6 +321,7 @@ async fn process_batch<P: Processor>(
     let mut txn = Txn::new(store.as_ref());
     let mut out: Vec<OutputRecord> = Vec::new();
     let mut dead = 0u64;
+    let mut reasons: Vec<&'static str> = Vec::new();
     let mut next_offsets = TopicPartitionList::new();
     for msg in batch {
         let record = InputRecord {
@@ -335,14 +336,10 @@ async fn process_batch<P: Processor>(
         match processor.process(&record, &mut txn, &mut out) {
             Ok(()) => {}
             Err(ProcessError::Rejected { reason, detail }) => {
-                warn!(
-                    topic = msg.topic(),
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    reason,
-                    "record dead-lettered"
-                );
                 out.push(dead_letter(msg, reason, &detail, received_at_ms)?);
+                if !reasons.contains(&reason) {
+                    reasons.push(reason);
+                }
                 dead += 1;
             }
             Err(ProcessError::Fatal(reason)) => {
@@ -378,6 +375,11 @@ async fn process_batch<P: Processor>(
     );
     stats.records_out.fetch_add(produced, Ordering::Relaxed);
     stats.dead_letters.fetch_add(dead, Ordering::Relaxed);
+    // One line per batch, not per record: a flood of bad input must not
+    // flood the logs. No personal data: counts and reason codes only.
+    if dead > 0 {
+        warn!(dead_letters = dead, reasons = ?reasons, "records dead-lettered");
+    }
     debug!(
         records = batch.len(),
         outputs = produced,
