@@ -20,8 +20,9 @@ fmt: ## format the code
 fmt-check: ## fail on unformatted code
 	$(CARGO) fmt --all -- --check
 
-lint: ## clippy with warnings as errors, every target and feature
+lint: ## clippy and rustdoc with warnings as errors, every target and feature
 	$(CARGO) clippy --workspace --all-targets --all-features $(CARGO_FLAGS) -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --all-features $(CARGO_FLAGS)
 
 unit: ## run every test (unit, property, integration, end to end on a local Kafka broker)
 	$(CARGO) test --workspace --all-features --no-run $(CARGO_FLAGS)

@@ -4,7 +4,9 @@
 
 use epitrace_core::{Lane, Segment, SegmentKey, Source, SourceSet};
 use epitrace_model::codec::{AvroRecord, DecodeOptions, decode_single_object};
-use epitrace_model::records::{ObservationSource, SegmentRef};
+use epitrace_model::records::{
+    CaseTag, ObservationSource, SegmentRef, SegmentUpdate, SegmentUpdateKind,
+};
 use epitrace_model::{EventTime, ModelError, SubjectId};
 use epitrace_state::StateError;
 use epitrace_stream::{InputRecord, ProcessError};
@@ -171,8 +173,29 @@ pub(crate) fn decode_value<T: AvroRecord>(bytes: &[u8]) -> Result<T, ProcessErro
     }
 }
 
+/// The wire form of a subject's segment.
+pub(crate) fn update_of(
+    subject: SubjectId,
+    seg: &Segment,
+    kind: SegmentUpdateKind,
+    cases: Vec<CaseTag>,
+) -> SegmentUpdate {
+    SegmentUpdate {
+        subject,
+        lane: seg.key.lane.0,
+        start: seg.key.start,
+        first_cell: seg.key.first_cell,
+        cell: seg.cell,
+        end: seg.end,
+        sources: wire_sources(seg.sources),
+        observations: seg.observations.max(1),
+        kind,
+        cases,
+    }
+}
+
 /// A core segment from its wire form.
-pub(crate) fn segment_of(u: &epitrace_model::records::SegmentUpdate) -> Segment {
+pub(crate) fn segment_of(u: &SegmentUpdate) -> Segment {
     Segment {
         key: SegmentKey {
             lane: Lane(u.lane),

@@ -43,7 +43,7 @@ use epitrace_state::Txn;
 use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{
-    OrFatal, decode, i64_key, prefix_end, segment_id_key, segment_of, segment_ref, wire_sources,
+    OrFatal, decode, i64_key, prefix_end, segment_id_key, segment_of, segment_ref, update_of,
 };
 use crate::topology::{CANDIDATES, SEGMENTS};
 
@@ -146,18 +146,7 @@ fn decode_indexed(bytes: &[u8]) -> Result<SegmentUpdate, ProcessError> {
     if !r.is_empty() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(SegmentUpdate {
-        subject,
-        lane: seg.key.lane.0,
-        start: seg.key.start,
-        first_cell: seg.key.first_cell,
-        cell: seg.cell,
-        end: seg.end,
-        sources: wire_sources(seg.sources),
-        observations: seg.observations.max(1),
-        kind: SegmentUpdateKind::Upsert,
-        cases,
-    })
+    Ok(update_of(subject, &seg, SegmentUpdateKind::Upsert, cases))
 }
 
 /// One (case segment, contact segment) pair and where/when they met.

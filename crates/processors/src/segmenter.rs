@@ -13,7 +13,7 @@
 //!   - `tags`: subject | case id → [`SubjectCase`], the cases the subject
 //!     belongs to and their infectious windows.
 //! - **Output:** `presence.segments` (key = the segment cell's ancestor at
-//!   the partition resolution, `footprint.min_res`): a [`SegmentUpdate`]
+//!   the partition resolution, `footprint.min_res`): a [`SegmentUpdate`](epitrace_model::records::SegmentUpdate)
 //!   whenever a segment's presence changes (opened, grown, widened, split,
 //!   merged, retracted), tagged with the subject's cases. Empty segments (a
 //!   lone ping: an instant) are not sent — they can overlap nothing.
@@ -37,8 +37,8 @@ use epitrace_core::{
 use epitrace_model::SubjectId;
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
-    CardTransaction, CaseStatus, CaseTag, LocationPing, SegmentUpdate, SegmentUpdateKind,
-    SubjectCase, VenueCheckin,
+    CardTransaction, CaseStatus, CaseTag, LocationPing, SegmentUpdateKind, SubjectCase,
+    VenueCheckin,
 };
 use epitrace_state::Txn;
 use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
@@ -46,7 +46,7 @@ use h3o::Resolution;
 
 use crate::common::{
     OrFatal, decode, decode_value, encode_value, prefix_end, segment_id_key, unexpected_topic,
-    wire_sources,
+    update_of,
 };
 use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM};
 
@@ -173,18 +173,7 @@ impl Segmenter {
         ts: Option<i64>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
-        let update = SegmentUpdate {
-            subject,
-            lane: seg.key.lane.0,
-            start: seg.key.start,
-            first_cell: seg.key.first_cell,
-            cell: seg.cell,
-            end: seg.end,
-            sources: wire_sources(seg.sources),
-            observations: seg.observations.max(1),
-            kind,
-            cases: tags.to_vec(),
-        };
+        let update = update_of(subject, seg, kind, tags.to_vec());
         let key = update.partition_key(self.partition_res).ok_or_else(|| {
             ProcessError::Fatal("segment coarser than the partition resolution".into())
         })?;

@@ -6,7 +6,7 @@
 //!
 //! - [`feed`]: [`FeedRecord`], one record of any provider feed, with its
 //!   topic, key and wire encoding.
-//! - [`nightlife`]: a small, seeded, hand-shaped scenario (a night out
+//! - [`nightlife`](mod@nightlife): a small, seeded, hand-shaped scenario (a night out
 //!   around Itaewon: a club, a restaurant inside the same tower footprint, a
 //!   bar and a gym farther off; two cases, one later retracted; population
 //!   pings that arrive after the case; malformed records) used by the demo
