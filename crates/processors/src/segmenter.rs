@@ -63,12 +63,20 @@ pub struct Segmenter {
     cfg: TracingConfig,
     ingest: Ingest,
     partition_res: Resolution,
-    /// Trails touched in the current batch, decoded once and written back
-    /// once at the end of the batch (a phone reports many times a batch).
+    /// Trails recently used, decoded: a write-through cache over `trails`
+    /// (a phone reports many times a batch, and again the next batch).
+    /// Valid because this processor is its store's only writer and a failed
+    /// batch ends the task (and drops the cache) before anything is reused.
     trails: HashMap<Vec<u8>, SubjectTrail>,
-    /// Case tags read in the current batch.
-    tags: HashMap<SubjectId, Vec<CaseTag>>,
+    /// Trails changed in the current batch, written at its end.
+    dirty: Vec<Vec<u8>>,
+    /// Every case-tagged subject with its tags: the whole `tags` store
+    /// (small: only case subjects), loaded on first use and kept in step.
+    tagged: Option<HashMap<SubjectId, Vec<CaseTag>>>,
 }
+
+/// Most trails kept decoded between batches (about 1 KiB each).
+const TRAIL_CACHE: usize = 200_000;
 
 impl Segmenter {
     /// The stores it needs.
@@ -82,7 +90,8 @@ impl Segmenter {
             partition_res: Resolution::try_from(cfg.footprint.min_res).unwrap_or(Resolution::Six),
             cfg: cfg.clone(),
             trails: HashMap::new(),
-            tags: HashMap::new(),
+            dirty: Vec::new(),
+            tagged: None,
         }
     }
 
@@ -98,7 +107,7 @@ impl Segmenter {
         let stream = obs.source.stream();
         let mut key = subject.as_bytes().to_vec();
         key.push(stream as u8);
-        let trail = match self.trails.entry(key) {
+        let trail = match self.trails.entry(key.clone()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 let trail = match txn.get(TRAILS, e.key()).or_fatal()? {
@@ -109,6 +118,7 @@ impl Segmenter {
             }
         };
         let changes = trail.observe(&self.cfg.segment, obs);
+        self.dirty.push(key);
         if changes.is_empty() {
             return Ok(());
         }
@@ -120,9 +130,29 @@ impl Segmenter {
     }
 
     fn tags(&mut self, subject: SubjectId, txn: &Txn<'_>) -> Result<Vec<CaseTag>, ProcessError> {
-        if let Some(tags) = self.tags.get(&subject) {
-            return Ok(tags.clone());
+        if self.tagged.is_none() {
+            let mut all: HashMap<SubjectId, Vec<CaseTag>> = HashMap::new();
+            for (_, v) in txn.scan(TAGS, &[], &[0xff; 64]).or_fatal()? {
+                let sc: SubjectCase = decode_value(&v)?;
+                all.entry(sc.subject).or_default().push(sc.tag());
+            }
+            self.tagged = Some(all);
         }
+        Ok(self
+            .tagged
+            .as_ref()
+            .and_then(|t| t.get(&subject))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Re-reads one subject's tags from the store into the in-memory map.
+    fn reload_tags(
+        &mut self,
+        subject: SubjectId,
+        txn: &Txn<'_>,
+    ) -> Result<Vec<CaseTag>, ProcessError> {
+        self.tags(subject, txn)?; // make sure the map is loaded
         let prefix = subject.as_bytes();
         let tags = txn
             .scan(TAGS, prefix, &prefix_end(prefix))
@@ -130,7 +160,13 @@ impl Segmenter {
             .iter()
             .map(|(_, v)| decode_value::<SubjectCase>(v).map(|sc| sc.tag()))
             .collect::<Result<Vec<_>, _>>()?;
-        self.tags.insert(subject, tags.clone());
+        if let Some(map) = self.tagged.as_mut() {
+            if tags.is_empty() {
+                map.remove(&subject);
+            } else {
+                map.insert(subject, tags.clone());
+            }
+        }
         Ok(tags)
     }
 
@@ -202,8 +238,7 @@ impl Segmenter {
         } else {
             txn.put(TAGS, &key[..], encode_value(sc)?);
         }
-        self.tags.remove(&sc.subject);
-        let tags = self.tags(sc.subject, txn)?;
+        let tags = self.reload_tags(sc.subject, txn)?;
         let prefix = sc.subject.as_bytes();
         for (_, bytes) in txn
             .scan(SUBJECT_SEGMENTS, prefix, &prefix_end(prefix))
@@ -255,10 +290,16 @@ impl Processor for Segmenter {
         txn: &mut Txn<'_>,
         _out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
-        for (key, trail) in self.trails.drain() {
-            txn.put(TRAILS, key, trail.encode());
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        for key in self.dirty.drain(..) {
+            if let Some(trail) = self.trails.get(&key) {
+                txn.put(TRAILS, key, trail.encode());
+            }
         }
-        self.tags.clear();
+        if self.trails.len() > TRAIL_CACHE {
+            self.trails.clear();
+        }
         Ok(())
     }
 }
