@@ -14,7 +14,6 @@ use apache_avro::Schema;
 use apache_avro::error::Details;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
 
 use crate::error::ModelError;
 use crate::schema::{self, SchemaSet};
@@ -118,9 +117,9 @@ pub fn encode_datum<T: AvroRecord>(record: &T) -> Result<Vec<u8>, ModelError> {
 
 fn write_datum<T: AvroRecord>(record: &T, out: &mut Vec<u8>) -> Result<(), ModelError> {
     record.validate()?;
-    GenericDatumWriter::builder(T::schema())
-        .build()
-        .and_then(|w| w.write_value_ref(out, &record.to_value()))
+    T::schema_set()
+        .datum_writer()?
+        .write_value_ref(out, &record.to_value())
         .map_err(|e| map_avro_error(&e))?;
     Ok(())
 }
@@ -144,7 +143,11 @@ pub fn decode_datum_with<T: AvroRecord>(
     bytes: &[u8],
     opts: &DecodeOptions,
 ) -> Result<T, ModelError> {
-    finish(&read_datum(T::schema(), None, bytes)?, opts)
+    let set = T::schema_set();
+    let reader = set
+        .datum_reader(set.fingerprint())?
+        .ok_or(ModelError::UnknownFingerprint(set.fingerprint()))?;
+    finish(&read_with(reader, bytes)?, opts)
 }
 
 /// Validates a decoded value into a record.
@@ -159,14 +162,21 @@ fn finish<T: AvroRecord>(value: &Value, opts: &DecodeOptions) -> Result<T, Model
 /// Reads one datum written with `writer`, resolving it to `reader` when
 /// given; the datum must fill `bytes` exactly.
 fn read_datum(writer: &Schema, reader: Option<&Schema>, bytes: &[u8]) -> Result<Value, ModelError> {
+    let built = GenericDatumReader::builder(writer)
+        .maybe_reader_schema(reader)
+        .build()
+        .map_err(|e| map_avro_error(&e))?;
+    read_with(&built, bytes)
+}
+
+/// Reads one datum with a prepared reader; the datum must fill `bytes`
+/// exactly.
+fn read_with(reader: &GenericDatumReader<'_>, bytes: &[u8]) -> Result<Value, ModelError> {
     let mut input = EofTracking {
         rest: bytes,
         hit_eof: false,
     };
-    let result = GenericDatumReader::builder(writer)
-        .maybe_reader_schema(reader)
-        .build()
-        .and_then(|r| r.read_value(&mut input));
+    let result = reader.read_value(&mut input);
     // apache-avro turns some short reads into values (a string or a union
     // index cut off at the end decodes as null), so whether the input ran
     // out is tracked here rather than read from the result.
@@ -265,12 +275,10 @@ pub fn decode_single_object<T: AvroRecord>(
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&header[2..]);
     let fingerprint = u64::from_le_bytes(fp);
-    let set = T::schema_set();
-    let writer = set
-        .writer(fingerprint)
+    let reader = T::schema_set()
+        .datum_reader(fingerprint)?
         .ok_or(ModelError::UnknownFingerprint(fingerprint))?;
-    let reader = (!writer.same_as_current).then(|| set.current());
-    finish(&read_datum(&writer.schema, reader, datum)?, opts)
+    finish(&read_with(reader, datum)?, opts)
 }
 
 /// Checks the leading magic bytes; a frame too short to hold all of them
