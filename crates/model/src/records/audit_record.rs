@@ -6,7 +6,6 @@ use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::ids::{ActorId, CaseId};
 use crate::records::symbol_enum;
-use crate::schema::{self, SchemaSet};
 use crate::text::Text;
 use crate::time::EventTime;
 use crate::value::{Fields, opt, record, str_value, ts};
@@ -91,10 +90,7 @@ pub struct AuditRecord {
 impl AvroRecord for AuditRecord {
     const NAME: &'static str = "AuditRecord";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::AUDIT_RECORD))
-    }
+    crate::records::compiled_schema_set!(AUDIT_RECORD);
 
     fn to_value(&self) -> Value {
         record([

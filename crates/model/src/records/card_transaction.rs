@@ -6,7 +6,6 @@ use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::geo::{AccuracyM, LatLng};
 use crate::ids::{MerchantId, ProviderId, SubjectId};
-use crate::schema::{self, SchemaSet};
 use crate::text::Mcc;
 use crate::time::EventTime;
 use crate::value::{Fields, record, str_value, subject_value, ts};
@@ -36,10 +35,7 @@ pub struct CardTransaction {
 impl AvroRecord for CardTransaction {
     const NAME: &'static str = "CardTransaction";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::CARD_TRANSACTION))
-    }
+    crate::records::compiled_schema_set!(CARD_TRANSACTION);
 
     fn to_value(&self) -> Value {
         record([

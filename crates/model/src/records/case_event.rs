@@ -6,7 +6,6 @@ use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::ids::{CaseId, SubjectId};
 use crate::records::{check_order, symbol_enum};
-use crate::schema::{self, SchemaSet};
 use crate::time::EventTime;
 use crate::value::{self, Fields, opt, record, str_value, subject_value, ts};
 
@@ -51,10 +50,7 @@ impl CaseEvent {
 impl AvroRecord for CaseEvent {
     const NAME: &'static str = "CaseEvent";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::CASE_EVENT))
-    }
+    crate::records::compiled_schema_set!(CASE_EVENT);
 
     fn to_value(&self) -> Value {
         record([

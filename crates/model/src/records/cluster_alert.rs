@@ -8,7 +8,6 @@ use crate::geo::Cell;
 use crate::ids::{CaseId, ClusterId};
 use crate::records::visit::{cell_from_long, cell_to_long};
 use crate::records::{check_order, symbol_enum};
-use crate::schema::{self, SchemaSet};
 use crate::text::Text;
 use crate::time::EventTime;
 use crate::value::{self, Fields, opt, record, str_value, ts};
@@ -107,10 +106,7 @@ pub struct ClusterAlert {
 impl AvroRecord for ClusterAlert {
     const NAME: &'static str = "ClusterAlert";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::CLUSTER_ALERT))
-    }
+    crate::records::compiled_schema_set!(CLUSTER_ALERT);
 
     fn to_value(&self) -> Value {
         record([

@@ -6,7 +6,6 @@ use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::ids::CaseId;
 use crate::records::symbol_enum;
-use crate::schema::{self, SchemaSet};
 use crate::text::Text;
 use crate::time::EventTime;
 use crate::value::{Fields, record, str_value, ts};
@@ -43,10 +42,7 @@ pub struct DataAccessApproval {
 impl AvroRecord for DataAccessApproval {
     const NAME: &'static str = "DataAccessApproval";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::DATA_ACCESS_APPROVAL))
-    }
+    crate::records::compiled_schema_set!(DATA_ACCESS_APPROVAL);
 
     fn to_value(&self) -> Value {
         record([

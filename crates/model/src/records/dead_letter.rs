@@ -4,7 +4,6 @@ use apache_avro::types::Value;
 
 use crate::codec::AvroRecord;
 use crate::error::ModelError;
-use crate::schema::{self, SchemaSet};
 use crate::text::Text;
 use crate::time::EventTime;
 use crate::value::{Fields, record, str_value, ts};
@@ -34,10 +33,7 @@ pub struct DeadLetter {
 impl AvroRecord for DeadLetter {
     const NAME: &'static str = "DeadLetter";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::DEAD_LETTER))
-    }
+    crate::records::compiled_schema_set!(DEAD_LETTER);
 
     fn to_value(&self) -> Value {
         record([

@@ -8,7 +8,6 @@ use crate::geo::Cell;
 use crate::ids::{CaseId, ExposureId, SubjectId};
 use crate::records::visit::{cell_from_long, cell_to_long};
 use crate::records::{check_order, symbol_enum};
-use crate::schema::{self, SchemaSet};
 use crate::text::Probability;
 use crate::time::EventTime;
 use crate::value::{Fields, record, str_value, subject_value, ts};
@@ -86,10 +85,7 @@ pub struct Exposure {
 impl AvroRecord for Exposure {
     const NAME: &'static str = "Exposure";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::EXPOSURE))
-    }
+    crate::records::compiled_schema_set!(EXPOSURE);
 
     fn to_value(&self) -> Value {
         record([

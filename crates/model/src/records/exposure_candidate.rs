@@ -11,7 +11,6 @@ use crate::records::check_order;
 use crate::records::exposure::TimeWindow;
 use crate::records::segment_update::{check_lane, int_value, lane_from_int};
 use crate::records::visit::{cell_from_long, cell_to_long};
-use crate::schema::{self, SchemaSet};
 use crate::time::EventTime;
 use crate::value::{Fields, opt, record, str_value, subject_value, ts};
 
@@ -60,10 +59,7 @@ pub struct ExposureCandidate {
 impl AvroRecord for ExposureCandidate {
     const NAME: &'static str = "ExposureCandidate";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::EXPOSURE_CANDIDATE))
-    }
+    crate::records::compiled_schema_set!(EXPOSURE_CANDIDATE);
 
     fn to_value(&self) -> Value {
         let (c, k) = (self.case_segment, self.contact_segment);

@@ -7,7 +7,6 @@ use crate::error::ModelError;
 use crate::geo::{AccuracyM, LatLng};
 use crate::ids::{ProviderId, SiteId, SubjectId};
 use crate::records::symbol_enum;
-use crate::schema::{self, SchemaSet};
 use crate::time::EventTime;
 use crate::value::{Fields, opt, record, str_value, subject_value, ts};
 
@@ -45,10 +44,7 @@ pub struct LocationPing {
 impl AvroRecord for LocationPing {
     const NAME: &'static str = "LocationPing";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::LOCATION_PING))
-    }
+    crate::records::compiled_schema_set!(LOCATION_PING);
 
     fn to_value(&self) -> Value {
         record([

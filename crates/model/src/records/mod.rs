@@ -59,6 +59,18 @@ pub(crate) fn check_order(
     Ok(())
 }
 
+/// `AvroRecord::schema_set` for a record whose schemas are the compiled-in
+/// `schema::$file`: parsed once per process.
+macro_rules! compiled_schema_set {
+    ($file:ident) => {
+        fn schema_set() -> &'static crate::schema::SchemaSet {
+            static SET: std::sync::OnceLock<crate::schema::SchemaSet> = std::sync::OnceLock::new();
+            SET.get_or_init(|| crate::schema::compiled(&crate::schema::$file))
+        }
+    };
+}
+pub(crate) use compiled_schema_set;
+
 /// Declares a closed set as a Rust enum mirroring an Avro enum: variants in
 /// schema symbol order, `as_symbol` / `from_symbol`, and the Avro value.
 macro_rules! symbol_enum {

@@ -10,7 +10,6 @@ use crate::ids::{CaseId, SubjectId};
 use crate::records::exposure_candidate::SegmentRef;
 use crate::records::visit::{ObservationSource, cell_from_long, cell_to_long};
 use crate::records::{check_order, symbol_enum};
-use crate::schema::{self, SchemaSet};
 use crate::time::EventTime;
 use crate::value::{self, Fields, opt, record, str_value, subject_value, ts};
 
@@ -130,10 +129,7 @@ impl SegmentUpdate {
 impl AvroRecord for SegmentUpdate {
     const NAME: &'static str = "SegmentUpdate";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::SEGMENT_UPDATE))
-    }
+    crate::records::compiled_schema_set!(SEGMENT_UPDATE);
 
     fn to_value(&self) -> Value {
         record([

@@ -8,7 +8,6 @@ use crate::ids::{CaseId, SubjectId};
 use crate::records::case_event::{CaseEvent, CaseStatus};
 use crate::records::check_order;
 use crate::records::segment_update::CaseTag;
-use crate::schema::{self, SchemaSet};
 use crate::time::EventTime;
 use crate::value::{Fields, opt, record, str_value, subject_value, ts};
 
@@ -69,10 +68,7 @@ impl CaseEvent {
 impl AvroRecord for SubjectCase {
     const NAME: &'static str = "SubjectCase";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::SUBJECT_CASE))
-    }
+    crate::records::compiled_schema_set!(SUBJECT_CASE);
 
     fn to_value(&self) -> Value {
         record([

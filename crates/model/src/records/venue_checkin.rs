@@ -7,7 +7,6 @@ use crate::error::ModelError;
 use crate::geo::LatLng;
 use crate::ids::{SubjectId, VenueId};
 use crate::records::check_order;
-use crate::schema::{self, SchemaSet};
 use crate::time::EventTime;
 use crate::value::{Fields, opt, record, str_value, subject_value, ts};
 
@@ -29,10 +28,7 @@ pub struct VenueCheckin {
 impl AvroRecord for VenueCheckin {
     const NAME: &'static str = "VenueCheckin";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::VENUE_CHECKIN))
-    }
+    crate::records::compiled_schema_set!(VENUE_CHECKIN);
 
     fn to_value(&self) -> Value {
         record([

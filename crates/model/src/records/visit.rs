@@ -7,7 +7,6 @@ use crate::error::ModelError;
 use crate::geo::Cell;
 use crate::ids::{CaseId, SubjectId, VisitId};
 use crate::records::{check_order, symbol_enum};
-use crate::schema::{self, SchemaSet};
 use crate::text::Probability;
 use crate::time::EventTime;
 use crate::value::{self, Fields, record, str_value, subject_value, ts};
@@ -65,10 +64,7 @@ impl Visit {
 impl AvroRecord for Visit {
     const NAME: &'static str = "Visit";
 
-    fn schema_set() -> &'static SchemaSet {
-        static SET: std::sync::OnceLock<SchemaSet> = std::sync::OnceLock::new();
-        SET.get_or_init(|| schema::compiled(&schema::VISIT))
-    }
+    crate::records::compiled_schema_set!(VISIT);
 
     fn to_value(&self) -> Value {
         record([
