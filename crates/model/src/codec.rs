@@ -53,6 +53,55 @@ pub trait AvroRecord: Sized {
     /// The record's event times that must not lie in the future, with their
     /// field names (a planned expiry, for instance, is left out).
     fn timestamps(&self) -> Vec<(&'static str, EventTime)>;
+
+    /// Appends the record (already validated) as a datum of the current
+    /// schema. The default goes through [`Self::to_value`] and apache-avro
+    /// ([`write_generic`]); records on the hot path write the bytes by hand
+    /// and must produce exactly the same ones.
+    ///
+    /// # Errors
+    /// [`ModelError::Avro`] if the value does not match the schema (a bug in
+    /// the mapping).
+    fn write_binary(&self, out: &mut Vec<u8>) -> Result<(), ModelError> {
+        write_generic(self, out)
+    }
+
+    /// Reads a datum of the current schema, as [`Self::from_value`] would
+    /// after a generic read ([`read_generic`], the default); records on the
+    /// hot path read the bytes by hand and must agree with it on every input
+    /// (the same record, or an error of the same kind).
+    ///
+    /// # Errors
+    /// As [`decode_datum_with`], without the future check.
+    fn read_binary(datum: &[u8]) -> Result<Self, ModelError> {
+        read_generic(datum)
+    }
+}
+
+/// Writes a datum of `T`'s current schema through apache-avro's generic
+/// [`Value`] path: the reference for [`AvroRecord::write_binary`].
+///
+/// # Errors
+/// As [`AvroRecord::write_binary`].
+pub fn write_generic<T: AvroRecord>(record: &T, out: &mut Vec<u8>) -> Result<(), ModelError> {
+    T::schema_set()
+        .datum_writer()?
+        .write_value_ref(out, &record.to_value())
+        .map_err(|e| map_avro_error(&e))?;
+    Ok(())
+}
+
+/// Reads a datum of `T`'s current schema through apache-avro's generic
+/// [`Value`] path: the reference for [`AvroRecord::read_binary`].
+///
+/// # Errors
+/// As [`AvroRecord::read_binary`].
+pub fn read_generic<T: AvroRecord>(datum: &[u8]) -> Result<T, ModelError> {
+    let set = T::schema_set();
+    let reader = set
+        .datum_reader(set.fingerprint())?
+        .ok_or(ModelError::UnknownFingerprint(set.fingerprint()))?;
+    T::from_value(&read_with(reader, datum)?)
 }
 
 /// Rejects a record any of whose [`AvroRecord::timestamps`] is more than
@@ -117,11 +166,7 @@ pub fn encode_datum<T: AvroRecord>(record: &T) -> Result<Vec<u8>, ModelError> {
 
 fn write_datum<T: AvroRecord>(record: &T, out: &mut Vec<u8>) -> Result<(), ModelError> {
     record.validate()?;
-    T::schema_set()
-        .datum_writer()?
-        .write_value_ref(out, &record.to_value())
-        .map_err(|e| map_avro_error(&e))?;
-    Ok(())
+    record.write_binary(out)
 }
 
 /// Decodes a plain Avro datum written with the record's current schema.
@@ -143,16 +188,16 @@ pub fn decode_datum_with<T: AvroRecord>(
     bytes: &[u8],
     opts: &DecodeOptions,
 ) -> Result<T, ModelError> {
-    let set = T::schema_set();
-    let reader = set
-        .datum_reader(set.fingerprint())?
-        .ok_or(ModelError::UnknownFingerprint(set.fingerprint()))?;
-    finish(&read_with(reader, bytes)?, opts)
+    check_future(T::read_binary(bytes)?, opts)
 }
 
 /// Validates a decoded value into a record.
 fn finish<T: AvroRecord>(value: &Value, opts: &DecodeOptions) -> Result<T, ModelError> {
-    let record = T::from_value(value)?;
+    check_future(T::from_value(value)?, opts)
+}
+
+/// Applies the future check of `opts`.
+fn check_future<T: AvroRecord>(record: T, opts: &DecodeOptions) -> Result<T, ModelError> {
     if let Some(now) = opts.now {
         validate_not_future(&record, now, opts.future_skew_ms)?;
     }
@@ -275,7 +320,12 @@ pub fn decode_single_object<T: AvroRecord>(
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&header[2..]);
     let fingerprint = u64::from_le_bytes(fp);
-    let reader = T::schema_set()
+    let set = T::schema_set();
+    if fingerprint == set.fingerprint() {
+        return check_future(T::read_binary(datum)?, opts);
+    }
+    // An older writer schema: resolve it into the current one.
+    let reader = set
         .datum_reader(fingerprint)?
         .ok_or(ModelError::UnknownFingerprint(fingerprint))?;
     finish(&read_with(reader, datum)?, opts)

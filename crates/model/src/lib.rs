@@ -30,6 +30,7 @@
 //! Invalid values cannot be constructed: every constructor validates, and
 //! decoding bad bytes returns a [`ModelError`], never panics.
 
+mod binary;
 pub mod codec;
 pub mod error;
 pub mod geo;

@@ -2,6 +2,7 @@
 
 use apache_avro::types::Value;
 
+use crate::binary::{Reader, Writer};
 use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::geo::{AccuracyM, LatLng};
@@ -83,5 +84,46 @@ impl AvroRecord for LocationPing {
 
     fn timestamps(&self) -> Vec<(&'static str, EventTime)> {
         vec![("observed_at", self.observed_at)]
+    }
+
+    fn write_binary(&self, out: &mut Vec<u8>) -> Result<(), ModelError> {
+        let mut w = Writer(out);
+        w.fixed(self.subject.as_bytes());
+        w.string(self.provider.as_str());
+        w.long(self.observed_at.as_millis());
+        w.double(self.position.lat());
+        w.double(self.position.lng());
+        w.double(self.accuracy.metres());
+        w.index(self.source as usize);
+        match &self.site_id {
+            None => w.index(0),
+            Some(site) => {
+                w.index(1);
+                w.string(site.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_binary(datum: &[u8]) -> Result<Self, ModelError> {
+        // Every field read first (as the generic path does), then checked
+        // in the order of `from_value`.
+        let mut r = Reader::new(datum);
+        let subject = r.fixed::<16>()?;
+        let provider = r.str()?;
+        let observed_at = r.long()?;
+        let (lat, lng, accuracy) = (r.double()?, r.double()?, r.double()?);
+        let source = r.symbol(LocationSource::ALL)?;
+        let site_id = if r.optional()? { Some(r.str()?) } else { None };
+        r.finish()?;
+        Ok(Self {
+            subject: SubjectId::from_bytes(subject),
+            provider: ProviderId::new(provider)?,
+            observed_at: EventTime::from_millis("observed_at", observed_at)?,
+            position: LatLng::new(lat, lng)?,
+            accuracy: AccuracyM::new(accuracy)?,
+            source,
+            site_id: site_id.map(SiteId::new).transpose()?,
+        })
     }
 }

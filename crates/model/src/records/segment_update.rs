@@ -3,6 +3,7 @@
 use apache_avro::types::Value;
 use h3o::Resolution;
 
+use crate::binary::{Reader, Writer};
 use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::geo::Cell;
@@ -220,6 +221,100 @@ impl AvroRecord for SegmentUpdate {
                 .map(|c| ("cases.infectious_from", c.infectious_from)),
         );
         t
+    }
+
+    fn write_binary(&self, out: &mut Vec<u8>) -> Result<(), ModelError> {
+        let mut w = Writer(out);
+        w.fixed(self.subject.as_bytes());
+        w.bounded_u32(self.lane);
+        w.long(self.start.as_millis());
+        w.long(cell_to_long(self.first_cell));
+        w.long(cell_to_long(self.cell));
+        w.long(self.end.as_millis());
+        w.array_start(self.sources.len());
+        for s in &self.sources {
+            w.index(*s as usize);
+        }
+        w.array_end();
+        w.bounded_u32(self.observations);
+        w.index(self.kind as usize);
+        w.array_start(self.cases.len());
+        for tag in &self.cases {
+            w.string(tag.case_id.as_str());
+            w.long(tag.infectious_from.as_millis());
+            match tag.infectious_until {
+                None => w.index(0),
+                Some(until) => {
+                    w.index(1);
+                    w.long(until.as_millis());
+                }
+            }
+        }
+        w.array_end();
+        Ok(())
+    }
+
+    fn read_binary(datum: &[u8]) -> Result<Self, ModelError> {
+        // Every field read first (as the generic path does), then checked
+        // in the order of `from_value`.
+        let mut r = Reader::new(datum);
+        let subject = r.fixed::<16>()?;
+        let lane = r.int()?;
+        let start = r.long()?;
+        let first_cell = r.long()?;
+        let cell = r.long()?;
+        let end = r.long()?;
+        let mut sources = Vec::new();
+        loop {
+            let n = r.block(sources.len())?;
+            if n == 0 {
+                break;
+            }
+            for _ in 0..n {
+                sources.push(r.symbol(ObservationSource::ALL)?);
+            }
+        }
+        let observations = r.int()?;
+        let kind = r.symbol(SegmentUpdateKind::ALL)?;
+        let mut cases = Vec::new();
+        loop {
+            let n = r.block(cases.len())?;
+            if n == 0 {
+                break;
+            }
+            for _ in 0..n {
+                let case_id = r.str()?;
+                let from = r.long()?;
+                let until = if r.optional()? { Some(r.long()?) } else { None };
+                cases.push((case_id, from, until));
+            }
+        }
+        r.finish()?;
+        let update = Self {
+            subject: SubjectId::from_bytes(subject),
+            lane: lane_from_int("lane", lane)?,
+            start: EventTime::from_millis("start", start)?,
+            first_cell: cell_from_long(first_cell)?,
+            cell: cell_from_long(cell)?,
+            end: EventTime::from_millis("end", end)?,
+            sources,
+            observations: u32::try_from(observations).map_err(|_| observations_error())?,
+            kind,
+            cases: cases
+                .into_iter()
+                .map(|(case_id, from, until)| {
+                    Ok(CaseTag {
+                        case_id: CaseId::new(case_id)?,
+                        infectious_from: EventTime::from_millis("infectious_from", from)?,
+                        infectious_until: until
+                            .map(|t| EventTime::from_millis("infectious_until", t))
+                            .transpose()?,
+                    })
+                })
+                .collect::<Result<_, ModelError>>()?,
+        };
+        update.validate()?;
+        Ok(update)
     }
 }
 
