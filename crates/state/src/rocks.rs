@@ -25,15 +25,21 @@ pub const FORMAT_VERSION: u32 = 1;
 /// RocksDB-backed [`KvStore`]: one column family per declared logical
 /// store, plus `__offsets` and `__meta`.
 ///
-/// Writes go through the WAL without an fsync per batch: after a process
-/// crash RocksDB replays the WAL; after a machine crash the newest batches
-/// may be lost, but since each batch holds the input offsets together with
-/// the state they produced, the processor resumes from the last stored
-/// offsets and recomputes exactly what was lost.
+/// Each batch holds the input offsets together with the state they
+/// produced, and every column family is flushed atomically, so whatever a
+/// crash loses — the batches since the last memtable flush when the WAL is
+/// off ([`StoreOptions::wal`], the default), the unsynced end of the WAL
+/// when it is on — state and offsets roll back together: the processor
+/// resumes from the last stored offsets and recomputes exactly what was
+/// lost. A clean close ([`RocksStore::flush`], or dropping the store)
+/// persists everything.
 pub struct RocksStore {
     db: DB,
     stores: Vec<String>,
     path: PathBuf,
+    wal: bool,
+    /// Every column family open (declared, internal and found on disk).
+    families: Vec<String>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -73,6 +79,8 @@ impl RocksStore {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(i32::from(options.max_background_jobs));
+        // State and offsets must reach disk together even without the WAL.
+        db_opts.set_atomic_flush(true);
 
         // An error here means there is no database yet; a real problem with
         // an existing one resurfaces in `open_cf_descriptors`.
@@ -93,7 +101,13 @@ impl RocksStore {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(name, cf_opts.clone()));
         let db = DB::open_cf_descriptors(&db_opts, &path, descriptors)?;
-        let this = Self { db, stores, path };
+        let this = Self {
+            db,
+            stores,
+            path,
+            wal: options.wal,
+            families: cf_names.clone(),
+        };
         this.check_format_version(&cf_names)?;
         Ok(this)
     }
@@ -108,15 +122,6 @@ impl RocksStore {
     #[must_use]
     pub fn stores(&self) -> &[String] {
         &self.stores
-    }
-
-    /// Writes the WAL buffer to the OS and, with `sync`, fsyncs it: a
-    /// durability point for shutdown or before committing consumer offsets.
-    ///
-    /// # Errors
-    /// [`StateError::RocksDb`].
-    pub fn flush_wal(&self, sync: bool) -> Result<(), StateError> {
-        Ok(self.db.flush_wal(sync)?)
     }
 
     fn check_format_version(&self, cf_names: &[String]) -> Result<(), StateError> {
@@ -257,7 +262,7 @@ impl KvStore for RocksStore {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        opts.disable_wal(false);
+        opts.disable_wal(!self.wal);
         Ok(self.db.write_opt(wb, &opts)?)
     }
 
@@ -275,6 +280,26 @@ impl KvStore for RocksStore {
                     bytes.len()
                 ),
             })
+    }
+
+    /// Flushes every column family's memtable to disk, atomically: a
+    /// durability point (shutdown, a partition handed over). Without it, a
+    /// crash replays from the last automatic flush.
+    ///
+    /// # Errors
+    /// [`StateError::RocksDb`].
+    fn flush(&self) -> Result<(), StateError> {
+        if self.wal {
+            self.db.flush_wal(true)?;
+        }
+        let cfs: Vec<&ColumnFamily> = self
+            .families
+            .iter()
+            .filter_map(|name| self.db.cf_handle(name))
+            .collect();
+        Ok(self
+            .db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?)
     }
 
     fn stats(&self) -> Result<Vec<StoreStats>, StateError> {
@@ -303,6 +328,7 @@ mod tests {
             write_buffer_mb: 1,
             block_cache_mb: 1,
             max_background_jobs: 1,
+            wal: false,
         }
     }
 

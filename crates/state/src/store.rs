@@ -53,6 +53,16 @@ pub trait KvStore: Send + Sync {
     /// # Errors
     /// A backend error.
     fn stats(&self) -> Result<Vec<StoreStats>, StateError>;
+
+    /// Makes every write so far durable, for a clean shutdown. Without it a
+    /// crash may roll the store back to an earlier batch (state and offsets
+    /// together). The default has nothing to persist.
+    ///
+    /// # Errors
+    /// The backend's error.
+    fn flush(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Size of one logical store, as far as the backend can tell cheaply.

@@ -163,6 +163,7 @@ fn small_options() -> StoreOptions {
         write_buffer_mb: 1,
         block_cache_mb: 1,
         max_background_jobs: 1,
+        ..StoreOptions::default()
     }
 }
 

@@ -11,6 +11,7 @@ fn small() -> StoreOptions {
         write_buffer_mb: 1,
         block_cache_mb: 1,
         max_background_jobs: 1,
+        ..StoreOptions::default()
     }
 }
 

@@ -211,7 +211,7 @@ proptest! {
     #[test]
     fn txn_over_rocks_store_matches_model(init in initial(), steps in vec(step(), 1..60)) {
         let dir = tempfile::tempdir()?;
-        let options = StoreOptions { write_buffer_mb: 1, block_cache_mb: 1, max_background_jobs: 1 };
+        let options = StoreOptions { write_buffer_mb: 1, block_cache_mb: 1, max_background_jobs: 1, ..StoreOptions::default() };
         let base = RocksStore::open(dir.path(), &STORES, &options)?;
         run(&base, &init, &steps)?;
     }

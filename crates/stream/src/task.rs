@@ -301,6 +301,7 @@ pub async fn run_task<P: Processor>(
             }
         }
         publisher.flush()?;
+        store.flush()?;
         info!("stopped");
         Ok(())
     }
