@@ -5,13 +5,20 @@
 //! timed over the whole input and repeated (`EPITRACE_BENCH_REPS`, default
 //! 3), medians reported:
 //!
-//! 1. `decode`: Avro decode only — the baseline;
-//! 2. `decode+footprint`: decode and accuracy → H3 cell (`Ingest::ping`);
-//! 3. `segmenter`: the segmenter processor exactly as the pipeline runs it
+//! 1. `decode`: Avro decode only — the baseline (the hand-written reader
+//!    the pipeline uses for pings);
+//! 2. `decode (generic)`: the same through apache-avro's `Value` path, for
+//!    comparison;
+//! 3. `decode+footprint`: decode and accuracy → H3 cell, memoised as the
+//!    segmenter does (`Ingest::ping_cached`);
+//! 4. `segmenter`: the segmenter processor exactly as the pipeline runs it
 //!    (decode, footprint, trail state machine, state in RocksDB on disk
 //!    through a transaction per batch of 5,000, output frames encoded);
-//! 4. `presence-join`: the join processor over the segmenter's outputs
+//! 5. `presence-join`: the join processor over the segmenter's outputs
 //!    (index in RocksDB, probes, candidates).
+//!
+//! `EPITRACE_BENCH_STAGES=segmenter` skips the presence join (for
+//! profiling the segmenter alone).
 //!
 //! Kafka is not in the loop: this measures the processors, not the broker.
 //! Run with `make bench` (release build).
@@ -26,8 +33,11 @@
 
 use std::time::Instant;
 
-use epitrace_core::{Ingest, TracingConfig};
-use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
+use epitrace_core::{FootprintCache, Ingest, TracingConfig};
+use epitrace_model::codec::{
+    DecodeOptions, SINGLE_OBJECT_HEADER_LEN, decode_single_object, encode_single_object,
+    read_generic,
+};
 use epitrace_model::records::{CaseStatus, LocationPing, LocationSource, SubjectCase};
 use epitrace_model::topics::{CASES_BY_SUBJECT, SEGMENTS, TELECOM};
 use epitrace_model::{AccuracyM, CaseId, EventTime, LatLng, ProviderId, SubjectId};
@@ -138,7 +148,7 @@ fn drive(
     p: &mut dyn Processor,
     topic: &str,
     frames: &[(Vec<u8>, Vec<u8>)],
-    store: &RocksStore,
+    store: &dyn KvStore,
 ) -> Vec<OutputRecord> {
     let mut all_out = Vec::new();
     for (b, chunk) in frames.chunks(BATCH).enumerate() {
@@ -189,7 +199,8 @@ fn main() {
         .collect();
     let opts = DecodeOptions::default();
     let ingest = Ingest::new(&cfg);
-    let (mut decode, mut footprint, mut segmenter, mut join) = (vec![], vec![], vec![], vec![]);
+    let (mut decode, mut generic, mut footprint) = (vec![], vec![], vec![]);
+    let (mut segmenter, mut join) = (vec![], vec![]);
     let mut segment_updates = 0usize;
     let mut candidates = 0usize;
     for rep in 0..reps {
@@ -202,9 +213,20 @@ fn main() {
         decode.push(t.elapsed().as_secs_f64());
 
         let t = Instant::now();
-        let mut cells = 0u64;
+        let mut ok = 0usize;
         for (_, f) in &frames {
-            let (_, obs) = ingest.ping(&decode_single_object::<LocationPing>(f, &opts).unwrap());
+            let datum = &f[SINGLE_OBJECT_HEADER_LEN..];
+            ok += usize::from(read_generic::<LocationPing>(datum).is_ok());
+        }
+        assert_eq!(ok, n);
+        generic.push(t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let mut cells = 0u64;
+        let mut cache = FootprintCache::new(16);
+        for (_, f) in &frames {
+            let ping = decode_single_object::<LocationPing>(f, &opts).unwrap();
+            let (_, obs) = ingest.ping_cached(&ping, &mut cache);
             cells ^= obs.cell.raw();
         }
         std::hint::black_box(cells);
@@ -221,6 +243,10 @@ fn main() {
         segmenter.push(t.elapsed().as_secs_f64());
         segment_updates = outs.len();
 
+        if std::env::var("EPITRACE_BENCH_STAGES").is_ok_and(|s| !s.contains("join")) {
+            join.push(f64::NAN);
+            continue;
+        }
         let seg_frames: Vec<(Vec<u8>, Vec<u8>)> =
             outs.into_iter().map(|o| (o.key, o.payload)).collect();
         let mut pj = PresenceJoin::new(&cfg, 21 * 86_400_000);
@@ -231,8 +257,8 @@ fn main() {
         join.push(t.elapsed().as_secs_f64());
         candidates = outs.len();
         println!(
-            "rep {rep}: decode {:.2}s, footprint {:.2}s, segmenter {:.2}s, join {:.2}s",
-            decode[rep], footprint[rep], segmenter[rep], join[rep]
+            "rep {rep}: decode {:.2}s, generic {:.2}s, footprint {:.2}s, segmenter {:.2}s, join {:.2}s",
+            decode[rep], generic[rep], footprint[rep], segmenter[rep], join[rep]
         );
     }
     let base = median(decode.clone());
@@ -246,11 +272,15 @@ fn main() {
     );
     for (name, times, count) in [
         ("decode", &decode, n),
+        ("decode (generic)", &generic, n),
         ("decode+footprint", &footprint, n),
         ("segmenter", &segmenter, n),
         ("presence-join", &join, segment_updates),
     ] {
         let m = median(times.clone());
+        if m.is_nan() {
+            continue; // stage skipped
+        }
         println!(
             "{name:<18} {:>12.0} {:>10.0} {:>13.2}x",
             count as f64 / m,

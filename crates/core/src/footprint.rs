@@ -59,6 +59,63 @@ impl Footprinter {
     }
 }
 
+/// A memo of recent footprints, for the hot path: tower pings repeat the
+/// coordinates of a few thousand sites, and an H3 lookup (~500 ns) costs ten
+/// times a probe here. Direct-mapped: each (position, resolution) has one
+/// slot, a collision replaces it. The answer is always
+/// [`Footprinter::cell`]'s.
+#[derive(Debug, Clone)]
+pub struct FootprintCache {
+    slots: Box<[Option<Slot>]>,
+    shift: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    lat: u64,
+    lng: u64,
+    res: Resolution,
+    cell: Cell,
+}
+
+impl FootprintCache {
+    /// A cache of `2^bits` slots (`bits` clamped to 1..=24; 16 is ~2 MiB).
+    #[must_use]
+    pub fn new(bits: u32) -> Self {
+        let bits = bits.clamp(1, 24);
+        Self {
+            slots: vec![None; 1 << bits].into_boxed_slice(),
+            shift: 64 - bits,
+        }
+    }
+
+    /// [`Footprinter::cell`], memoised.
+    pub fn cell(&mut self, fp: &Footprinter, position: LatLng, accuracy: AccuracyM) -> Cell {
+        let res = fp.resolution(accuracy);
+        let (lat, lng) = (position.lat().to_bits(), position.lng().to_bits());
+        let h = (lat ^ lng.rotate_left(29) ^ u64::from(u8::from(res)))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let i = usize::try_from(h >> self.shift).unwrap_or(0);
+        if let Some(Some(slot)) = self.slots.get(i)
+            && slot.lat == lat
+            && slot.lng == lng
+            && slot.res == res
+        {
+            return slot.cell;
+        }
+        let cell = position.to_cell(res);
+        if let Some(entry) = self.slots.get_mut(i) {
+            *entry = Some(Slot {
+                lat,
+                lng,
+                res,
+                cell,
+            });
+        }
+        cell
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +158,24 @@ mod tests {
                     "{metres} m: {res:?} is not the finest"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_cache_answers_as_the_footprinter() {
+        let fp = Footprinter::new(&FootprintConfig::default());
+        // 2 slots: constant collisions and replacements.
+        let mut cache = FootprintCache::new(1);
+        let mut x: u64 = 7;
+        for _ in 0..5_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let site = (x >> 33) % 7;
+            let lat = 37.4 + f64::from(u32::try_from(site).unwrap()) * 0.01;
+            let pos = LatLng::new(lat, 126.9).unwrap();
+            let metres = [10.0, 150.0, 600.0, 2500.0][usize::try_from((x >> 40) % 4).unwrap()];
+            assert_eq!(cache.cell(&fp, pos, acc(metres)), fp.cell(pos, acc(metres)));
         }
     }
 }

@@ -12,12 +12,12 @@
 use epitrace_model::records::{
     CardTransaction, CaseEvent, LocationPing, LocationSource, VenueCheckin,
 };
-use epitrace_model::{EventTime, SubjectId};
+use epitrace_model::{Cell, EventTime, SubjectId};
 use h3o::Resolution;
 
 use crate::config::{ExposureConfig, SegmentConfig, TracingConfig};
 use crate::duration::Span;
-use crate::footprint::Footprinter;
+use crate::footprint::{FootprintCache, Footprinter};
 use crate::interval::Interval;
 use crate::join::infectious_window;
 use crate::observation::{Observation, Source};
@@ -45,6 +45,22 @@ impl Ingest {
     /// A telecom location record.
     #[must_use]
     pub fn ping(&self, ping: &LocationPing) -> (SubjectId, Observation) {
+        self.ping_at(ping, self.footprinter.cell(ping.position, ping.accuracy))
+    }
+
+    /// [`Self::ping`], its footprint memoised in `cache` (the hot path).
+    pub fn ping_cached(
+        &self,
+        ping: &LocationPing,
+        cache: &mut FootprintCache,
+    ) -> (SubjectId, Observation) {
+        self.ping_at(
+            ping,
+            cache.cell(&self.footprinter, ping.position, ping.accuracy),
+        )
+    }
+
+    fn ping_at(&self, ping: &LocationPing, cell: Cell) -> (SubjectId, Observation) {
         let source = match ping.source {
             LocationSource::Cell => Source::Cell,
             LocationSource::Gps => Source::Gps,
@@ -52,7 +68,7 @@ impl Ingest {
         };
         let obs = Observation {
             time: ping.observed_at,
-            cell: self.footprinter.cell(ping.position, ping.accuracy),
+            cell,
             source,
             dwell: self.segment.ping_dwell,
         };

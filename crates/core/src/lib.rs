@@ -58,7 +58,7 @@ pub use config::TracingConfig;
 pub use duration::Span;
 pub use error::CoreError;
 pub use exposure::{Assessment, ContactLedger, Overlap, PairKey};
-pub use footprint::Footprinter;
+pub use footprint::{FootprintCache, Footprinter};
 pub use ingest::Ingest;
 pub use interval::Interval;
 pub use observation::{Observation, Source, SourceSet, Stream};

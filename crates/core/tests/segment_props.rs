@@ -10,7 +10,7 @@ use common::{at, scenario};
 use epitrace_core::interval::{Interval, measure, peak_window, union};
 use epitrace_core::testkit::Input;
 use epitrace_core::testkit::pipeline::MemoryPipeline;
-use epitrace_core::{Lane, SubjectTrail};
+use epitrace_core::{ChangeKind, Lane, Segment, SubjectTrail};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -52,6 +52,50 @@ proptest! {
                 seg.start() <= obs.time && obs.end() <= seg.end && seg.cell.contains(obs.cell)
             });
             prop_assert!(found, "{:?} at {} lost", subject, obs.time);
+        }
+    }
+
+    /// The live segments (every change applied in order) are at every step
+    /// exactly the closed ones plus the trail's open ones — what lets a
+    /// segmenter store only closed segments and read open ones from the
+    /// trail when a case looks back.
+    #[test]
+    fn live_segments_are_closed_plus_open(s in scenario(), seed in any::<u64>()) {
+        let mut inputs: Vec<_> = s.observations.clone();
+        let mut x = seed | 1;
+        for i in (1..inputs.len()).rev() {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let j = usize::try_from((x >> 33) % (i as u64 + 1)).unwrap();
+            inputs.swap(i, j);
+        }
+        let mut trails: std::collections::BTreeMap<_, SubjectTrail> = Default::default();
+        let mut live: std::collections::BTreeMap<_, Segment> = Default::default();
+        let mut closed: std::collections::BTreeMap<_, Segment> = Default::default();
+        for (subject, obs) in inputs {
+            let stream = obs.source.stream();
+            let trail = trails.entry((subject, stream)).or_insert_with(|| SubjectTrail::new(stream));
+            for change in trail.observe(&s.cfg.segment, obs) {
+                let id = (subject, change.segment.key);
+                prop_assert!(!closed.contains_key(&id), "a closed segment changed");
+                match change.kind {
+                    ChangeKind::Retracted => { live.remove(&id); }
+                    ChangeKind::Closed => {
+                        live.insert(id, change.segment);
+                        closed.insert(id, change.segment);
+                    }
+                    ChangeKind::Opened | ChangeKind::Extended => { live.insert(id, change.segment); }
+                }
+            }
+            let mut rebuilt = closed.clone();
+            for ((subject, _), trail) in &trails {
+                for seg in trail.open_segments(&s.cfg.segment) {
+                    prop_assert!(
+                        rebuilt.insert((*subject, seg.key), seg).is_none(),
+                        "an open segment is also closed"
+                    );
+                }
+            }
+            prop_assert_eq!(&rebuilt, &live);
         }
     }
 

@@ -8,8 +8,9 @@
 //!   - `trails`: subject | feed → [`SubjectTrail`] (the segmentation state
 //!     machine of one feed of the subject: an open segment and the
 //!     observations within the grace period);
-//!   - `segments`: subject | segment key → the subject's live segments, kept
-//!     so that a case confirmed later can look back over them;
+//!   - `segments`: subject | segment key → the subject's closed (final)
+//!     segments, kept so that a case confirmed later can look back over
+//!     them; its open segments are in its trails;
 //!   - `tags`: subject | case id → [`SubjectCase`], the cases the subject
 //!     belongs to and their infectious windows.
 //! - **Output:** `presence.segments` (key = the segment cell's ancestor at
@@ -19,8 +20,9 @@
 //!   lone ping: an instant) are not sent — they can overlap nothing.
 //! - **Time:** event time; the grace period and late lanes are
 //!   [`SubjectTrail`]'s. Outputs carry the input's timestamp.
-//! - **Case look-back:** a `cases.by-subject` record re-sends every stored
-//!   segment of the subject with the new tags, so a case confirmed days
+//! - **Case look-back:** a `cases.by-subject` record re-sends every live
+//!   segment of the subject (the closed ones stored, the open ones of its
+//!   trails) with the new tags, so a case confirmed days
 //!   after its trail was ingested is traced over that trail.
 //! - **Delivery:** at-least-once with deterministic outputs.
 //! - **Retention:** not yet enforced in the subject-keyed stores (the
@@ -32,7 +34,8 @@ use std::collections::hash_map::Entry;
 
 use epitrace_core::codec::{decode_segment, encode_segment};
 use epitrace_core::{
-    ChangeKind, Ingest, Observation, Segment, SegmentChange, SubjectTrail, TracingConfig,
+    ChangeKind, FootprintCache, Ingest, Observation, Segment, SegmentChange, Stream, SubjectTrail,
+    TracingConfig,
 };
 use epitrace_model::SubjectId;
 use epitrace_model::codec::encode_single_object;
@@ -52,7 +55,7 @@ use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM};
 
 /// Store of segmentation state machines.
 pub const TRAILS: &str = "trails";
-/// Store of live segments per subject.
+/// Store of closed segments per subject.
 pub const SUBJECT_SEGMENTS: &str = "segments";
 /// Store of case tags per subject.
 pub const TAGS: &str = "tags";
@@ -62,6 +65,8 @@ pub const TAGS: &str = "tags";
 pub struct Segmenter {
     cfg: TracingConfig,
     ingest: Ingest,
+    /// Footprints of recent tower coordinates.
+    footprints: FootprintCache,
     partition_res: Resolution,
     /// Trails recently used, decoded: a write-through cache over `trails`
     /// (a phone reports many times a batch, and again the next batch).
@@ -87,12 +92,37 @@ impl Segmenter {
     pub fn new(cfg: &TracingConfig) -> Self {
         Self {
             ingest: Ingest::new(cfg),
+            footprints: FootprintCache::new(16),
             partition_res: Resolution::try_from(cfg.footprint.min_res).unwrap_or(Resolution::Six),
             cfg: cfg.clone(),
             trails: HashMap::new(),
             dirty: Vec::new(),
             tagged: None,
         }
+    }
+
+    /// The trail of one feed of a subject, and its key: from the cache, else
+    /// the store, else a new one. Cached on return.
+    fn trail<'c>(
+        trails: &'c mut HashMap<Vec<u8>, SubjectTrail>,
+        subject: SubjectId,
+        stream: Stream,
+        txn: &Txn<'_>,
+    ) -> Result<(Vec<u8>, &'c mut SubjectTrail), ProcessError> {
+        let mut key = Vec::with_capacity(17);
+        key.extend_from_slice(subject.as_bytes());
+        key.push(stream as u8);
+        let trail = match trails.entry(key.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let trail = match txn.get(TRAILS, e.key()).or_fatal()? {
+                    Some(bytes) => SubjectTrail::decode(&bytes).or_fatal()?,
+                    None => SubjectTrail::new(stream),
+                };
+                e.insert(trail)
+            }
+        };
+        Ok((key, trail))
     }
 
     fn observe(
@@ -104,19 +134,7 @@ impl Segmenter {
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
         // One trail per feed of the subject (see `epitrace_core::segment`).
-        let stream = obs.source.stream();
-        let mut key = subject.as_bytes().to_vec();
-        key.push(stream as u8);
-        let trail = match self.trails.entry(key.clone()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                let trail = match txn.get(TRAILS, e.key()).or_fatal()? {
-                    Some(bytes) => SubjectTrail::decode(&bytes).or_fatal()?,
-                    None => SubjectTrail::new(stream),
-                };
-                e.insert(trail)
-            }
-        };
+        let (key, trail) = Self::trail(&mut self.trails, subject, obs.source.stream(), txn)?;
         let changes = trail.observe(&self.cfg.segment, obs);
         self.dirty.push(key);
         if changes.is_empty() {
@@ -179,13 +197,13 @@ impl Segmenter {
         txn: &mut Txn<'_>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
-        let id = segment_id_key(subject, &change.segment.key);
-        let live = change.kind != ChangeKind::Retracted;
-        if live {
+        // Only final segments are stored: open ones live in the trail, and a
+        // final segment never changes again (so is never retracted).
+        if change.kind == ChangeKind::Closed {
+            let id = segment_id_key(subject, &change.segment.key);
             txn.put(SUBJECT_SEGMENTS, &id[..], encode_segment(&change.segment));
-        } else {
-            txn.delete(SUBJECT_SEGMENTS, &id[..]);
         }
+        let live = change.kind != ChangeKind::Retracted;
         // What the join knows is the last non-empty version sent.
         let was = change.previous.filter(|p| !p.interval().is_empty());
         let now = Some(change.segment).filter(|s| live && !s.interval().is_empty());
@@ -239,15 +257,21 @@ impl Segmenter {
             txn.put(TAGS, &key[..], encode_value(sc)?);
         }
         let tags = self.reload_tags(sc.subject, txn)?;
+        // The subject's live segments: the closed ones stored, then the open
+        // ones of each feed's trail.
         let prefix = sc.subject.as_bytes();
-        for (_, bytes) in txn
+        let mut live = txn
             .scan(SUBJECT_SEGMENTS, prefix, &prefix_end(prefix))
             .or_fatal()?
-        {
-            let seg = decode_segment(&bytes).or_fatal()?;
-            if !seg.interval().is_empty() {
-                self.send(sc.subject, &seg, SegmentUpdateKind::Upsert, &tags, ts, out)?;
-            }
+            .iter()
+            .map(|(_, bytes)| decode_segment(bytes).or_fatal())
+            .collect::<Result<Vec<_>, _>>()?;
+        for stream in Stream::ALL {
+            let (_, trail) = Self::trail(&mut self.trails, sc.subject, stream, txn)?;
+            live.extend(trail.open_segments(&self.cfg.segment));
+        }
+        for seg in live.iter().filter(|seg| !seg.interval().is_empty()) {
+            self.send(sc.subject, seg, SegmentUpdateKind::Upsert, &tags, ts, out)?;
         }
         Ok(())
     }
@@ -273,7 +297,9 @@ impl Processor for Segmenter {
     ) -> Result<(), ProcessError> {
         let ts = record.timestamp_ms;
         let (subject, obs) = match record.topic {
-            TELECOM => self.ingest.ping(&decode::<LocationPing>(record)?),
+            TELECOM => self
+                .ingest
+                .ping_cached(&decode::<LocationPing>(record)?, &mut self.footprints),
             CARD => self.ingest.card(&decode::<CardTransaction>(record)?),
             CHECKIN => self.ingest.checkin(&decode::<VenueCheckin>(record)?),
             CASES_BY_SUBJECT => {
