@@ -19,11 +19,14 @@ use std::time::{Duration, Instant};
 
 use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
-use epitrace_e2e::{brokers, read_all, unique};
+use epitrace_e2e::{brokers, parse_exposition, read_all, total, unique};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{CaseStatus, DeadLetter, Exposure, ExposureStatus};
-use epitrace_model::topics::{CASES, DEADLETTER, EXPOSURES};
+use epitrace_model::topics::{
+    CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, DEADLETTER, EXPOSURES, SEGMENTS, TELECOM,
+};
 use epitrace_model::{CaseId, SubjectId};
+use epitrace_ops::{Metrics, OpsConfig, OpsServer, Telemetry, get};
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
 use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
 use epitrace_sim::{FeedRecord, nightlife};
@@ -119,9 +122,36 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         "the retracted case would have had no exposures anyway"
     );
 
-    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL).unwrap();
+    let telemetry = Telemetry::new().unwrap();
+    let ops = OpsServer::start(
+        &OpsConfig {
+            enabled: true,
+            listen: "127.0.0.1:0".parse().unwrap(),
+        },
+        &telemetry,
+    )
+    .unwrap();
+    let base = format!("http://{}", ops.local_addr());
+    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
     let publisher = Publisher::new(&kafka).unwrap();
     let started = Instant::now();
+
+    // /readyz turns ready once every processor has its partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let url = format!("{base}/readyz");
+        let (status, body) = tokio::task::spawn_blocking(move || get(&url))
+            .await
+            .unwrap()
+            .unwrap();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("ready after {:?}", started.elapsed());
 
     // Phase 1: trails; wait until the segmenter has consumed all of them,
     // so that the case really is confirmed after its trail was ingested.
@@ -282,6 +312,15 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
     want.sort();
     assert_eq!(reasons, want);
 
+    check_metrics(
+        &base,
+        &kafka,
+        &scenario,
+        &latest_all(&all_versions),
+        dead.len(),
+    )
+    .await;
+
     let stats: Vec<(String, u64, u64, u64)> = pipeline
         .stats()
         .iter()
@@ -305,4 +344,191 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         all_versions.len(),
         converged.as_secs_f64()
     );
+}
+
+/// Exposure versions by status name.
+fn latest_all(versions: &[Exposure]) -> BTreeMap<&'static str, usize> {
+    let mut by = BTreeMap::new();
+    for e in versions {
+        let kind = match e.status {
+            ExposureStatus::New => "new",
+            ExposureStatus::Updated => "updated",
+            ExposureStatus::Retracted => "retracted",
+        };
+        *by.entry(kind).or_default() += 1;
+    }
+    by
+}
+
+/// Scrapes `/metrics` and checks the counters against what the topics
+/// hold: every processor's records in equal the records of its input topics,
+/// its records out those of its output topics, and its dead letters the
+/// malformed records, by reason.
+async fn check_metrics(
+    base: &str,
+    kafka: &KafkaConfig,
+    scenario: &epitrace_sim::Scenario,
+    exposures_by_kind: &BTreeMap<&'static str, usize>,
+    dead_letters: usize,
+) {
+    let count = |topic: &'static str| {
+        let kafka = kafka.clone();
+        async move { read_all(&kafka, topic).await.unwrap().len() as f64 }
+    };
+    let segments = count(SEGMENTS).await;
+    let candidates = count(CANDIDATES).await;
+    let by_subject = count(CASES_BY_SUBJECT).await;
+    let exposures = count(EXPOSURES).await;
+    let cases = scenario.cases.len() as f64;
+    let published_on = |topic: &str| {
+        (scenario.trail.iter().chain(&scenario.late))
+            .filter(|r| r.topic() == topic)
+            .count() as f64
+            + scenario
+                .malformed
+                .iter()
+                .filter(|m| m.topic == topic)
+                .count() as f64
+    };
+
+    // The segments and candidates settle a little after the exposures: poll.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let samples = loop {
+        let url = format!("{base}/metrics");
+        let (status, text) = tokio::task::spawn_blocking(move || get(&url))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200);
+        let samples =
+            parse_exposition(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}"));
+        let seg_out = total(
+            &samples,
+            "epitrace_output_records_total",
+            &[("processor", "segmenter")],
+        );
+        if seg_out == segments || Instant::now() > deadline {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let input = |p: &str, t: &str| {
+        total(
+            &samples,
+            "epitrace_input_records_total",
+            &[("processor", p), ("topic", t)],
+        )
+    };
+    let output = |p: &str, t: &str| {
+        total(
+            &samples,
+            "epitrace_output_records_total",
+            &[("processor", p), ("topic", t)],
+        )
+    };
+    for topic in [TELECOM, CARD, CHECKIN] {
+        assert_eq!(
+            input("segmenter", topic),
+            published_on(topic),
+            "segmenter in from {topic}"
+        );
+    }
+    assert_eq!(input("segmenter", CASES_BY_SUBJECT), by_subject);
+    assert_eq!(output("segmenter", SEGMENTS), segments);
+    assert_eq!(input("case-router", CASES), cases);
+    assert_eq!(output("case-router", CASES_BY_SUBJECT), by_subject);
+    assert_eq!(input("presence-join", SEGMENTS), segments);
+    assert_eq!(output("presence-join", CANDIDATES), candidates);
+    assert_eq!(input("exposure-aggregator", CANDIDATES), candidates);
+    assert_eq!(input("exposure-aggregator", CASES), cases);
+    assert_eq!(output("exposure-aggregator", EXPOSURES), exposures);
+    // In = out-or-absorbed + dead letters, per processor: every input record
+    // is either processed or dead-lettered, never lost.
+    let dead_total = total(&samples, "epitrace_deadletter_records_total", &[]);
+    assert_eq!(dead_total, dead_letters as f64);
+    for m in &scenario.malformed {
+        assert!(
+            total(
+                &samples,
+                "epitrace_deadletter_records_total",
+                &[("processor", "segmenter"), ("reason", m.reason)]
+            ) >= 1.0,
+            "no dead letter counted for {}",
+            m.reason
+        );
+    }
+    for (kind, n) in exposures_by_kind {
+        assert_eq!(
+            total(
+                &samples,
+                "epitrace_exposures_emitted_total",
+                &[("kind", kind)]
+            ),
+            *n as f64,
+            "exposures {kind}"
+        );
+    }
+    assert_eq!(total(&samples, "epitrace_ready", &[]), 1.0);
+    for p in [
+        "case-router",
+        "segmenter",
+        "presence-join",
+        "exposure-aggregator",
+    ] {
+        assert!(
+            total(
+                &samples,
+                "epitrace_batch_duration_seconds_count",
+                &[("processor", p)]
+            ) > 0.0
+        );
+        assert!(
+            total(
+                &samples,
+                "epitrace_event_time_lag_seconds_count",
+                &[("processor", p)]
+            ) > 0.0
+        );
+        assert!(
+            total(
+                &samples,
+                "epitrace_assigned_partitions",
+                &[("processor", p)]
+            ) > 0.0
+        );
+        assert!(
+            total(
+                &samples,
+                "epitrace_rebalances_total",
+                &[("processor", p), ("kind", "assign")]
+            ) >= 1.0
+        );
+    }
+    // Every metric the binary defines has its help text; labels stay bounded.
+    for s in &samples {
+        for forbidden in ["subject", "case", "case_id", "cell", "window", "contact"] {
+            assert!(
+                !s.labels.contains_key(forbidden),
+                "{} has label {forbidden}",
+                s.name
+            );
+        }
+    }
+    let names: std::collections::BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+    for name in Metrics::NAMES {
+        if [
+            "epitrace_cluster_alerts_emitted_total",
+            "epitrace_consumer_lag_records",
+            "epitrace_state_size_bytes",
+            "epitrace_state_keys",
+        ]
+        .contains(name)
+        {
+            continue; // no cluster detector yet; lag and state gauges are periodic
+        }
+        assert!(
+            names.iter().any(|n| n.starts_with(name)),
+            "{name} not exported"
+        );
+    }
 }

@@ -45,3 +45,157 @@ pub async fn read_all(cfg: &KafkaConfig, topic: &str) -> Result<Vec<ConsumedReco
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
 }
+
+/// One sample of the Prometheus text exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name (with `_bucket`/`_sum`/`_count` for histograms).
+    pub name: String,
+    /// Label pairs.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The value.
+    pub value: f64,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Parses the Prometheus text exposition format (version 0.0.4) strictly:
+/// `# HELP` / `# TYPE` lines with valid names and types, every sample's
+/// family declared by a `# TYPE` line before it, label values quoted with
+/// escapes, values as floats.
+///
+/// # Errors
+/// The first offending line, as text.
+pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
+    let mut types: std::collections::BTreeMap<String, String> = Default::default();
+    let mut samples = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let bad = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (Some(kw), Some(name)) = (parts.next(), parts.next()) else {
+                return Err(bad("short comment"));
+            };
+            if !valid_name(name) {
+                return Err(bad("invalid metric name"));
+            }
+            match kw {
+                "HELP" => {}
+                "TYPE" => {
+                    let t = parts.next().unwrap_or("");
+                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&t) {
+                        return Err(bad("unknown type"));
+                    }
+                    types.insert(name.to_owned(), t.to_owned());
+                }
+                _ => return Err(bad("unknown comment keyword")),
+            }
+            continue;
+        }
+        let (name_end, rest) = match line.find(['{', ' ']) {
+            Some(i) => (i, &line[i..]),
+            None => return Err(bad("no value")),
+        };
+        let name = &line[..name_end];
+        if !valid_name(name) {
+            return Err(bad("invalid sample name"));
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+            })
+            .unwrap_or(name);
+        if !types.contains_key(family) {
+            return Err(bad("sample without a # TYPE line"));
+        }
+        let mut labels = std::collections::BTreeMap::new();
+        let value_part = if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices().peekable();
+            let close;
+            loop {
+                // name="value",
+                let start = chars
+                    .peek()
+                    .map(|(i, _)| *i)
+                    .ok_or_else(|| bad("open labels"))?;
+                if body[start..].starts_with('}') {
+                    close = start;
+                    break;
+                }
+                let eq = body[start..]
+                    .find('=')
+                    .ok_or_else(|| bad("label without ="))?
+                    + start;
+                let lname = &body[start..eq];
+                if !valid_name(lname) {
+                    return Err(bad("invalid label name"));
+                }
+                while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+                    chars.next();
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err(bad("unquoted label value"));
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, c @ ('\\' | '"'))) => value.push(c),
+                            _ => return Err(bad("bad escape")),
+                        },
+                        Some((_, '"')) => break,
+                        Some((_, c)) => value.push(c),
+                        None => return Err(bad("unterminated label value")),
+                    }
+                }
+                labels.insert(lname.to_owned(), value);
+                if chars.peek().is_some_and(|(_, c)| *c == ',') {
+                    chars.next();
+                }
+            }
+            body[close + 1..].trim_start()
+        } else {
+            rest.trim_start()
+        };
+        let value_text = value_part.split(' ').next().unwrap_or("");
+        let value = match value_text {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse::<f64>().map_err(|_| bad("value is not a float"))?,
+        };
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    Ok(samples)
+}
+
+/// The sum of `name`'s samples whose labels include every pair of `with`.
+#[must_use]
+pub fn total(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && with
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v))
+        })
+        .map(|s| s.value)
+        .sum()
+}

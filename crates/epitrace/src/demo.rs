@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -12,6 +13,7 @@ use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_o
 use epitrace_model::records::{Exposure, ExposureStatus};
 use epitrace_model::topics::{CASES, EXPOSURES};
 use epitrace_model::{CaseId, SubjectId};
+use epitrace_ops::{OpsConfig, OpsServer, Telemetry};
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
 use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
 use epitrace_sim::nightlife;
@@ -19,11 +21,19 @@ use epitrace_stream::mock::MockKafka;
 use epitrace_stream::read::read_to_end;
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
 
+fn ops_at(listen: SocketAddr) -> OpsConfig {
+    OpsConfig {
+        enabled: true,
+        listen,
+    }
+}
+
 /// Runs the demo and prints its summary to `out`.
 pub(crate) async fn run(
     residents: u32,
     seed: u64,
     timeout_s: u64,
+    metrics_listen: SocketAddr,
     out: &mut impl Write,
 ) -> Result<()> {
     let started = Instant::now();
@@ -47,7 +57,19 @@ pub(crate) async fn run(
         mock.brokers(),
         state.path().display()
     )?;
-    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL)?;
+    let telemetry = Telemetry::new()?;
+    // The demo's metrics, scrapeable while it runs; any free port when the
+    // default one is taken (say, by a running `epitrace run`).
+    let ops = match OpsServer::start(&ops_at(metrics_listen), &telemetry) {
+        Ok(server) => server,
+        Err(_) => OpsServer::start(&ops_at(SocketAddr::new(metrics_listen.ip(), 0)), &telemetry)?,
+    };
+    writeln!(
+        out,
+        "metrics while it runs: http://{0}/metrics (health: /healthz, /readyz)",
+        ops.local_addr()
+    )?;
+    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry)?;
     let publisher = Publisher::new(&cfg.kafka)?;
 
     // Phase 1: the trails. Phase 2: the cases. Phase 3: late data and junk.

@@ -1,19 +1,24 @@
 //! The `epitrace` binary: real-time contact tracing over Kafka.
 //!
 //! Subcommands: `schemas` (records and fingerprints), `topics create`,
-//! `run` (the processors), `demo` (everything in one process on an
-//! in-process mock Kafka cluster). The binary only parses flags, loads
-//! configuration and wires the library crates together.
+//! `run` (the processors, with the operations endpoint), `demo` (everything
+//! in one process on an in-process mock Kafka cluster), `config check` /
+//! `config keys`, and `health` (a probe for containers without curl). The
+//! binary only parses flags, loads configuration and wires the library
+//! crates together.
 
 mod demo;
 mod settings;
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use epitrace_model::schema::{SCHEMA_FILES, SchemaSet};
+use epitrace_ops::{OpsServer, Telemetry};
 use epitrace_processors::topology::topic_specs;
 use epitrace_processors::{Pipeline, ProcessorKind};
 use epitrace_stream::admin::{TopicOutcome, create_topics};
@@ -56,8 +61,21 @@ enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// Check or list the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Probe an endpoint: exit 0 when it answers 200 (a container health
+    /// check that needs no curl).
+    Health {
+        /// The URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:9464/readyz")]
+        url: String,
+    },
     /// Run processors until Ctrl-C or SIGTERM (then finish the batch in
-    /// hand, flush and exit 0).
+    /// hand, flush and exit 0), serving /metrics, /healthz and /readyz on
+    /// `metrics.listen` (default 127.0.0.1:9464).
     Run {
         #[command(flatten)]
         overrides: Overrides,
@@ -71,6 +89,10 @@ enum Command {
     /// scenario (a night out around Itaewon), and print the cases, exposures
     /// and where and when they happened.
     Demo {
+        /// Where to serve the demo's metrics while it runs (another free
+        /// port when this one is taken).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_listen: SocketAddr,
         /// Background residents in the scenario (keep it small: the mock
         /// cluster is for demos, not load).
         #[arg(long, default_value_t = 300)]
@@ -82,6 +104,21 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration (file, then EPITRACE_* variables, then
+    /// flags) and print the effective one as TOML.
+    Check {
+        /// The file (default: --config / EPITRACE_CONFIG, else none).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// List every configuration key with its environment variable and
+    /// default value.
+    Keys,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,8 +199,14 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             } else {
                 processors
             };
+            let telemetry = Telemetry::new()?;
+            let _ops = if cfg.metrics.enabled {
+                Some(OpsServer::start(&cfg.metrics, &telemetry)?)
+            } else {
+                None
+            };
             runtime()?.block_on(async {
-                let pipeline = Pipeline::start(&cfg, &kinds)?;
+                let pipeline = Pipeline::start(&cfg, &kinds, &telemetry)?;
                 pipeline.run_until(shutdown_signal()).await?;
                 Ok(())
             })
@@ -172,7 +215,46 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             residents,
             seed,
             timeout_s,
-        } => runtime()?.block_on(demo::run(residents, seed, timeout_s, out)),
+            metrics_listen,
+        } => runtime()?.block_on(demo::run(residents, seed, timeout_s, metrics_listen, out)),
+        Command::Config {
+            command:
+                ConfigCommand::Check {
+                    file,
+                    mut overrides,
+                },
+        } => {
+            if file.is_some() {
+                overrides.config = file;
+            }
+            let cfg = load(&overrides)?;
+            let text = toml::to_string_pretty(&cfg).context("printing the configuration")?;
+            let from = overrides
+                .config
+                .as_ref()
+                .map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
+            writeln!(
+                out,
+                "# effective configuration ({from}, environment, flags): valid"
+            )?;
+            write!(out, "{text}")?;
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Keys,
+        } => {
+            writeln!(out, "{:<42} {:<48} default", "key", "environment variable")?;
+            for (key, default) in settings::keys()? {
+                writeln!(out, "{key:<42} {:<48} {default}", settings::env_name(&key))?;
+            }
+            Ok(())
+        }
+        Command::Health { url } => {
+            let (status, body) = epitrace_ops::get(&url)?;
+            anyhow::ensure!(status == 200, "{url}: {status} {}", body.trim());
+            writeln!(out, "{}", body.trim())?;
+            Ok(())
+        }
     }
 }
 

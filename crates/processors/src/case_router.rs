@@ -24,7 +24,10 @@ use crate::topology::{CASES, CASES_BY_SUBJECT};
 
 /// The case-router processor.
 #[derive(Debug, Default)]
-pub struct CaseRouter;
+pub struct CaseRouter {
+    /// Confirmation time of the last case event (for the lag metric).
+    last_event_ms: Option<i64>,
+}
 
 impl Processor for CaseRouter {
     fn name(&self) -> &'static str {
@@ -42,6 +45,7 @@ impl Processor for CaseRouter {
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
         let event: CaseEvent = decode(record)?;
+        self.last_event_ms = Some(event.confirmed_at.as_millis());
         for sc in event.fan_out() {
             out.push(OutputRecord {
                 topic: CASES_BY_SUBJECT.into(),
@@ -51,5 +55,9 @@ impl Processor for CaseRouter {
             });
         }
         Ok(())
+    }
+
+    fn last_event_time_ms(&self) -> Option<i64> {
+        self.last_event_ms
     }
 }

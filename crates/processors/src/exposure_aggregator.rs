@@ -32,7 +32,7 @@ use epitrace_model::records::{
 };
 use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
-use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
+use epitrace_stream::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{
     OrFatal, decode, decode_value, encode_value, prefix_end, segment_key, unexpected_topic,
@@ -67,6 +67,10 @@ pub struct ExposureAggregator {
     /// latest input timestamp: assessed once at the end of the batch, so a
     /// batch publishes one version per exposure, not one per candidate.
     dirty: BTreeMap<(CaseId, SubjectId), Option<i64>>,
+    /// Exposures published in this batch: new, updated, retracted.
+    emitted: [u64; 3],
+    /// Event time of the last record (for the lag metric).
+    last_event_ms: Option<i64>,
 }
 
 impl ExposureAggregator {
@@ -79,6 +83,8 @@ impl ExposureAggregator {
         Self {
             cfg: cfg.clone(),
             dirty: BTreeMap::new(),
+            emitted: [0; 3],
+            last_event_ms: None,
         }
     }
 
@@ -93,7 +99,7 @@ impl ExposureAggregator {
     }
 
     fn publish(
-        &self,
+        &mut self,
         exposure: &Exposure,
         ts: Option<i64>,
         txn: &mut Txn<'_>,
@@ -104,6 +110,12 @@ impl ExposureAggregator {
             pair_key(&exposure.case_id, exposure.contact),
             encode_value(exposure)?,
         );
+        let slot = match exposure.status {
+            ExposureStatus::New => 0,
+            ExposureStatus::Updated => 1,
+            ExposureStatus::Retracted => 2,
+        };
+        self.emitted[slot] += 1;
         out.push(OutputRecord {
             topic: EXPOSURES.into(),
             key: exposure.contact.as_bytes().to_vec(),
@@ -120,7 +132,7 @@ impl ExposureAggregator {
 
     /// Applies the rule to a ledger and publishes what changed.
     fn reassess(
-        &self,
+        &mut self,
         case: &CaseId,
         contact: SubjectId,
         ledger: &ContactLedger,
@@ -268,10 +280,33 @@ impl Processor for ExposureAggregator {
     ) -> Result<(), ProcessError> {
         let ts = record.timestamp_ms;
         match record.topic {
-            CANDIDATES => self.candidate(&decode(record)?, ts, txn),
-            CASES => self.case_event(&decode(record)?, ts, txn),
+            CANDIDATES => {
+                let c: ExposureCandidate = decode(record)?;
+                if let Some(w) = &c.overlap {
+                    self.last_event_ms = Some(w.end().as_millis());
+                }
+                self.candidate(&c, ts, txn)
+            }
+            CASES => {
+                let e: CaseEvent = decode(record)?;
+                self.last_event_ms = Some(e.confirmed_at.as_millis());
+                self.case_event(&e, ts, txn)
+            }
             _ => Err(unexpected_topic(self.name(), record)),
         }
+    }
+
+    fn last_event_time_ms(&self) -> Option<i64> {
+        self.last_event_ms
+    }
+
+    fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
+        let [new, updated, retracted] = std::mem::take(&mut self.emitted);
+        [("new", new), ("updated", updated), ("retracted", retracted)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| (Emitted::Exposure, kind, n))
+            .collect()
     }
 
     fn end_batch(

@@ -177,6 +177,8 @@ pub struct PresenceJoin {
     retention_ms: i64,
     latest_end_ms: Option<i64>,
     dropped_before: Option<Bucket>,
+    /// Event time of the last record (for the lag metric).
+    last_event_ms: Option<i64>,
 }
 
 impl PresenceJoin {
@@ -191,6 +193,7 @@ impl PresenceJoin {
             cfg: cfg.clone(),
             retention_ms,
             latest_end_ms: None,
+            last_event_ms: None,
             dropped_before: None,
         }
     }
@@ -350,6 +353,10 @@ impl Processor for PresenceJoin {
         vec![SEGMENTS.into()]
     }
 
+    fn last_event_time_ms(&self) -> Option<i64> {
+        self.last_event_ms
+    }
+
     fn process(
         &mut self,
         record: &InputRecord<'_>,
@@ -357,6 +364,7 @@ impl Processor for PresenceJoin {
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
         let update: SegmentUpdate = decode(record)?;
+        self.last_event_ms = Some(update.end.as_millis());
         let ts = record.timestamp_ms;
         let seg: Segment = segment_of(&update);
         let id = segment_id_key(update.subject, &seg.key);

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use epitrace_core::TracingConfig;
+use epitrace_ops::{OpsConfig, Telemetry};
 use epitrace_state::{KvStore, RocksStore, StoreOptions};
 use epitrace_stream::task::TaskStats;
 use epitrace_stream::{KafkaConfig, StreamError, run_task};
@@ -101,6 +102,8 @@ pub struct PipelineConfig {
     /// Where each processor keeps its RocksDB (`<state_dir>/<processor>`).
     /// Default `./epitrace-state`.
     pub state_dir: PathBuf,
+    /// The operations endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub metrics: OpsConfig,
 }
 
 impl Default for PipelineConfig {
@@ -111,6 +114,7 @@ impl Default for PipelineConfig {
             topology: TopologyConfig::default(),
             store: StoreOptions::default(),
             state_dir: PathBuf::from("epitrace-state"),
+            metrics: OpsConfig::default(),
         }
     }
 }
@@ -125,12 +129,17 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Opens each processor's store and starts its task on the current
-    /// tokio runtime.
+    /// tokio runtime, reporting to `telemetry` (the caller serves it; see
+    /// [`epitrace_ops::OpsServer`]).
     ///
     /// # Errors
     /// [`PipelineError::Config`] for an invalid tracing configuration,
     /// [`PipelineError::State`] when a store cannot be opened.
-    pub fn start(cfg: &PipelineConfig, kinds: &[ProcessorKind]) -> Result<Self, PipelineError> {
+    pub fn start(
+        cfg: &PipelineConfig,
+        kinds: &[ProcessorKind],
+        telemetry: &Telemetry,
+    ) -> Result<Self, PipelineError> {
         cfg.tracing
             .validate()
             .map_err(|e| PipelineError::Config(e.to_string()))?;
@@ -157,28 +166,24 @@ impl Pipeline {
             let kafka = cfg.kafka.clone();
             let tracing_cfg = cfg.tracing.clone();
             let retention = cfg.topology.retention.as_millis();
+            let t = telemetry.clone();
             let handle = tokio::spawn(async move {
+                let (k, s) = (&kafka, task_stats);
                 match kind {
                     ProcessorKind::CaseRouter => {
-                        run_task(CaseRouter, store, &kafka, task_stats, shutdown).await
+                        run_task(CaseRouter::default(), store, k, s, &t, shutdown).await
                     }
                     ProcessorKind::Segmenter => {
-                        run_task(
-                            Segmenter::new(&tracing_cfg),
-                            store,
-                            &kafka,
-                            task_stats,
-                            shutdown,
-                        )
-                        .await
+                        let p = Segmenter::new(&tracing_cfg);
+                        run_task(p, store, k, s, &t, shutdown).await
                     }
                     ProcessorKind::PresenceJoin => {
                         let p = PresenceJoin::new(&tracing_cfg, retention);
-                        run_task(p, store, &kafka, task_stats, shutdown).await
+                        run_task(p, store, k, s, &t, shutdown).await
                     }
                     ProcessorKind::ExposureAggregator => {
                         let p = ExposureAggregator::new(&tracing_cfg);
-                        run_task(p, store, &kafka, task_stats, shutdown).await
+                        run_task(p, store, k, s, &t, shutdown).await
                     }
                 }
             });

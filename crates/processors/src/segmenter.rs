@@ -78,6 +78,8 @@ pub struct Segmenter {
     /// Every case-tagged subject with its tags: the whole `tags` store
     /// (small: only case subjects), loaded on first use and kept in step.
     tagged: Option<HashMap<SubjectId, Vec<CaseTag>>>,
+    /// Event time of the last record (for the lag metric).
+    last_event_ms: Option<i64>,
 }
 
 /// Most trails kept decoded between batches (about 1 KiB each).
@@ -98,6 +100,7 @@ impl Segmenter {
             trails: HashMap::new(),
             dirty: Vec::new(),
             tagged: None,
+            last_event_ms: None,
         }
     }
 
@@ -304,11 +307,17 @@ impl Processor for Segmenter {
             CHECKIN => self.ingest.checkin(&decode::<VenueCheckin>(record)?),
             CASES_BY_SUBJECT => {
                 let sc: SubjectCase = decode(record)?;
+                self.last_event_ms = Some(sc.confirmed_at.as_millis());
                 return self.case(&sc, ts, txn, out);
             }
             _ => return Err(unexpected_topic(self.name(), record)),
         };
+        self.last_event_ms = Some(obs.time.as_millis());
         self.observe(subject, obs, ts, txn, out)
+    }
+
+    fn last_event_time_ms(&self) -> Option<i64> {
+        self.last_event_ms
     }
 
     fn end_batch(

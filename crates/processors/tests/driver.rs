@@ -104,7 +104,7 @@ fn nodes(cfg: &TracingConfig) -> Vec<Node> {
         store: MemStore::new(stores).unwrap(),
     };
     vec![
-        node(Box::new(CaseRouter), &[]),
+        node(Box::<CaseRouter>::default(), &[]),
         node(Box::new(Segmenter::new(cfg)), Segmenter::STORES),
         node(
             Box::new(PresenceJoin::new(cfg, 21 * 86_400_000)),

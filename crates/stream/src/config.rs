@@ -93,7 +93,9 @@ impl KafkaConfig {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("topic.metadata.refresh.interval.ms", "5000");
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            // Per-partition consumer lag for the metrics.
+            .set("statistics.interval.ms", "5000");
         for (k, v) in &self.consumer {
             c.set(k, v);
         }

@@ -52,4 +52,4 @@ pub mod task;
 pub use config::KafkaConfig;
 pub use error::StreamError;
 pub use publish::{OutputRecord, Publisher};
-pub use task::{InputRecord, ProcessError, Processor, TaskStats, run_task};
+pub use task::{Emitted, InputRecord, ProcessError, Processor, TaskStats, run_task};

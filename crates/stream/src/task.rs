@@ -8,10 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::{DeadLetter, EventTime};
+use epitrace_ops::{TaskHealth, TaskMetrics, Telemetry};
 use epitrace_state::{KvStore, Txn};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -89,6 +91,28 @@ pub trait Processor: Send {
     ) -> Result<(), ProcessError> {
         Ok(())
     }
+
+    /// The event time (ms) of the last record processed, for the
+    /// event-time lag metric; `None` when unknown (the default).
+    fn last_event_time_ms(&self) -> Option<i64> {
+        None
+    }
+
+    /// The domain outputs of the batch just processed, by kind (e.g.
+    /// exposures `new`/`updated`/`retracted`), drained once per batch for
+    /// the metrics. The default has none.
+    fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// Domain outputs counted by kind in the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emitted {
+    /// `tracing.exposures` records.
+    Exposure,
+    /// `tracing.clusters` records.
+    ClusterAlert,
 }
 
 /// Counters of one task, shared with whoever reports them.
@@ -109,11 +133,15 @@ pub struct TaskStats {
 struct StoreOffsets {
     store: Arc<dyn KvStore>,
     failure: Mutex<Option<String>>,
+    metrics: TaskMetrics,
+    health: TaskHealth,
 }
 
 impl StoreOffsets {
     fn fail(&self, why: String) {
         error!(error = %why, "rebalance failed");
+        self.metrics.rebalance("error", 0);
+        self.health.set_ready(false);
         if let Ok(mut f) = self.failure.lock() {
             f.get_or_insert(why);
         }
@@ -124,7 +152,19 @@ impl StoreOffsets {
     }
 }
 
-impl ClientContext for StoreOffsets {}
+impl ClientContext for StoreOffsets {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a lag
+                // of -1 means not known yet.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.consumer_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for StoreOffsets {
     fn rebalance(
@@ -146,15 +186,27 @@ impl ConsumerContext for StoreOffsets {
                     return self.fail(err.to_string());
                 }
             }
-            info!(partitions = assignment.count(), "partitions assigned");
+            let partitions: Vec<String> = assignment
+                .elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect();
+            info!(
+                ?partitions,
+                "partitions assigned, offsets restored from state"
+            );
             if let Err(e) = consumer.assign(&assignment) {
-                self.fail(format!("assign: {e}"));
+                return self.fail(format!("assign: {e}"));
             }
+            self.metrics.rebalance("assign", assignment.count());
+            self.health.set_ready(true);
         } else {
             if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                 warn!(?err, "rebalance error; dropping the assignment");
             }
             info!("partitions revoked");
+            self.health.set_ready(false);
+            self.metrics.rebalance("revoke", 0);
             if let Err(e) = consumer.unassign() {
                 self.fail(format!("unassign: {e}"));
             }
@@ -243,18 +295,54 @@ fn truncate(s: &str, max: usize) -> String {
 /// Any [`StreamError`]: the batch in hand is then *not* written, so a
 /// restart replays it.
 pub async fn run_task<P: Processor>(
+    processor: P,
+    store: Arc<dyn KvStore>,
+    cfg: &KafkaConfig,
+    stats: Arc<TaskStats>,
+    telemetry: &Telemetry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StreamError> {
+    let name = processor.name();
+    let metrics = telemetry.metrics.task(name);
+    let health = telemetry.health.task(name);
+    let span = info_span!("processor", processor = name);
+    let result = drive(
+        processor,
+        store,
+        cfg,
+        stats,
+        metrics,
+        health.clone(),
+        shutdown,
+    )
+    .instrument(span)
+    .await;
+    match &result {
+        Ok(()) => health.set_stopped(),
+        Err(_) => health.set_failed(),
+    }
+    result
+}
+
+/// How often the state store gauges are refreshed.
+const STATE_GAUGES_EVERY: Duration = Duration::from_secs(15);
+
+async fn drive<P: Processor>(
     mut processor: P,
     store: Arc<dyn KvStore>,
     cfg: &KafkaConfig,
     stats: Arc<TaskStats>,
+    metrics: TaskMetrics,
+    health: TaskHealth,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StreamError> {
     let name = processor.name();
-    let span = info_span!("processor", processor = name);
-    async move {
+    {
         let context = StoreOffsets {
             store: Arc::clone(&store),
             failure: Mutex::new(None),
+            metrics: metrics.clone(),
+            health,
         };
         let consumer: StreamConsumer<StoreOffsets> =
             cfg.consumer_config(name).create_with_context(context)?;
@@ -265,12 +353,17 @@ pub async fn run_task<P: Processor>(
         let linger = Duration::from_millis(cfg.batch_linger_ms);
         info!(inputs = ?topics, "started");
         tokio::pin!(shutdown);
+        let mut gauges = tokio::time::interval(STATE_GAUGES_EVERY);
         loop {
             if let Some(why) = consumer.context().take_failure() {
                 return Err(StreamError::Rebalance(why));
             }
             let first = tokio::select! {
                 () = &mut shutdown => break,
+                _ = gauges.tick() => {
+                    state_gauges(store.as_ref(), &metrics);
+                    continue;
+                }
                 m = consumer.recv() => m,
             };
             let mut batch: Vec<OwnedMessage> = Vec::new();
@@ -293,7 +386,7 @@ pub async fn run_task<P: Processor>(
                 return Err(StreamError::Rebalance(why));
             }
             let committed =
-                process_batch(&mut processor, &store, &publisher, &batch, &stats).await?;
+                process_batch(&mut processor, &store, &publisher, &batch, &stats, &metrics).await?;
             // Kafka's committed offsets are informational (lag); the store
             // holds the truth, so a failed commit is only logged.
             if let Err(e) = consumer.commit(&committed, CommitMode::Async) {
@@ -302,60 +395,81 @@ pub async fn run_task<P: Processor>(
         }
         publisher.flush()?;
         store.flush()?;
+        state_gauges(store.as_ref(), &metrics);
         info!("stopped");
         Ok(())
     }
-    .instrument(span)
-    .await
+}
+
+fn state_gauges(store: &dyn KvStore, metrics: &TaskMetrics) {
+    match store.stats() {
+        Ok(all) => {
+            for s in all {
+                metrics.state(&s.store, s.approx_bytes, s.approx_keys);
+            }
+        }
+        Err(e) => debug!(error = %e, "state statistics unavailable"),
+    }
 }
 
 /// Processes one batch and writes its state; returns the offsets to commit
 /// to Kafka for monitoring.
+///
+/// Records are processed partition by partition (each partition's records
+/// in their order; partitions are independent by construction, their keys
+/// disjoint), each partition in a span of its own.
 async fn process_batch<P: Processor>(
     processor: &mut P,
     store: &Arc<dyn KvStore>,
     publisher: &Publisher,
     batch: &[OwnedMessage],
     stats: &TaskStats,
+    metrics: &TaskMetrics,
 ) -> Result<TopicPartitionList, StreamError> {
+    let started = std::time::Instant::now();
     let received_at_ms = now_ms();
     let mut txn = Txn::new(store.as_ref());
     let mut out: Vec<OutputRecord> = Vec::new();
-    let mut dead = 0u64;
-    let mut reasons: Vec<&'static str> = Vec::new();
+    let mut dead: Vec<(&'static str, u64)> = Vec::new();
+    let mut inputs: Vec<(&str, u64)> = Vec::new();
     let mut next_offsets = TopicPartitionList::new();
-    for msg in batch {
-        let record = InputRecord {
-            topic: msg.topic(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key(),
-            payload: msg.payload(),
-            timestamp_ms: msg.timestamp().to_millis(),
-            received_at_ms,
-        };
-        match processor.process(&record, &mut txn, &mut out) {
-            Ok(()) => {}
-            Err(ProcessError::Rejected { reason, detail }) => {
-                out.push(dead_letter(msg, reason, &detail, received_at_ms)?);
-                if !reasons.contains(&reason) {
-                    reasons.push(reason);
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| batch[i].partition());
+    for run in order.chunk_by(|&a, &b| batch[a].partition() == batch[b].partition()) {
+        let Some(&first) = run.first() else { continue };
+        let _partition = info_span!("partition", partition = batch[first].partition()).entered();
+        for &i in run {
+            let msg = &batch[i];
+            let record = InputRecord {
+                topic: msg.topic(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                key: msg.key(),
+                payload: msg.payload(),
+                timestamp_ms: msg.timestamp().to_millis(),
+                received_at_ms,
+            };
+            match processor.process(&record, &mut txn, &mut out) {
+                Ok(()) => {}
+                Err(ProcessError::Rejected { reason, detail }) => {
+                    out.push(dead_letter(msg, reason, &detail, received_at_ms)?);
+                    bump(&mut dead, reason);
                 }
-                dead += 1;
+                Err(ProcessError::Fatal(reason)) => {
+                    return Err(StreamError::Processor {
+                        processor: processor.name(),
+                        reason,
+                    });
+                }
             }
-            Err(ProcessError::Fatal(reason)) => {
-                return Err(StreamError::Processor {
-                    processor: processor.name(),
-                    reason,
-                });
-            }
+            bump(&mut inputs, msg.topic());
+            txn.set_offset(msg.topic(), msg.partition(), msg.offset() + 1);
+            next_offsets.add_partition_offset(
+                msg.topic(),
+                msg.partition(),
+                Offset::Offset(msg.offset() + 1),
+            )?;
         }
-        txn.set_offset(msg.topic(), msg.partition(), msg.offset() + 1);
-        next_offsets.add_partition_offset(
-            msg.topic(),
-            msg.partition(),
-            Offset::Offset(msg.offset() + 1),
-        )?;
     }
     if let Err(ProcessError::Fatal(reason) | ProcessError::Rejected { detail: reason, .. }) =
         processor.end_batch(&mut txn, &mut out)
@@ -368,24 +482,53 @@ async fn process_batch<P: Processor>(
     // 1. outputs acknowledged, 2. state + offsets in one write.
     publisher.send_all(&out).await?;
     store.write(txn.into_write_set())?;
-    let produced = u64::try_from(out.len()).unwrap_or(u64::MAX) - dead;
+
+    // Counted once per batch, from the same event as the log lines.
+    let mut outputs: Vec<(&str, u64)> = Vec::new();
+    for o in &out {
+        if o.topic != DEADLETTER_TOPIC {
+            bump(&mut outputs, o.topic.as_str());
+        }
+    }
+    let dead_total: u64 = dead.iter().map(|(_, n)| n).sum();
+    let produced: u64 = outputs.iter().map(|(_, n)| n).sum();
+    metrics.batch(&inputs, &outputs, &dead, started.elapsed().as_secs_f64());
+    if let Some(t) = processor.last_event_time_ms() {
+        metrics.event_time(received_at_ms, t);
+    }
+    for (what, kind, n) in processor.drain_emitted() {
+        match what {
+            Emitted::Exposure => metrics.exposures(kind, n),
+            Emitted::ClusterAlert => metrics.cluster_alerts(kind, n),
+        }
+    }
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.records_in.fetch_add(
         u64::try_from(batch.len()).unwrap_or(u64::MAX),
         Ordering::Relaxed,
     );
     stats.records_out.fetch_add(produced, Ordering::Relaxed);
-    stats.dead_letters.fetch_add(dead, Ordering::Relaxed);
+    stats.dead_letters.fetch_add(dead_total, Ordering::Relaxed);
     // One line per batch, not per record: a flood of bad input must not
     // flood the logs. No personal data: counts and reason codes only.
-    if dead > 0 {
-        warn!(dead_letters = dead, reasons = ?reasons, "records dead-lettered");
+    if dead_total > 0 {
+        let reasons: Vec<&str> = dead.iter().map(|(r, _)| *r).collect();
+        warn!(dead_letters = dead_total, ?reasons, "records dead-lettered");
     }
     debug!(
         records = batch.len(),
         outputs = produced,
-        dead_letters = dead,
+        dead_letters = dead_total,
         "batch committed"
     );
     Ok(next_offsets)
+}
+
+/// Adds one to `key`'s count (a handful of keys per batch: a vector beats a
+/// map).
+fn bump<'a>(counts: &mut Vec<(&'a str, u64)>, key: &'a str) {
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((key, 1)),
+    }
 }

@@ -1,0 +1,132 @@
+//! [`Health`]: liveness and readiness of the process.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::Metrics;
+
+/// A task's state, as readiness sees it.
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Readiness of every processor task of the process.
+///
+/// The process is *alive* while it serves requests, and *ready* when it has
+/// at least one task and every task is ready: its partitions assigned, their
+/// offsets restored from its state store, and its loop consuming. A task is
+/// not ready before its first assignment, after a revoke until the next
+/// assignment, and never again after it failed.
+#[derive(Debug)]
+pub struct Health {
+    tasks: Mutex<Vec<(&'static str, Arc<AtomicU8>)>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Health {
+    /// No tasks yet: not ready.
+    #[must_use]
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            tasks: Mutex::new(Vec::new()),
+            metrics,
+        }
+    }
+
+    /// Registers a task (not ready until it says so).
+    pub fn task(self: &Arc<Self>, processor: &'static str) -> TaskHealth {
+        let state = Arc::new(AtomicU8::new(STARTING));
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push((processor, Arc::clone(&state)));
+        }
+        self.publish();
+        TaskHealth {
+            state,
+            health: Arc::clone(self),
+        }
+    }
+
+    /// Whether every registered task is ready (and there is one).
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.not_ready().is_some_and(|waiting| waiting.is_empty())
+    }
+
+    /// The processors not ready, or `None` when no task is registered.
+    #[must_use]
+    pub fn not_ready(&self) -> Option<Vec<&'static str>> {
+        let tasks = self.tasks.lock().ok()?;
+        if tasks.is_empty() {
+            return None;
+        }
+        Some(
+            tasks
+                .iter()
+                .filter(|(_, s)| s.load(Ordering::Acquire) != READY)
+                .map(|(name, _)| *name)
+                .collect(),
+        )
+    }
+
+    fn publish(&self) {
+        self.metrics.ready.set(i64::from(self.is_ready()));
+    }
+}
+
+/// One task's handle on [`Health`].
+#[derive(Debug, Clone)]
+pub struct TaskHealth {
+    state: Arc<AtomicU8>,
+    health: Arc<Health>,
+}
+
+impl TaskHealth {
+    /// Ready (partitions restored, consuming) or not (revoked, rebalancing).
+    /// A failed task stays failed.
+    pub fn set_ready(&self, ready: bool) {
+        let to = if ready { READY } else { STARTING };
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s != FAILED).then_some(to)
+            });
+        self.health.publish();
+    }
+
+    /// The task stopped with an error: the process is no longer ready.
+    pub fn set_failed(&self) {
+        self.state.store(FAILED, Ordering::Release);
+        self.health.publish();
+    }
+
+    /// The task stopped cleanly (shutdown): no longer ready.
+    pub fn set_stopped(&self) {
+        self.set_ready(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_every_task_is() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let health = Arc::new(Health::new(Arc::clone(&metrics)));
+        assert!(!health.is_ready(), "no task: not ready");
+        let a = health.task("segmenter");
+        let b = health.task("presence-join");
+        assert!(!health.is_ready());
+        a.set_ready(true);
+        assert_eq!(health.not_ready(), Some(vec!["presence-join"]));
+        b.set_ready(true);
+        assert!(health.is_ready());
+        assert_eq!(metrics.ready.get(), 1);
+        b.set_ready(false); // revoked
+        assert!(!health.is_ready());
+        assert_eq!(metrics.ready.get(), 0);
+        b.set_failed();
+        b.set_ready(true); // a failed task stays failed
+        assert!(!health.is_ready());
+    }
+}

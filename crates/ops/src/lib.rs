@@ -1,0 +1,54 @@
+//! # epitrace-ops
+//!
+//! What operators see of a running epitrace process:
+//!
+//! - [`Metrics`]: every Prometheus metric the process exports, each defined
+//!   once with its help text, in its own registry (no global state), with
+//!   bounded labels only (processor, topic, partition, store, reason, kind —
+//!   never a subject, case, cell or window);
+//! - [`Health`]: liveness and readiness — ready when every processor task
+//!   has its partitions assigned, their offsets restored from state, and is
+//!   consuming;
+//! - [`OpsServer`]: the HTTP endpoint serving `/metrics` (Prometheus text
+//!   format), `/healthz` and `/readyz`, on [`OpsConfig::listen`]
+//!   (default `127.0.0.1:9464`).
+//!
+//! [`Telemetry`] bundles the metrics and the health state that the pipeline
+//! is handed explicitly.
+
+mod config;
+mod error;
+mod health;
+mod metrics;
+mod server;
+
+use std::sync::Arc;
+
+pub use config::OpsConfig;
+pub use error::OpsError;
+pub use health::{Health, TaskHealth};
+pub use metrics::{Metrics, TaskMetrics};
+pub use server::{OpsServer, get};
+
+/// The metrics and the health state of one process, shared by its tasks
+/// and its HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// Liveness and readiness.
+    pub health: Arc<Health>,
+}
+
+impl Telemetry {
+    /// Fresh metrics (registered in a registry of their own) and health.
+    ///
+    /// # Errors
+    /// [`OpsError::Metrics`] if a metric cannot be registered (a bug: names
+    /// are fixed).
+    pub fn new() -> Result<Self, OpsError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let health = Arc::new(Health::new(Arc::clone(&metrics)));
+        Ok(Self { metrics, health })
+    }
+}
