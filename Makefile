@@ -3,7 +3,7 @@
 CARGO ?= cargo
 CARGO_FLAGS ?=
 
-.PHONY: help bootstrap build test fmt fmt-check lint unit demo bench
+.PHONY: help bootstrap build test fmt fmt-check lint unit demo bench eval
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,11 @@ demo: ## the whole pipeline in one process on an in-process mock Kafka cluster
 
 bench: ## throughput of segmenter + presence-join on RocksDB (release build)
 	$(CARGO) bench -p epitrace-bench $(CARGO_FLAGS)
+
+eval: ## the default simulated city through the pipeline on a local broker, then the accuracy report (release build; ~15 min)
+	$(CARGO) build --release --workspace --bins $(CARGO_FLAGS)
+	EPITRACE_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/epitrace" \
+		scripts/with-kafka.sh scripts/eval.sh
 
 # A real single-node Kafka broker (KRaft) on 127.0.0.1 for development and
 # tests, resolved from Maven Central (JDK 17 + Maven). See deploy/README.md.

@@ -9,19 +9,20 @@
 
 mod demo;
 mod settings;
+mod tools;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use epitrace_model::schema::{SCHEMA_FILES, SchemaSet};
 use epitrace_ops::{OpsServer, Telemetry};
 use epitrace_processors::topology::topic_specs;
 use epitrace_processors::{Pipeline, ProcessorKind};
-use epitrace_stream::admin::{TopicOutcome, create_topics};
+use epitrace_stream::admin::{TopicOutcome, create_topics, purge_topics};
 
 use crate::settings::{Overrides, load};
 
@@ -61,6 +62,17 @@ enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// Generate a synthetic city (Seoul by default) with provider feeds,
+    /// faults and the exact ground truth: feed files (raw ids, as providers
+    /// hold them) or straight to Kafka.
+    Sim(tools::SimArgs),
+    /// A provider's producer: publish a feed file (CSV or JSON Lines) to
+    /// Kafka, pseudonymising raw phone and card numbers, validating every
+    /// row (bad rows reported by file and line, skipped and counted).
+    Produce(tools::ProduceArgs),
+    /// Score the published exposures against a simulator's ground truth:
+    /// precision, recall and F1, by contact setting and by data source.
+    Eval(tools::EvalArgs),
     /// Check or list the configuration.
     Config {
         #[command(subcommand)]
@@ -129,13 +141,26 @@ enum TopicsCommand {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Delete every record of every epitrace topic (Kafka DeleteRecords):
+    /// the end-of-response erasure of personal data in Kafka. The topics
+    /// stay; compacted ones refuse and are reported. State stores are
+    /// separate: delete each processor's state directory too.
+    Purge {
+        /// Confirm: without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    // Colours only on a terminal: piped or collected logs stay plain.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -186,6 +211,33 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                     TopicOutcome::Existed => "exists",
                 };
                 writeln!(out, "{what:<8} {name}")?;
+            }
+            Ok(())
+        }
+        Command::Topics {
+            command: TopicsCommand::Purge { yes, overrides },
+        } => {
+            let cfg = load(&overrides)?;
+            let specs = topic_specs(&cfg.topology);
+            if !yes {
+                bail!(
+                    "this deletes every record of {} topics on {}; add --yes to confirm",
+                    specs.len(),
+                    cfg.kafka.brokers
+                );
+            }
+            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            for (topic, records, refused) in
+                runtime()?.block_on(purge_topics(&cfg.kafka.brokers, &names))?
+            {
+                if refused {
+                    writeln!(
+                        out,
+                        "refused  {topic} (compacted: delete its keys, or the topic)"
+                    )?;
+                } else {
+                    writeln!(out, "purged   {topic} ({records} records)")?;
+                }
             }
             Ok(())
         }
@@ -249,6 +301,9 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             }
             Ok(())
         }
+        Command::Sim(args) => tools::sim(&args, out),
+        Command::Produce(args) => tools::produce_cmd(&args, out),
+        Command::Eval(args) => tools::eval_cmd(&args, out),
         Command::Health { url } => {
             let (status, body) = epitrace_ops::get(&url)?;
             anyhow::ensure!(status == 200, "{url}: {status} {}", body.trim());

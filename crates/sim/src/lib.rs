@@ -12,9 +12,11 @@
 //!   pings that arrive after the case; malformed records) used by the demo
 //!   and the end-to-end tests.
 //!
-//! The synthetic city with ground truth (residents, schedules, an infection
-//! process, provider faults) arrives with the simulator issue.
+//! - [`city`]: a seeded synthetic city (Seoul by default) with residents,
+//!   schedules, an infection process, provider feeds with faults, and the
+//!   exact ground truth; [`city::files::write_city`] writes it to a folder.
 
+pub mod city;
 pub mod feed;
 pub mod nightlife;
 

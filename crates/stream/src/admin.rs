@@ -73,3 +73,82 @@ pub async fn create_topics(
     }
     Ok(out)
 }
+
+/// Deletes every record of `topics` (Kafka's DeleteRecords up to the end of
+/// each partition): the personal data is gone, the topics and their offsets
+/// stay. Compacted topics refuse DeleteRecords; they are reported and left.
+/// Returns, per topic, the records deleted and whether it was refused.
+///
+/// # Errors
+/// [`StreamError::Kafka`] when the brokers cannot be reached,
+/// [`StreamError::Admin`] for a topic that does not exist.
+pub async fn purge_topics(
+    brokers: &str,
+    topics: &[&str],
+) -> Result<Vec<(String, i64, bool)>, StreamError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "epitrace-purge")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut out = Vec::with_capacity(topics.len());
+    for &topic in topics {
+        // A topic created a moment ago may still be electing leaders: retry
+        // for a while before giving up.
+        let mut attempt = 0;
+        let partitions: Vec<i32> = loop {
+            attempt += 1;
+            let found = probe.fetch_metadata(Some(topic), timeout).map(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == topic && t.error().is_none())
+                    .map(|t| {
+                        let ready = t
+                            .partitions()
+                            .iter()
+                            .all(|p| p.leader() >= 0 && p.error().is_none());
+                        (
+                            ready,
+                            t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>(),
+                        )
+                    })
+            });
+            match found {
+                Ok(Some((true, ids))) if !ids.is_empty() => break ids,
+                _ if attempt < 40 => tokio::time::sleep(Duration::from_millis(250)).await,
+                Ok(_) => {
+                    return Err(StreamError::Admin(format!(
+                        "topic {topic} not found or has no leaders"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        let mut records = 0;
+        for p in partitions {
+            let mut attempt = 0;
+            let (low, high) = loop {
+                attempt += 1;
+                match probe.fetch_watermarks(topic, p, timeout) {
+                    Ok(w) => break w,
+                    Err(_) if attempt < 40 => tokio::time::sleep(Duration::from_millis(250)).await,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            records += high - low;
+            tpl.add_partition_offset(topic, p, Offset::End)?;
+        }
+        let result = admin.delete_records(&tpl, &opts).await?;
+        let refused = result.elements().iter().any(|e| e.error().is_err());
+        out.push((topic.to_owned(), if refused { 0 } else { records }, refused));
+    }
+    Ok(out)
+}

@@ -1,0 +1,408 @@
+//! `epitrace sim`, `epitrace produce` and `epitrace eval`: flags and
+//! output around `epitrace-sim` and `epitrace-tools`.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use epitrace_feeds::{Feed, Format, PseudonymKey, Pseudonymizer, RawRow, RowConverter};
+use epitrace_model::EventTime;
+use epitrace_sim::city::files::{FileSink, demo_key, write_truth};
+use epitrace_sim::city::{CityConfig, Malformed, RowSink, simulate};
+use epitrace_stream::{OutputRecord, Publisher};
+use epitrace_tools::eval::{TruthSet, evaluate, live_exposures, read_exposures, table};
+use epitrace_tools::produce::{ProduceOptions, Progress, produce};
+
+use crate::settings::{Overrides, load};
+
+/// `epitrace sim` flags.
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Seed: the same seed gives byte-identical output.
+    #[arg(long, default_value_t = 2020)]
+    seed: u64,
+    /// Residents.
+    #[arg(long, default_value_t = 20_000)]
+    residents: u32,
+    /// Days simulated (from Friday 2020-05-01, Seoul time).
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Output folder: the feed files (unless --publish), the ground truth
+    /// (truth/), manifest.json and a demo pseudonymisation key.
+    #[arg(long)]
+    out: PathBuf,
+    /// Feed file format.
+    #[arg(long, value_enum, default_value_t = FileFormat::Csv)]
+    format: FileFormat,
+    /// Share of phones reporting GPS/Wi-Fi fixes (the rest: towers only).
+    #[arg(long, default_value_t = 0.3)]
+    precise_phones: f64,
+    /// Share of a precise phone's records that are fixes (not towers).
+    #[arg(long, default_value_t = 0.8)]
+    precise_fix_share: f64,
+    /// Mean telecom records per phone per day.
+    #[arg(long, default_value_t = 230.0)]
+    pings_per_day: f64,
+    /// Residents infected at the start.
+    #[arg(long, default_value_t = 5)]
+    index_cases: u32,
+    /// Multiplier of every transmission rate.
+    #[arg(long, default_value_t = 1.0)]
+    transmissibility: f64,
+    /// Share of malformed rows.
+    #[arg(long, default_value_t = 0.001)]
+    malformed_share: f64,
+    /// Share of person-day blocks delivered a day late.
+    #[arg(long, default_value_t = 0.02)]
+    late_share: f64,
+    /// Shift the whole run by this many days (to keep two runs on one
+    /// broker apart in time).
+    #[arg(long, default_value_t = 0)]
+    shift_days: u32,
+    /// Publish the feeds to Kafka (pseudonymised with --key, or the demo key
+    /// written to --out) instead of writing feed files; the truth still goes
+    /// to --out.
+    #[arg(long)]
+    publish: bool,
+    /// Pseudonymisation key file for --publish (default: the demo key).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FileFormat {
+    /// CSV with a header.
+    Csv,
+    /// JSON Lines.
+    Jsonl,
+}
+
+impl From<FileFormat> for Format {
+    fn from(f: FileFormat) -> Self {
+        match f {
+            FileFormat::Csv => Self::Csv,
+            FileFormat::Jsonl => Self::JsonLines,
+        }
+    }
+}
+
+/// Publishes simulator rows straight to Kafka.
+struct KafkaSink<'a> {
+    converter: RowConverter,
+    publisher: &'a Publisher,
+    runtime: &'a tokio::runtime::Runtime,
+    batch: Vec<OutputRecord>,
+    published: u64,
+}
+
+impl KafkaSink<'_> {
+    fn flush(&mut self) -> Result<()> {
+        let out = std::mem::take(&mut self.batch);
+        self.published += out.len() as u64;
+        self.runtime.block_on(self.publisher.send_all(&out))?;
+        Ok(())
+    }
+}
+
+impl RowSink for KafkaSink<'_> {
+    type Error = anyhow::Error;
+
+    fn row(&mut self, feed: Feed, values: &[String]) -> Result<()> {
+        let row = RawRow {
+            line: 0,
+            values: values.to_vec(),
+        };
+        let record = self.converter.convert(feed, &row).map_err(|e| {
+            anyhow::anyhow!("a simulated {} row failed validation: {e}", feed.name())
+        })?;
+        self.batch.push(OutputRecord {
+            topic: record.topic().to_owned(),
+            key: record.key(),
+            payload: record.encode()?,
+            timestamp_ms: None,
+        });
+        if self.batch.len() >= 5_000 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn malformed(&mut self, _feed: Feed, _row: &Malformed) -> Result<()> {
+        // A producer rejects these before Kafka: nothing to publish.
+        Ok(())
+    }
+}
+
+pub(crate) fn sim(args: &SimArgs, out: &mut impl Write) -> Result<()> {
+    let cfg = CityConfig {
+        seed: args.seed,
+        residents: args.residents,
+        days: args.days,
+        precise_phones: args.precise_phones,
+        precise_fix_share: args.precise_fix_share,
+        pings_per_day: args.pings_per_day,
+        index_cases: args.index_cases,
+        transmissibility: args.transmissibility,
+        malformed_share: args.malformed_share,
+        late_share: args.late_share,
+        start_ms: CityConfig::default().start_ms + i64::from(args.shift_days) * 86_400_000,
+        start_weekday: (CityConfig::default().start_weekday + args.shift_days) % 7,
+        ..CityConfig::default()
+    };
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let pipeline = load(&args.overrides)?;
+    let exposure = pipeline.tracing.exposure.clone();
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let manifest = if args.publish {
+        let key = match &args.key {
+            Some(path) => PseudonymKey::from_file(path)?,
+            None => PseudonymKey::from_file(&write_demo_key(&args.out, args.seed)?)?,
+        };
+        let runtime = crate::runtime()?;
+        let publisher = runtime.block_on(async { Publisher::new(&pipeline.kafka) })?;
+        let mut sink = KafkaSink {
+            converter: RowConverter::new(Pseudonymizer::new(key), exposure.clone(), None),
+            publisher: &publisher,
+            runtime: &runtime,
+            batch: Vec::new(),
+            published: 0,
+        };
+        let (world, counts, truth) = simulate(&cfg, &exposure, &mut sink)?;
+        sink.flush()?;
+        writeln!(
+            out,
+            "published {} records to {}",
+            sink.published, pipeline.kafka.brokers
+        )?;
+        write_truth(&cfg, &world, counts, &truth, &args.out)?
+    } else {
+        let mut sink = FileSink::create(&args.out, args.format.into())?;
+        let (world, counts, truth) = simulate(&cfg, &exposure, &mut sink)?;
+        sink.finish()?;
+        write_truth(&cfg, &world, counts, &truth, &args.out)?
+    };
+    writeln!(
+        out,
+        "{} residents, {} days (seed {}): {} telecom, {} card, {} check-in rows ({} malformed, {} duplicated, {} blocks a day late); {} infections, {} cases, {} true exposures, {} true clusters; {:.1} s",
+        manifest.residents,
+        manifest.days,
+        manifest.seed,
+        manifest.counts.rows.get("telecom").copied().unwrap_or(0),
+        manifest.counts.rows.get("card").copied().unwrap_or(0),
+        manifest.counts.rows.get("checkin").copied().unwrap_or(0),
+        manifest.counts.malformed.values().sum::<u64>(),
+        manifest.counts.duplicates,
+        manifest.counts.late_blocks,
+        manifest.infections,
+        manifest.cases,
+        manifest.true_exposures,
+        manifest.clusters,
+        started.elapsed().as_secs_f64(),
+    )?;
+    writeln!(out, "written to {}", args.out.display())?;
+    Ok(())
+}
+
+fn write_demo_key(dir: &Path, seed: u64) -> Result<PathBuf> {
+    let path = dir.join("pseudonym.key");
+    std::fs::write(&path, format!("{}\n", demo_key(seed)))?;
+    Ok(path)
+}
+
+/// `epitrace produce` flags.
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// The feed: telecom, card, checkin or cases (column sets: README,
+    /// "Provider files").
+    #[arg(long)]
+    feed: Feed,
+    /// The file: CSV with a header, or JSON Lines (.jsonl/.ndjson).
+    #[arg(long)]
+    input: PathBuf,
+    /// Format, when the extension does not say.
+    #[arg(long, value_enum)]
+    format: Option<FileFormat>,
+    /// The authority's pseudonymisation key (hex, 32+ bytes): raw phone and
+    /// card numbers are replaced by HMAC-SHA-256 pseudonyms before anything
+    /// leaves this process.
+    #[arg(long, env = "EPITRACE_PSEUDONYM_KEY")]
+    key: PathBuf,
+    /// Most records per second (default: no limit).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Fail (exit 1) when more than this share of rows is bad (bad rows are
+    /// always skipped and reported).
+    #[arg(long, default_value_t = 0.01)]
+    max_bad_share: f64,
+    /// Records per producer batch.
+    #[arg(long, default_value_t = 2_000)]
+    batch: usize,
+    /// Don't report bad rows one by one (the summary still counts them).
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+fn now() -> Option<EventTime> {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    EventTime::from_millis("now", i64::try_from(ms).ok()?).ok()
+}
+
+pub(crate) fn produce_cmd(args: &ProduceArgs, out: &mut impl Write) -> Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.max_bad_share),
+        "--max-bad-share must be within [0, 1]"
+    );
+    anyhow::ensure!(args.rate.is_none_or(|r| r > 0.0), "--rate must be positive");
+    let cfg = load(&args.overrides)?;
+    let key = PseudonymKey::from_file(&args.key)?;
+    let opts = ProduceOptions {
+        feed: args.feed,
+        input: args.input.clone(),
+        format: args.format.map(Into::into),
+        rate: args.rate,
+        batch: args.batch.max(1),
+        now: now(),
+        exposure: cfg.tracing.exposure.clone(),
+    };
+    let terminal = io::stderr().is_terminal();
+    let mut last = Instant::now();
+    let name = args.input.display().to_string();
+    let quiet = args.quiet;
+    let summary = crate::runtime()?.block_on(async {
+        let publisher = Publisher::new(&cfg.kafka)?;
+        let s = produce(
+            &opts,
+            Pseudonymizer::new(key),
+            &publisher,
+            |path, e| {
+                if !quiet {
+                    let _ = writeln!(
+                        io::stderr(),
+                        "{}:{}: {}: {}",
+                        path.display(),
+                        e.line,
+                        e.field,
+                        e.reason
+                    );
+                }
+            },
+            |p: &Progress| {
+                let every = if terminal {
+                    Duration::from_millis(250)
+                } else {
+                    Duration::from_secs(5)
+                };
+                if last.elapsed() >= every {
+                    last = Instant::now();
+                    let line = progress_line(&name, p);
+                    let _ = if terminal {
+                        write!(io::stderr(), "\r{line}\x1b[K")
+                    } else {
+                        writeln!(io::stderr(), "{line}")
+                    };
+                }
+            },
+        )
+        .await?;
+        publisher.flush()?;
+        anyhow::Ok(s)
+    })?;
+    if terminal {
+        let _ = writeln!(io::stderr());
+    }
+    writeln!(
+        out,
+        "{name}: {} rows, {} published, {} bad ({:.3}%) in {:.1} s ({:.0} records/s)",
+        summary.rows,
+        summary.published,
+        summary.bad,
+        summary.bad_share() * 100.0,
+        summary.seconds,
+        rate(summary.published, summary.seconds),
+    )?;
+    for (field, n) in &summary.bad_by_field {
+        writeln!(out, "  bad {field}: {n}")?;
+    }
+    if summary.bad_share() > args.max_bad_share {
+        bail!(
+            "{name}: {:.3}% of rows are bad, above --max-bad-share {:.3}%",
+            summary.bad_share() * 100.0,
+            args.max_bad_share * 100.0
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn rate(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn progress_line(name: &str, p: &Progress) -> String {
+    format!(
+        "{name}: {} rows, {} published, {} bad, {:.0} records/s",
+        p.rows,
+        p.published,
+        p.bad,
+        rate(p.published, p.seconds)
+    )
+}
+
+/// `epitrace eval` flags.
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// The simulator's output folder (truth/, cases.csv).
+    #[arg(long)]
+    truth: PathBuf,
+    /// The pseudonymisation key the feeds were produced with (default: the
+    /// folder's demo key).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// How long to wait for tracing.exposures to be read to its end.
+    #[arg(long, default_value_t = 30)]
+    timeout_s: u64,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+pub(crate) fn eval_cmd(args: &EvalArgs, out: &mut impl Write) -> Result<()> {
+    let cfg = load(&args.overrides)?;
+    let key_path = args
+        .key
+        .clone()
+        .unwrap_or_else(|| args.truth.join("pseudonym.key"));
+    let key = PseudonymKey::from_file(&key_path)?;
+    let truth = TruthSet::load(&args.truth, &key)?;
+    let (versions, bad) = read_exposures(&cfg.kafka, Duration::from_secs(args.timeout_s))?;
+    let report = evaluate(&truth, &live_exposures(versions));
+    write!(out, "{}", table(&report))?;
+    if bad > 0 {
+        writeln!(
+            out,
+            "({bad} undecodable records in tracing.exposures were skipped)"
+        )?;
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! # epitrace-tools
+//!
+//! The programs around the pipeline, as libraries (the `epitrace` binary
+//! wires them to flags; the end-to-end tests call them directly):
+//!
+//! - [`produce`]: what a provider runs — a feed file (CSV or JSON Lines) to
+//!   Kafka, pseudonymised, validated row by row, rate-limited, with a
+//!   summary;
+//! - [`eval`]: precision, recall and F1 of the published exposures against a
+//!   simulator's ground truth, by contact setting and by data source.
+
+pub mod eval;
+pub mod produce;
+
+/// Errors of the tools.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// A feed file or key.
+    #[error(transparent)]
+    Feed(#[from] epitrace_feeds::FeedError),
+    /// Kafka.
+    #[error(transparent)]
+    Stream(#[from] epitrace_stream::StreamError),
+    /// A record that validated but would not encode (a bug).
+    #[error(transparent)]
+    Model(#[from] epitrace_model::ModelError),
+    /// A ground-truth file.
+    #[error("{path}: {reason}")]
+    Truth {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,158 @@
+//! A provider's producer: one feed file to Kafka.
+//!
+//! Rows are read in file order, pseudonymised (raw ids never leave this
+//! process), validated and published with the idempotent producer in
+//! batches; a bad row is reported with its file and line, skipped and
+//! counted; the run fails when more than a set share of rows is bad.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use epitrace_core::config::ExposureConfig;
+use epitrace_feeds::{Feed, FeedReader, Format, Pseudonymizer, RowError};
+use epitrace_model::EventTime;
+use epitrace_stream::{OutputRecord, Publisher};
+
+use crate::ToolError;
+
+/// What to produce.
+#[derive(Debug, Clone)]
+pub struct ProduceOptions {
+    /// The feed.
+    pub feed: Feed,
+    /// The file.
+    pub input: PathBuf,
+    /// Its format (default: from the extension).
+    pub format: Option<Format>,
+    /// Most records per second (none: as fast as Kafka takes them).
+    pub rate: Option<f64>,
+    /// Records per batch handed to the producer.
+    pub batch: usize,
+    /// Refuse timestamps more than a day after this (the wall clock).
+    pub now: Option<EventTime>,
+    /// The exposure rule's look-back (default infectious start of cases).
+    pub exposure: ExposureConfig,
+}
+
+/// How a run went.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// Rows read (good and bad).
+    pub rows: u64,
+    /// Records published.
+    pub published: u64,
+    /// Rows skipped.
+    pub bad: u64,
+    /// Bad rows by column.
+    pub bad_by_field: BTreeMap<String, u64>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl Summary {
+    /// Share of rows that were bad.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn bad_share(&self) -> f64 {
+        if self.rows == 0 {
+            0.0
+        } else {
+            self.bad as f64 / self.rows as f64
+        }
+    }
+}
+
+/// Progress, reported after each batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Rows read so far.
+    pub rows: u64,
+    /// Records published so far.
+    pub published: u64,
+    /// Bad rows so far.
+    pub bad: u64,
+    /// Seconds since the start.
+    pub seconds: f64,
+}
+
+/// Publishes a feed file. `on_bad` sees every bad row (to report it with
+/// the file name); `on_progress` sees every batch.
+///
+/// # Errors
+/// [`ToolError::Feed`] when the file or its header is unusable,
+/// [`ToolError::Stream`] when Kafka refuses a batch.
+pub async fn produce(
+    opts: &ProduceOptions,
+    pseudonyms: Pseudonymizer,
+    publisher: &Publisher,
+    mut on_bad: impl FnMut(&Path, &RowError),
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<Summary, ToolError> {
+    let format = opts.format.unwrap_or_else(|| Format::of_path(&opts.input));
+    let reader = FeedReader::open(
+        &opts.input,
+        opts.feed,
+        format,
+        pseudonyms,
+        opts.exposure.clone(),
+        opts.now,
+    )?;
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut batch: Vec<OutputRecord> = Vec::with_capacity(opts.batch.max(1));
+    let flush = |batch: &mut Vec<OutputRecord>, summary: &mut Summary| {
+        let n = batch.len() as u64;
+        let out = std::mem::take(batch);
+        summary.published += n;
+        async move { publisher.send_all(&out).await }
+    };
+    for row in reader {
+        summary.rows += 1;
+        match row {
+            Ok(record) => batch.push(OutputRecord {
+                topic: record.topic().to_owned(),
+                key: record.key(),
+                payload: record.encode()?,
+                timestamp_ms: None,
+            }),
+            Err(e) => {
+                summary.bad += 1;
+                *summary.bad_by_field.entry(e.field.to_owned()).or_default() += 1;
+                on_bad(&opts.input, &e);
+            }
+        }
+        if batch.len() >= opts.batch.max(1) {
+            flush(&mut batch, &mut summary).await?;
+            throttle(opts.rate, summary.published, started).await;
+            on_progress(&progress(&summary, started));
+        }
+    }
+    if !batch.is_empty() {
+        flush(&mut batch, &mut summary).await?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    on_progress(&progress(&summary, started));
+    Ok(summary)
+}
+
+fn progress(s: &Summary, started: Instant) -> Progress {
+    Progress {
+        rows: s.rows,
+        published: s.published,
+        bad: s.bad,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Sleeps until `published` records are no faster than `rate` per second.
+#[allow(clippy::cast_precision_loss)]
+async fn throttle(rate: Option<f64>, published: u64, started: Instant) {
+    let Some(rate) = rate.filter(|r| *r > 0.0) else {
+        return;
+    };
+    let due = Duration::from_secs_f64(published as f64 / rate);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+}

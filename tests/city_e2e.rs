@@ -1,0 +1,252 @@
+//! A simulated city through the providers' producers, the pipeline and the
+//! evaluation, on a real Kafka broker.
+//!
+//! Two cities, one after the other, each on emptied topics with a pipeline
+//! of its own:
+//!
+//! - GPS/Wi-Fi only: 2,000 residents, 3 days. Exposure recall against the
+//!   exact-position truth must be at least 0.9.
+//! - towers only: 1,000 residents, 2 days. Its figures are recorded (printed,
+//!   and in the README); recall must stay high — coarse cells find contacts,
+//!   it is precision they cost.
+//!
+//! Every feed file goes through the producer library `epitrace produce`
+//! uses; the producer must reject exactly the malformed rows the simulator
+//! wrote and publish the rest.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::cast_precision_loss
+)]
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use epitrace_core::TracingConfig;
+use epitrace_e2e::{brokers, unique};
+use epitrace_feeds::{Feed, Format, PseudonymKey, Pseudonymizer};
+use epitrace_ops::Telemetry;
+use epitrace_processors::topology::{TopologyConfig, topic_specs};
+use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
+use epitrace_sim::city::CityConfig;
+use epitrace_sim::city::files::{Manifest, feed_path, write_city};
+use epitrace_stream::admin::{create_topics, purge_topics};
+use epitrace_stream::{KafkaConfig, Publisher};
+use epitrace_tools::eval::{Report, TruthSet, evaluate, live_exposures, read_exposures, table};
+use epitrace_tools::produce::{ProduceOptions, produce};
+
+async fn purge_all(kafka: &KafkaConfig) {
+    let specs = topic_specs(&TopologyConfig::default());
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    purge_topics(&kafka.brokers, &names).await.unwrap();
+}
+
+/// Publishes a city's four feed files; returns the feed records published.
+async fn publish_city(
+    dir: &Path,
+    manifest: &Manifest,
+    publisher: &Publisher,
+    tracing: &TracingConfig,
+) -> u64 {
+    let key = PseudonymKey::from_file(&dir.join("pseudonym.key")).unwrap();
+    let mut feed_records = 0;
+    for feed in Feed::ALL {
+        let opts = ProduceOptions {
+            feed,
+            input: feed_path(dir, feed, Format::Csv),
+            format: None,
+            rate: None,
+            batch: 5_000,
+            now: None,
+            exposure: tracing.exposure.clone(),
+        };
+        let summary = produce(
+            &opts,
+            Pseudonymizer::new(key.clone()),
+            publisher,
+            |_, _| {},
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let name = feed.name();
+        assert_eq!(
+            summary.bad,
+            manifest.counts.malformed.get(name).copied().unwrap_or(0),
+            "{name}: rejected rows"
+        );
+        assert_eq!(
+            summary.published,
+            manifest.counts.rows.get(name).copied().unwrap_or(0),
+            "{name}: published"
+        );
+        if feed != Feed::Cases {
+            feed_records += summary.published;
+        }
+    }
+    feed_records
+}
+
+/// One city on empty topics with a pipeline of its own: publish, wait until
+/// every processor is idle, evaluate, stop, purge.
+async fn run_city(
+    kafka: &KafkaConfig,
+    tracing: &TracingConfig,
+    dir: &Path,
+    manifest: &Manifest,
+    name: &str,
+) -> Report {
+    let started = Instant::now();
+    let kafka = KafkaConfig {
+        group_prefix: unique(name),
+        ..kafka.clone()
+    };
+    purge_all(&kafka).await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = PipelineConfig {
+        kafka: kafka.clone(),
+        tracing: tracing.clone(),
+        state_dir: state.path().to_path_buf(),
+        ..PipelineConfig::default()
+    };
+    let telemetry = Telemetry::new().unwrap();
+    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
+    let publisher = Publisher::new(&kafka).unwrap();
+    let feed_records = publish_city(dir, manifest, &publisher, tracing).await;
+    println!(
+        "{name}: published {feed_records} feed records after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Wait until the segmenter has everything and every processor is idle.
+    let stats = pipeline.stats().clone();
+    let total = || -> u64 {
+        stats
+            .values()
+            .map(|s| s.records_in.load(Ordering::Relaxed))
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut last = (total(), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let seg = stats[&ProcessorKind::Segmenter]
+            .records_in
+            .load(Ordering::Relaxed);
+        let now = total();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if seg >= feed_records && last.1.elapsed() >= Duration::from_secs(9) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline did not settle: segmenter {seg} of {feed_records}"
+        );
+    }
+    println!(
+        "{name}: pipeline settled after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let dir = dir.to_path_buf();
+    let read = kafka.clone();
+    let report = tokio::task::spawn_blocking(move || evaluate_city(&dir, &read))
+        .await
+        .unwrap();
+    pipeline.stop().await.unwrap();
+    purge_all(&kafka).await;
+    report
+}
+
+fn evaluate_city(dir: &Path, kafka: &KafkaConfig) -> Report {
+    let key = PseudonymKey::from_file(&dir.join("pseudonym.key")).unwrap();
+    let truth = TruthSet::load(dir, &key).unwrap();
+    let (versions, bad) = read_exposures(kafka, Duration::from_secs(30)).unwrap();
+    assert_eq!(bad, 0, "undecodable exposures");
+    evaluate(&truth, &live_exposures(versions))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_city_through_producers_pipeline_and_eval() {
+    let kafka = KafkaConfig {
+        group_prefix: unique("city"),
+        ..KafkaConfig::for_brokers(brokers())
+    };
+    create_topics(&kafka.brokers, &topic_specs(&TopologyConfig::default()))
+        .await
+        .unwrap();
+    // Start from empty topics: what other tests left is not this city's.
+    purge_all(&kafka).await;
+
+    let tracing = TracingConfig::default();
+    let gps_dir = tempfile::tempdir().unwrap();
+    let tower_dir = tempfile::tempdir().unwrap();
+    let gps = CityConfig {
+        seed: 11,
+        residents: 2_000,
+        days: 3,
+        precise_phones: 1.0,
+        precise_fix_share: 1.0,
+        index_cases: 20,
+        ..CityConfig::default()
+    };
+    let tower = CityConfig {
+        seed: 12,
+        residents: 1_000,
+        days: 2,
+        precise_phones: 0.0,
+        index_cases: 20,
+        ..CityConfig::default()
+    };
+    let started = Instant::now();
+    let gps_manifest = write_city(&gps, &tracing.exposure, gps_dir.path(), Format::Csv).unwrap();
+    let tower_manifest =
+        write_city(&tower, &tracing.exposure, tower_dir.path(), Format::Csv).unwrap();
+    println!("simulated in {:.1} s", started.elapsed().as_secs_f64());
+
+    let gps_report = run_city(&kafka, &tracing, gps_dir.path(), &gps_manifest, "gps").await;
+    let tower_report = run_city(&kafka, &tracing, tower_dir.path(), &tower_manifest, "tower").await;
+
+    println!(
+        "GPS/Wi-Fi only ({} residents, {} days):\n{}",
+        gps.residents,
+        gps.days,
+        table(&gps_report)
+    );
+    println!(
+        "towers only ({} residents, {} days):\n{}",
+        tower.residents,
+        tower.days,
+        table(&tower_report)
+    );
+    let g = gps_report.overall().expect("scores");
+    assert!(
+        gps_report.true_exposures >= 200,
+        "too few true exposures to judge: {}",
+        gps_report.true_exposures
+    );
+    let recall = g.recall.unwrap_or(0.0);
+    assert!(recall >= 0.9, "GPS exposure recall {recall:.3} < 0.9");
+    let t = tower_report.overall().expect("scores");
+    assert!(
+        tower_report.true_exposures >= 100,
+        "{}",
+        tower_report.true_exposures
+    );
+    assert!(
+        t.recall.unwrap_or(0.0) >= 0.8,
+        "tower recall {:?}",
+        t.recall
+    );
+    // Coarse cells cost precision: fewer of the tower exposures are true.
+    assert!(
+        t.precision < g.precision,
+        "towers {:?} vs GPS {:?}",
+        t.precision,
+        g.precision
+    );
+}
