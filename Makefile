@@ -36,7 +36,7 @@ demo: ## the whole pipeline in one process on an in-process mock Kafka cluster
 bench: ## throughput of segmenter + presence-join on RocksDB (release build)
 	$(CARGO) bench -p epitrace-bench $(CARGO_FLAGS)
 
-eval: ## the default simulated city through the pipeline on a local broker, then the accuracy report (release build; ~15 min)
+eval: ## the default simulated city through the pipeline on a local broker, then the accuracy report (release build; ~17 min)
 	$(CARGO) build --release --workspace --bins $(CARGO_FLAGS)
 	EPITRACE_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/epitrace" \
 		scripts/with-kafka.sh scripts/eval.sh

@@ -24,6 +24,7 @@ use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_o
 use epitrace_model::records::{CaseStatus, DeadLetter, Exposure, ExposureStatus};
 use epitrace_model::topics::{
     CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, DEADLETTER, EXPOSURES, SEGMENTS, TELECOM,
+    TIMELINES,
 };
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::{Metrics, OpsConfig, OpsServer, Telemetry, get};
@@ -312,6 +313,7 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
     want.sort();
     assert_eq!(reasons, want);
 
+    check_timelines(&kafka, &scenario, &observations, &cfg.tracing).await;
     check_metrics(
         &base,
         &kafka,
@@ -379,6 +381,7 @@ async fn check_metrics(
     let candidates = count(CANDIDATES).await;
     let by_subject = count(CASES_BY_SUBJECT).await;
     let exposures = count(EXPOSURES).await;
+    let timelines = count(TIMELINES).await;
     let cases = scenario.cases.len() as f64;
     let published_on = |topic: &str| {
         (scenario.trail.iter().chain(&scenario.late))
@@ -435,6 +438,7 @@ async fn check_metrics(
     }
     assert_eq!(input("segmenter", CASES_BY_SUBJECT), by_subject);
     assert_eq!(output("segmenter", SEGMENTS), segments);
+    assert_eq!(output("segmenter", TIMELINES), timelines);
     assert_eq!(input("case-router", CASES), cases);
     assert_eq!(output("case-router", CASES_BY_SUBJECT), by_subject);
     assert_eq!(input("presence-join", SEGMENTS), segments);
@@ -529,6 +533,86 @@ async fn check_metrics(
         assert!(
             names.iter().any(|n| n.starts_with(name)),
             "{name} not exported"
+        );
+    }
+}
+
+/// `tracing.timelines` holds, for the live case, exactly its subjects'
+/// segments (the oracle's walk of their observations, per feed) clipped to
+/// its infectious window; the retracted case has nothing live.
+async fn check_timelines(
+    kafka: &KafkaConfig,
+    scenario: &epitrace_sim::Scenario,
+    observations: &[(SubjectId, epitrace_core::Observation)],
+    tracing: &TracingConfig,
+) {
+    use epitrace_core::join::infectious_window;
+    use epitrace_model::records::Visit;
+
+    let mut latest: BTreeMap<String, Visit> = BTreeMap::new();
+    for r in read_all(kafka, TIMELINES).await.unwrap() {
+        let v: Visit =
+            decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default()).unwrap();
+        assert_eq!(
+            r.key.as_deref(),
+            Some(v.case_id.as_str().as_bytes()),
+            "keyed by case"
+        );
+        assert!(v.dwell_s > 0 && v.end > v.start && (0.0..=1.0).contains(&v.confidence.get()));
+        latest.insert(v.visit_id.as_str().to_owned(), v);
+    }
+    let live: Vec<&Visit> = latest.values().filter(|v| !v.retracted).collect();
+    for case in &scenario.cases {
+        let mut got: Vec<(SubjectId, i64, i64)> = live
+            .iter()
+            .filter(|v| v.case_id == case.case_id)
+            .map(|v| (v.subject, v.start.as_millis(), v.end.as_millis()))
+            .collect();
+        got.sort_unstable();
+        if case.case_id.as_str() == "KR-2020-0502" {
+            assert!(
+                got.is_empty(),
+                "the retracted case still has {} visits",
+                got.len()
+            );
+            assert!(
+                latest
+                    .values()
+                    .any(|v| v.case_id == case.case_id && v.retracted),
+                "its visits were never withdrawn"
+            );
+            continue;
+        }
+        let window = infectious_window(case.infectious_from, case.infectious_until);
+        let mut want = Vec::new();
+        for subject in &case.subjects {
+            for stream in epitrace_core::Stream::ALL {
+                let obs: Vec<_> = observations
+                    .iter()
+                    .filter(|(s, o)| s == subject && o.source.stream() == stream)
+                    .map(|(_, o)| *o)
+                    .collect();
+                for seg in oracle::segments(&obs, tracing.segment.max_gap.as_millis()) {
+                    let (a, b) = (
+                        seg.start.max(window.start().as_millis()),
+                        seg.end.min(window.end().as_millis()),
+                    );
+                    if b > a {
+                        want.push((*subject, a, b));
+                    }
+                }
+            }
+        }
+        want.sort_unstable();
+        assert!(
+            want.len() >= 3,
+            "the case has too few visits to judge: {}",
+            want.len()
+        );
+        assert_eq!(
+            got, want,
+            "{}: visits differ from the oracle's segments",
+            case.case_id
         );
     }
 }

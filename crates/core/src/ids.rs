@@ -4,7 +4,9 @@
 //! it was computed, so a replay after a crash produces identical records and
 //! consumers upsert by id (DESIGN §5).
 
-use epitrace_model::{CaseId, ExposureId, ModelError, SubjectId};
+use epitrace_model::{CaseId, ExposureId, ModelError, SubjectId, VisitId};
+
+use crate::segment::SegmentKey;
 use sha2::{Digest, Sha256};
 
 /// Hex of the first 16 bytes of SHA-256 over a domain tag and the parts,
@@ -30,6 +32,28 @@ pub fn exposure_id(case: &CaseId, contact: SubjectId) -> Result<ExposureId, Mode
     ExposureId::new(digest_hex(
         "epitrace.exposure.v1",
         &[case.as_str().as_bytes(), contact.as_bytes()],
+    ))
+}
+
+/// The id of the visit that `subject`'s segment `key` makes in `case`'s
+/// timeline: the same while the segment grows.
+///
+/// # Errors
+/// None in practice, as [`exposure_id`].
+pub fn visit_id(
+    case: &CaseId,
+    subject: SubjectId,
+    key: &SegmentKey,
+) -> Result<VisitId, ModelError> {
+    VisitId::new(digest_hex(
+        "epitrace.visit.v1",
+        &[
+            case.as_str().as_bytes(),
+            subject.as_bytes(),
+            &key.lane.0.to_be_bytes(),
+            &key.start.as_millis().to_be_bytes(),
+            &key.first_cell.raw().to_be_bytes(),
+        ],
     ))
 }
 

@@ -52,6 +52,7 @@ pub mod observation;
 pub mod segment;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod timeline;
 
 pub use cellkey::CellKey;
 pub use config::TracingConfig;

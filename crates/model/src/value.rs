@@ -96,6 +96,13 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub(crate) fn boolean(&self, field: &'static str) -> Result<bool, ModelError> {
+        match self.get(field)? {
+            Value::Boolean(b) => Ok(*b),
+            other => Err(shape(field, "boolean", other)),
+        }
+    }
+
     pub(crate) fn bytes(&self, field: &'static str) -> Result<&'a [u8], ModelError> {
         match self.get(field)? {
             Value::Bytes(b) => Ok(b),

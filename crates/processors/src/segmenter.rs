@@ -18,6 +18,13 @@
 //!   whenever a segment's presence changes (opened, grown, widened, split,
 //!   merged, retracted), tagged with the subject's cases. Empty segments (a
 //!   lone ping: an instant) are not sent — they can overlap nothing.
+//! - **Output:** `tracing.timelines` (key = case id): for a subject in one
+//!   or more cases, every segment change as the [`Visit`] it makes in each
+//!   case's timeline — the segment clipped to the case's infectious window,
+//!   with a deterministic id (case, subject, segment key), so consumers
+//!   upsert; `retracted = true` when the visit no longer exists (segment
+//!   split or merged by late data, window changed, case retracted). A case
+//!   confirmed later gets its visits from the look-back below.
 //! - **Time:** event time; the grace period and late lanes are
 //!   [`SubjectTrail`]'s. Outputs carry the input's timestamp.
 //! - **Case look-back:** a `cases.by-subject` record re-sends every live
@@ -33,25 +40,30 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use epitrace_core::codec::{decode_segment, encode_segment};
+use epitrace_core::ids::visit_id;
+use epitrace_core::interval::Interval;
+use epitrace_core::join::infectious_window;
+use epitrace_core::timeline::{clip, confidence};
 use epitrace_core::{
     ChangeKind, FootprintCache, Ingest, Observation, Segment, SegmentChange, Stream, SubjectTrail,
     TracingConfig,
 };
-use epitrace_model::SubjectId;
 use epitrace_model::codec::encode_single_object;
+use epitrace_model::records::Visit;
 use epitrace_model::records::{
     CardTransaction, CaseStatus, CaseTag, LocationPing, SegmentUpdateKind, SubjectCase,
     VenueCheckin,
 };
+use epitrace_model::{CaseId, Probability, SubjectId};
 use epitrace_state::Txn;
 use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 use h3o::Resolution;
 
 use crate::common::{
     OrFatal, decode, decode_value, encode_value, prefix_end, segment_id_key, unexpected_topic,
-    update_of,
+    update_of, wire_sources,
 };
-use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM};
+use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM, TIMELINES};
 
 /// Store of segmentation state machines.
 pub const TRAILS: &str = "trails";
@@ -207,6 +219,7 @@ impl Segmenter {
             txn.put(SUBJECT_SEGMENTS, &id[..], encode_segment(&change.segment));
         }
         let live = change.kind != ChangeKind::Retracted;
+        self.timeline(subject, change, tags, ts, out)?;
         // What the join knows is the last non-empty version sent.
         let was = change.previous.filter(|p| !p.interval().is_empty());
         let now = Some(change.segment).filter(|s| live && !s.interval().is_empty());
@@ -219,6 +232,71 @@ impl Segmenter {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The case timelines' side of a segment change: for every case of the
+    /// subject, the visit the segment makes (clipped to the case's
+    /// infectious window), or its retraction.
+    fn timeline(
+        &self,
+        subject: SubjectId,
+        change: &SegmentChange,
+        tags: &[CaseTag],
+        ts: Option<i64>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        for tag in tags {
+            let window = infectious_window(tag.infectious_from, tag.infectious_until);
+            let before = change
+                .previous
+                .and_then(|p| clip(&p, window).map(|span| (p, span)));
+            let now = clip(&change.segment, window);
+            match (change.kind, now, before) {
+                (ChangeKind::Retracted, _, Some((old, span))) | (_, None, Some((old, span))) => {
+                    self.send_visit(&tag.case_id, subject, &old, span, true, ts, out)?;
+                }
+                (ChangeKind::Retracted, _, None) | (_, None, None) => {}
+                (_, Some(span), _) => {
+                    self.send_visit(&tag.case_id, subject, &change.segment, span, false, ts, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes one visit (or its retraction) on `tracing.timelines`, keyed
+    /// by case.
+    #[allow(clippy::too_many_arguments)]
+    fn send_visit(
+        &self,
+        case: &CaseId,
+        subject: SubjectId,
+        seg: &Segment,
+        span: Interval,
+        retracted: bool,
+        ts: Option<i64>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let visit = Visit {
+            visit_id: visit_id(case, subject, &seg.key).or_fatal()?,
+            case_id: case.clone(),
+            subject,
+            cell: seg.cell,
+            start: span.start(),
+            end: span.end(),
+            dwell_s: u32::try_from(span.len_ms() / 1_000).unwrap_or(u32::MAX),
+            sources: wire_sources(seg.sources),
+            confidence: Probability::new("confidence", confidence(seg.sources, seg.cell))
+                .or_fatal()?,
+            retracted,
+        };
+        out.push(OutputRecord {
+            topic: TIMELINES.into(),
+            key: case.as_str().as_bytes().to_vec(),
+            payload: encode_single_object(&visit).or_fatal()?,
+            timestamp_ms: ts,
+        });
+        Ok(())
     }
 
     fn send(
@@ -252,6 +330,12 @@ impl Segmenter {
         txn: &mut Txn<'_>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
+        // The case's window before this event, if the subject had it.
+        let old_window = self
+            .tags(sc.subject, txn)?
+            .iter()
+            .find(|t| t.case_id == sc.case_id)
+            .map(|t| infectious_window(t.infectious_from, t.infectious_until));
         let mut key = sc.subject.as_bytes().to_vec();
         key.extend_from_slice(sc.case_id.as_str().as_bytes());
         if sc.status == CaseStatus::Retracted {
@@ -273,8 +357,24 @@ impl Segmenter {
             let (_, trail) = Self::trail(&mut self.trails, sc.subject, stream, txn)?;
             live.extend(trail.open_segments(&self.cfg.segment));
         }
+        let new_window = (sc.status != CaseStatus::Retracted)
+            .then(|| infectious_window(sc.infectious_from, sc.infectious_until));
         for seg in live.iter().filter(|seg| !seg.interval().is_empty()) {
             self.send(sc.subject, seg, SegmentUpdateKind::Upsert, &tags, ts, out)?;
+            // This case's timeline: visits in the new window; retractions
+            // of visits only the old window held.
+            match (
+                new_window.and_then(|w| clip(seg, w)),
+                old_window.and_then(|w| clip(seg, w)),
+            ) {
+                (Some(span), _) => {
+                    self.send_visit(&sc.case_id, sc.subject, seg, span, false, ts, out)?;
+                }
+                (None, Some(span)) => {
+                    self.send_visit(&sc.case_id, sc.subject, seg, span, true, ts, out)?;
+                }
+                (None, None) => {}
+            }
         }
         Ok(())
     }

@@ -51,6 +51,8 @@ pub struct Visit {
     pub sources: Vec<ObservationSource>,
     /// Confidence that the subject was there for the whole visit.
     pub confidence: Probability,
+    /// The visit no longer exists: consumers delete it by `visit_id`.
+    pub retracted: bool,
 }
 
 impl Visit {
@@ -86,6 +88,7 @@ impl AvroRecord for Visit {
                 ),
             ),
             ("confidence", Value::Double(self.confidence.get())),
+            ("retracted", Value::Boolean(self.retracted)),
         ])
     }
 
@@ -119,6 +122,7 @@ impl AvroRecord for Visit {
                 .map(|s| ObservationSource::from_symbol(value::symbol("sources", s)?))
                 .collect::<Result<_, _>>()?,
             confidence: Probability::new("confidence", f.double("confidence")?)?,
+            retracted: f.boolean("retracted")?,
         };
         visit.validate()?;
         Ok(visit)

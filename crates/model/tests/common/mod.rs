@@ -167,9 +167,20 @@ pub fn visit() -> impl Strategy<Value = Visit> {
         any::<u32>(),
         prop::collection::vec(prop::sample::select(ObservationSource::ALL), 1..6),
         probability("confidence"),
+        any::<bool>(),
     )
         .prop_map(
-            |(visit_id, case_id, subject, cell, (start, end), dwell_s, sources, confidence)| {
+            |(
+                visit_id,
+                case_id,
+                subject,
+                cell,
+                (start, end),
+                dwell_s,
+                sources,
+                confidence,
+                retracted,
+            )| {
                 Visit {
                     visit_id: VisitId::new(visit_id).unwrap(),
                     case_id,
@@ -180,6 +191,7 @@ pub fn visit() -> impl Strategy<Value = Visit> {
                     dwell_s,
                     sources,
                     confidence,
+                    retracted,
                 }
             },
         )
