@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
-use epitrace_model::records::{Exposure, ExposureStatus};
-use epitrace_model::topics::{CASES, EXPOSURES};
+use epitrace_model::records::{Exposure, ExposureStatus, Visit};
+use epitrace_model::topics::{CASES, EXPOSURES, TIMELINES};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::{OpsConfig, OpsServer, Telemetry};
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
@@ -166,6 +166,11 @@ pub(crate) async fn run(
             )
         })
         .collect();
+    let rc = reader_cfg.clone();
+    let visits = latest_visits(
+        &tokio::task::spawn_blocking(move || read_to_end(&rc, TIMELINES, Duration::from_secs(10)))
+            .await??,
+    );
     pipeline.stop().await?;
 
     writeln!(out)?;
@@ -177,6 +182,28 @@ pub(crate) async fn run(
             case.subjects.len(),
             case.infectious_from
         )?;
+        let timeline = visits.get(&case.case_id).map_or(&[][..], Vec::as_slice);
+        writeln!(out, "  timeline ({} visits):", timeline.len())?;
+        writeln!(
+            out,
+            "  {:<11} {:>7}  {:<22} {:<4} {:<16} confidence",
+            "when (UTC)", "minutes", "place (lat, lng)", "res", "sources"
+        )?;
+        for v in timeline {
+            let place = v.cell.center();
+            let sources: Vec<&str> = v.sources.iter().map(|s| s.as_symbol()).collect();
+            writeln!(
+                out,
+                "  {}–{} {:>7}  {:<22} {:<4} {:<16} {:.2}",
+                &v.start.to_string()[11..16],
+                &v.end.to_string()[11..16],
+                v.dwell_s / 60,
+                format!("{:.4}, {:.4}", place.lat(), place.lng()),
+                v.res(),
+                sources.join("+"),
+                v.confidence.get()
+            )?;
+        }
         writeln!(
             out,
             "  {:<10} {:>7}  {:<22} when (UTC)",
@@ -248,6 +275,28 @@ fn short(subject: &SubjectId) -> String {
 }
 
 /// The latest version of every exposure, live ones only.
+/// The live visits of every case, in time order.
+fn latest_visits(
+    records: &[epitrace_stream::read::ConsumedRecord],
+) -> BTreeMap<CaseId, Vec<Visit>> {
+    let mut latest: BTreeMap<String, Visit> = BTreeMap::new();
+    for r in records {
+        let Some(payload) = &r.payload else { continue };
+        let Ok(v) = decode_single_object::<Visit>(payload, &DecodeOptions::default()) else {
+            continue;
+        };
+        latest.insert(v.visit_id.as_str().to_owned(), v);
+    }
+    let mut by_case: BTreeMap<CaseId, Vec<Visit>> = BTreeMap::new();
+    for v in latest.into_values().filter(|v| !v.retracted) {
+        by_case.entry(v.case_id.clone()).or_default().push(v);
+    }
+    for visits in by_case.values_mut() {
+        visits.sort_by_key(|v| (v.start, v.end));
+    }
+    by_case
+}
+
 fn latest_exposures(
     records: &[epitrace_stream::read::ConsumedRecord],
 ) -> BTreeMap<(CaseId, SubjectId), Exposure> {

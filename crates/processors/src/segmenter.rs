@@ -245,6 +245,9 @@ impl Segmenter {
         ts: Option<i64>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
+        if change.kind != ChangeKind::Retracted && change.previous == Some(change.segment) {
+            return Ok(()); // closed as it was: the visit is already out
+        }
         for tag in tags {
             let window = infectious_window(tag.infectious_from, tag.infectious_until);
             let before = change
