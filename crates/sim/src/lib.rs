@@ -16,6 +16,13 @@
 //!   schedules, an infection process, provider feeds with faults, and the
 //!   exact ground truth; [`city::files::write_city`] writes it to a folder.
 
+// A numeric simulation: float ↔ integer conversions of times, counts and
+// metres are everywhere and bounded by construction.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 pub mod city;
 pub mod feed;
 pub mod nightlife;
