@@ -22,6 +22,8 @@ pub struct TracingConfig {
     pub join: JoinConfig,
     /// When an overlap counts as an exposure.
     pub exposure: ExposureConfig,
+    /// When cases form a cluster.
+    pub cluster: ClusterConfig,
 }
 
 impl TracingConfig {
@@ -69,6 +71,16 @@ impl TracingConfig {
         }
         if exp.window < exp.min_cumulative {
             return bad("exposure.window", "is shorter than min_cumulative".into());
+        }
+        let cl = &self.cluster;
+        if cl.min_cases < 2 {
+            return bad("cluster.min_cases", format!("{} is below 2", cl.min_cases));
+        }
+        if cl.place_res > 15 {
+            return bad("cluster.place_res", format!("{} is above 15", cl.place_res));
+        }
+        if cl.max_places == 0 {
+            return bad("cluster.max_places", "must be positive".into());
         }
         Ok(())
     }
@@ -238,6 +250,47 @@ impl Default for ExposureConfig {
             min_cumulative: Span::minutes(15),
             window: Span::hours(24),
             lookback_before_onset: Span::days(2),
+        }
+    }
+}
+
+/// When confirmed cases form a cluster (issue 5; see `crate::cluster`).
+///
+/// Two cases are linked when they visited the same place within
+/// `revisit_window` of each other (overlapping stays included), or when one
+/// was an exposure contact of the other (an exposure chain). A connected
+/// group of at least `min_cases` linked cases is a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Fewest linked cases that make a cluster. Default 3 (KDCA: a cluster
+    /// is three or more cases linked by place or contact).
+    pub min_cases: u32,
+    /// Coarsest footprint resolution that identifies a place. Default 9
+    /// (edge ≈ 200 m): a downtown tower's sector, a GPS fix, a merchant. A
+    /// 500 m tower (res 8) covers too many households to link two cases by
+    /// place alone; such visits still count through exposure chains.
+    pub place_res: u8,
+    /// Shortest visit that counts as having been at a place. Default `15m`
+    /// (the exposure rule's threshold): a walk past a club is not a visit.
+    pub min_dwell: Span,
+    /// Longest time between two cases' visits of one place that still links
+    /// them. Default `7d` (churches, clubs, workplaces: one incubation
+    /// period's worth of repeated attendance). Overlapping visits are a gap
+    /// of zero.
+    pub revisit_window: Span,
+    /// Most place-times listed in an alert, earliest first. Default 64.
+    pub max_places: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            min_cases: 3,
+            place_res: 9,
+            min_dwell: Span::minutes(15),
+            revisit_window: Span::days(7),
+            max_places: 64,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! it was computed, so a replay after a crash produces identical records and
 //! consumers upsert by id (DESIGN §5).
 
-use epitrace_model::{CaseId, ExposureId, ModelError, SubjectId, VisitId};
+use epitrace_model::{CaseId, ClusterId, ExposureId, ModelError, SubjectId, VisitId};
 
 use crate::segment::SegmentKey;
 use sha2::{Digest, Sha256};
@@ -54,6 +54,20 @@ pub fn visit_id(
             &key.start.as_millis().to_be_bytes(),
             &key.first_cell.raw().to_be_bytes(),
         ],
+    ))
+}
+
+/// The id of the cluster whose index case is `index`: `cl-` and 32 hex
+/// digits. A cluster keeps its id while its index case stays the same; when
+/// an earlier case joins and becomes the index, the cluster is re-keyed (the
+/// old id is MERGED into the new one).
+///
+/// # Errors
+/// None in practice, as [`exposure_id`].
+pub fn cluster_id(index: &CaseId) -> Result<ClusterId, ModelError> {
+    ClusterId::new(format!(
+        "cl-{}",
+        digest_hex("epitrace.cluster.v1", &[index.as_str().as_bytes()])
     ))
 }
 

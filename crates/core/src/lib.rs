@@ -22,6 +22,8 @@
 //! - [`join`]: time buckets, probes over cell keys, the overlap of a case's
 //!   segment with a contact's.
 //! - [`exposure`]: the exposure rule over a [`ContactLedger`] of overlaps.
+//! - [`cluster`]: the cluster graph (cases linked by shared places and
+//!   exposure chains) and the alerts that publish its clusters.
 //! - [`ids`]: deterministic ids of output records.
 //! - [`codec`]: versioned binary encodings of state values (trails,
 //!   segments, ledgers) for the processors' stores.
@@ -38,6 +40,7 @@
 //! ```
 
 pub mod cellkey;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod duration;
@@ -55,7 +58,8 @@ pub mod testkit;
 pub mod timeline;
 
 pub use cellkey::CellKey;
-pub use config::TracingConfig;
+pub use cluster::{CaseFacts, ClusterGraph, PlaceTime};
+pub use config::{ClusterConfig, TracingConfig};
 pub use duration::Span;
 pub use error::CoreError;
 pub use exposure::{Assessment, ContactLedger, Overlap, PairKey};

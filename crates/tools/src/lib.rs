@@ -7,10 +7,13 @@
 //!   Kafka, pseudonymised, validated row by row, rate-limited, with a
 //!   summary;
 //! - [`eval`]: precision, recall and F1 of the published exposures against a
-//!   simulator's ground truth, by contact setting and by data source.
+//!   simulator's ground truth, by contact setting and by data source;
+//! - [`query`]: the live clusters and a case's timeline, folded from the
+//!   output topics.
 
 pub mod eval;
 pub mod produce;
+pub mod query;
 
 /// Errors of the tools.
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,12 @@ symbol_enum!(
         Merged = "MERGED",
         /// No new case within the watch period.
         Closed = "CLOSED",
+        /// Changed without new cases: a case removed (retracted), places or
+        /// the index case revised. Added after v1.
+        Updated = "UPDATED",
+        /// No longer a cluster (too few cases left after a retraction):
+        /// consumers delete it. Added after v1.
+        Dissolved = "DISSOLVED",
     }
 );
 
