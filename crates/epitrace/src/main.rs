@@ -92,7 +92,9 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
         /// Processors to run, comma separated (default: all): case-router,
-        /// segmenter, presence-join, exposure-aggregator.
+        /// segmenter, presence-join, exposure-aggregator, cluster-router,
+        /// cluster-detector. The cluster detector reads one partition, so
+        /// one instance of the consumer group does its work.
         #[arg(long, value_delimiter = ',', env = "EPITRACE_PROCESSORS")]
         processors: Vec<ProcessorKind>,
     },

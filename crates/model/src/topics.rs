@@ -20,6 +20,10 @@ pub const SEGMENTS: &str = "presence.segments";
 /// Internal: overlaps of case and contact segments (key = case id),
 /// co-partitioned with `cases.events`.
 pub const CANDIDATES: &str = "exposure.candidates";
+/// Internal: the cluster detector's evidence — timelines, exposures and
+/// case events, forwarded unchanged into one partition (key = the source
+/// topic's name, UTF-8).
+pub const CLUSTER_EVIDENCE: &str = "clusters.evidence";
 /// Patient timelines (key = case id).
 pub const TIMELINES: &str = "tracing.timelines";
 /// Exposures (key = contact pseudonym).

@@ -163,7 +163,7 @@ impl Metrics {
             )?,
             cluster_alerts_emitted: counter(
                 "epitrace_cluster_alerts_emitted_total",
-                "Cluster alerts published to tracing.clusters, by kind (new, growing, merged, retracted).",
+                "Cluster alerts published to tracing.clusters, by kind (new, growing, updated, merged, dissolved).",
                 &["kind"],
             )?,
             ready: {

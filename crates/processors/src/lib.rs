@@ -13,6 +13,9 @@
 //! - [`presence_join`]: segments × segments by cell and time →
 //!   `exposure.candidates`.
 //! - [`exposure_aggregator`]: candidates + cases → `tracing.exposures`.
+//! - [`cluster_router`]: timelines + exposures + cases → `clusters.evidence`
+//!   (one partition).
+//! - [`cluster_detector`]: evidence → `tracing.clusters`.
 //! - [`topology`]: topic names and their creation settings.
 //! - [`run`]: [`Pipeline`], running any subset of the processors in one
 //!   process.
@@ -28,9 +31,16 @@
 //! cases.events ─────────────► exposure-aggregator ◄─ exposure.candidates
 //!                                      │
 //!                               tracing.exposures
+//!
+//! tracing.timelines (segmenter) ─┐
+//! tracing.exposures ─────────────┼─► cluster-router ─► clusters.evidence (1 partition)
+//! cases.events ──────────────────┘                           │
+//!                                                    cluster-detector ─► tracing.clusters
 //! ```
 
 pub mod case_router;
+pub mod cluster_detector;
+pub mod cluster_router;
 mod common;
 pub mod error;
 pub mod exposure_aggregator;

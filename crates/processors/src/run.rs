@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::case_router::CaseRouter;
+use crate::cluster_detector::ClusterDetector;
+use crate::cluster_router::ClusterRouter;
 use crate::error::PipelineError;
 use crate::exposure_aggregator::ExposureAggregator;
 use crate::presence_join::PresenceJoin;
@@ -36,15 +38,22 @@ pub enum ProcessorKind {
     PresenceJoin,
     /// `exposure.candidates` + `cases.events` → `tracing.exposures`.
     ExposureAggregator,
+    /// `tracing.timelines` + `tracing.exposures` + `cases.events` →
+    /// `clusters.evidence`.
+    ClusterRouter,
+    /// `clusters.evidence` → `tracing.clusters`.
+    ClusterDetector,
 }
 
 impl ProcessorKind {
     /// Every processor, in pipeline order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::CaseRouter,
         Self::Segmenter,
         Self::PresenceJoin,
         Self::ExposureAggregator,
+        Self::ClusterRouter,
+        Self::ClusterDetector,
     ];
 
     /// The name used for groups, state folders and logs.
@@ -55,6 +64,8 @@ impl ProcessorKind {
             Self::Segmenter => "segmenter",
             Self::PresenceJoin => "presence-join",
             Self::ExposureAggregator => "exposure-aggregator",
+            Self::ClusterRouter => "cluster-router",
+            Self::ClusterDetector => "cluster-detector",
         }
     }
 
@@ -64,6 +75,8 @@ impl ProcessorKind {
             Self::Segmenter => Segmenter::STORES,
             Self::PresenceJoin => PresenceJoin::STORES,
             Self::ExposureAggregator => ExposureAggregator::STORES,
+            Self::ClusterRouter => &[],
+            Self::ClusterDetector => ClusterDetector::STORES,
         }
     }
 }
@@ -82,7 +95,7 @@ impl FromStr for ProcessorKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| PipelineError::Config(format!(
-                "unknown processor {s:?} (one of: case-router, segmenter, presence-join, exposure-aggregator)"
+                "unknown processor {s:?} (one of: case-router, segmenter, presence-join, exposure-aggregator, cluster-router, cluster-detector)"
             )))
     }
 }
@@ -183,6 +196,13 @@ impl Pipeline {
                     }
                     ProcessorKind::ExposureAggregator => {
                         let p = ExposureAggregator::new(&tracing_cfg);
+                        run_task(p, store, k, s, &t, shutdown).await
+                    }
+                    ProcessorKind::ClusterRouter => {
+                        run_task(ClusterRouter::default(), store, k, s, &t, shutdown).await
+                    }
+                    ProcessorKind::ClusterDetector => {
+                        let p = ClusterDetector::new(&tracing_cfg.cluster);
                         run_task(p, store, k, s, &t, shutdown).await
                     }
                 }

@@ -5,15 +5,16 @@ use epitrace_stream::admin::TopicSpec;
 use serde::{Deserialize, Serialize};
 
 pub use epitrace_model::topics::{
-    APPROVALS, AUDIT, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTERS, DEADLETTER,
-    EXPOSURES, SEGMENTS, TELECOM, TIMELINES,
+    APPROVALS, AUDIT, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE,
+    CLUSTERS, DEADLETTER, EXPOSURES, SEGMENTS, TELECOM, TIMELINES,
 };
 
 /// How topics are laid out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopologyConfig {
-    /// Partitions of every topic. Co-partitioned topics (the feeds and
+    /// Partitions of every topic but `clusters.evidence` (always one).
+    /// Co-partitioned topics (the feeds and
     /// `cases.by-subject`; `exposure.candidates` and `cases.events`) must
     /// have the same count, so one number is used for all. Default 4.
     pub partitions: i32,
@@ -81,6 +82,12 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
         ],
         ..delete(CLUSTERS, cfg.retention)
     });
+    // The cluster detector's input: one partition, so that one consumer
+    // sees every case (see `cluster_router`).
+    specs.push(TopicSpec {
+        partitions: 1,
+        ..delete(CLUSTER_EVIDENCE, cfg.retention)
+    });
     specs.push(delete(AUDIT, cfg.audit_retention));
     specs
 }
@@ -113,14 +120,16 @@ mod tests {
             TIMELINES,
             EXPOSURES,
             CLUSTERS,
+            CLUSTER_EVIDENCE,
             DEADLETTER,
             AUDIT,
         ] {
             assert!(names.contains(&t), "{t} missing");
         }
         for s in &specs {
+            let want = if s.name == CLUSTER_EVIDENCE { 1 } else { 4 };
             assert_eq!(
-                s.partitions, 4,
+                s.partitions, want,
                 "{}: co-partitioned topics need equal counts",
                 s.name
             );
