@@ -20,6 +20,7 @@ use epitrace_sim::nightlife;
 use epitrace_stream::mock::MockKafka;
 use epitrace_stream::read::read_to_end;
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
+use epitrace_tools::query::{live_clusters, read_clusters};
 
 fn ops_at(listen: SocketAddr) -> OpsConfig {
     OpsConfig {
@@ -153,6 +154,31 @@ pub(crate) async fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // The cluster the scenario holds: case 1 and the two it infected at the
+    // club, linked by the exposure chain.
+    let want: Vec<&str> = vec!["KR-2020-0501", "KR-2020-0503", "KR-2020-0504"];
+    let clusters = loop {
+        let rc = reader_cfg.clone();
+        let (versions, _) =
+            tokio::task::spawn_blocking(move || read_clusters(&rc, Duration::from_secs(10)))
+                .await??;
+        let live = live_clusters(versions);
+        if live
+            .iter()
+            .any(|c| c.cases.iter().map(CaseId::as_str).eq(want.iter().copied()))
+        {
+            break live;
+        }
+        if Instant::now() > deadline {
+            pipeline.stop().await?;
+            bail!(
+                "the pipeline did not publish the cluster of {} within {timeout_s} s (live: {})",
+                want.join(", "),
+                live.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let stats: Vec<(ProcessorKind, u64, u64, u64)> = pipeline
         .stats()
         .iter()
@@ -243,6 +269,37 @@ pub(crate) async fn run(
         }
     }
     writeln!(out)?;
+    writeln!(out, "clusters ({} live):", clusters.len())?;
+    for c in &clusters {
+        writeln!(
+            out,
+            "  {} {} — {} cases, index case {}",
+            c.cluster_id,
+            c.status.as_symbol(),
+            c.size,
+            c.index_case.as_ref().map_or("none", CaseId::as_str)
+        )?;
+        let cases: Vec<&str> = c.cases.iter().map(CaseId::as_str).collect();
+        writeln!(out, "    cases: {}", cases.join(", "))?;
+        writeln!(out, "    why:   {}", c.source_evidence.as_str())?;
+        writeln!(
+            out,
+            "    {:<22} {:<4} when (UTC)",
+            "place (lat, lng)", "res"
+        )?;
+        for p in &c.places {
+            let centre = p.cell().center();
+            writeln!(
+                out,
+                "    {:<22} {:<4} {} – {}",
+                format!("{:.4}, {:.4}", centre.lat(), centre.lng()),
+                u8::from(p.cell().resolution()),
+                &p.start().to_string()[..16],
+                &p.end().to_string()[..16]
+            )?;
+        }
+    }
+    writeln!(out)?;
     writeln!(
         out,
         "retracted case KR-2020-0502: {} live exposures (expected 0)",
@@ -274,7 +331,6 @@ fn short(subject: &SubjectId) -> String {
     format!("{}…{}", &hex[..4], &hex[28..])
 }
 
-/// The latest version of every exposure, live ones only.
 /// The live visits of every case, in time order.
 fn latest_visits(
     records: &[epitrace_stream::read::ConsumedRecord],
@@ -297,6 +353,7 @@ fn latest_visits(
     by_case
 }
 
+/// The latest version of every exposure, live ones only.
 fn latest_exposures(
     records: &[epitrace_stream::read::ConsumedRecord],
 ) -> BTreeMap<(CaseId, SubjectId), Exposure> {

@@ -11,6 +11,12 @@
 //!   ingested before the case is known.
 //! - **Case `KR-2020-0502`** — phone `P2` at a gym ~3 km away, confirmed
 //!   and then retracted (a false positive): it must leave no exposure.
+//! - **Cases `KR-2020-0503` and `KR-2020-0504`** — phones `P3` and `P4`,
+//!   GPS at the club from 23:30 to 01:30 with `P1` there: both are
+//!   exposures of `KR-2020-0501`, fall ill and are confirmed four days
+//!   later (infectious from the next day, so the night is not in their own
+//!   timelines). The three cases form a cluster through the exposure chain,
+//!   with `KR-2020-0501` its index case.
 //! - **Residents** — each visits one to three of the venues with GPS or
 //!   tower pings every 3–12 min, sometimes paying by card (restaurant,
 //!   bar) or checking in at the club; the restaurant lies inside the club's
@@ -242,6 +248,13 @@ pub fn nightlife(residents: u32, seed: u64) -> Result<Scenario, ModelError> {
         trail.push(b.ping(p2, m, b.places.gym, 10.0, LocationSource::Gps)?);
     }
 
+    // Cases 3 and 4: infected at the club by case 1.
+    let (p3, p4) = (subject(1, 3), subject(1, 4));
+    for m in (90..=210).step_by(5) {
+        trail.push(b.ping(p3, m, b.places.club, 12.0, LocationSource::Gps)?);
+        trail.push(b.ping(p4, m + 2, b.places.club, 20.0, LocationSource::Gps)?);
+    }
+
     // Residents.
     for i in 0..residents {
         let phone = subject(3, i);
@@ -315,10 +328,20 @@ pub fn nightlife(residents: u32, seed: u64) -> Result<Scenario, ModelError> {
             status,
         })
     };
+    let infected_at_the_club = |id: &str, phone: SubjectId| -> Result<CaseEvent, ModelError> {
+        Ok(CaseEvent {
+            confirmed_at: at(4 * 24 * 60)?,
+            symptom_onset: Some(at(3 * 24 * 60)?),
+            infectious_from: at(24 * 60)?,
+            ..case(id, vec![phone], CaseStatus::Confirmed)?
+        })
+    };
     let cases = vec![
         case("KR-2020-0501", vec![p1, c1], CaseStatus::Confirmed)?,
         case("KR-2020-0502", vec![p2], CaseStatus::Confirmed)?,
         case("KR-2020-0502", vec![p2], CaseStatus::Retracted)?,
+        infected_at_the_club("KR-2020-0503", p3)?,
+        infected_at_the_club("KR-2020-0504", p4)?,
     ];
 
     let malformed = malformed(&b)?;
