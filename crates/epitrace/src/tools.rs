@@ -12,8 +12,11 @@ use epitrace_model::EventTime;
 use epitrace_sim::city::files::{FileSink, demo_key, write_truth};
 use epitrace_sim::city::{CityConfig, Malformed, RowSink, simulate};
 use epitrace_stream::{OutputRecord, Publisher};
-use epitrace_tools::eval::{TruthSet, evaluate, live_exposures, read_exposures, table};
+use epitrace_tools::eval::{
+    TruthSet, evaluate, evaluate_clusters, live_exposures, read_exposures, table,
+};
 use epitrace_tools::produce::{ProduceOptions, Progress, produce};
+use epitrace_tools::query::{live_clusters, read_clusters};
 
 use crate::settings::{Overrides, load};
 
@@ -366,17 +369,20 @@ fn progress_line(name: &str, p: &Progress) -> String {
 /// `epitrace eval` flags.
 #[derive(Debug, Args)]
 pub(crate) struct EvalArgs {
-    /// The simulator's output folder (truth/, cases.csv).
+    /// The simulator's output folder (truth/: people, cases, contacts and
+    /// clusters).
     #[arg(long)]
     truth: PathBuf,
     /// The pseudonymisation key the feeds were produced with (default: the
     /// folder's demo key).
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Also write the report as JSON here.
+    /// Also write the report as JSON here (with every missed and unmatched
+    /// pair and cluster).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// How long to wait for tracing.exposures to be read to its end.
+    /// How long to wait for tracing.exposures, then tracing.clusters, to be
+    /// read to its end (each).
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
     #[command(flatten)]
@@ -391,18 +397,120 @@ pub(crate) fn eval_cmd(args: &EvalArgs, out: &mut impl Write) -> Result<()> {
         .unwrap_or_else(|| args.truth.join("pseudonym.key"));
     let key = PseudonymKey::from_file(&key_path)?;
     let truth = TruthSet::load(&args.truth, &key)?;
-    let (versions, bad) = read_exposures(&cfg.kafka, Duration::from_secs(args.timeout_s))?;
-    let report = evaluate(&truth, &live_exposures(versions));
+    let timeout = Duration::from_secs(args.timeout_s);
+    let (versions, bad) = read_exposures(&cfg.kafka, timeout)?;
+    let mut report = evaluate(&truth, &live_exposures(versions));
+    let (alerts, bad_clusters) = read_clusters(&cfg.kafka, timeout)?;
+    report.clusters = Some(evaluate_clusters(&truth, &live_clusters(alerts)));
     write!(out, "{}", table(&report))?;
-    if bad > 0 {
-        writeln!(
-            out,
-            "({bad} undecodable records in tracing.exposures were skipped)"
-        )?;
+    for (n, topic) in [
+        (bad, "tracing.exposures"),
+        (bad_clusters, "tracing.clusters"),
+    ] {
+        if n > 0 {
+            writeln!(out, "({n} undecodable records in {topic} were skipped)")?;
+        }
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod eval_tests {
+    use std::convert::Infallible;
+
+    use epitrace_core::config::ExposureConfig;
+    use epitrace_model::records::{ClusterAlert, ClusterStatus};
+    use epitrace_model::{CaseId, ClusterId, Text};
+
+    use super::*;
+
+    /// Feeds are not needed: only the truth.
+    struct Discard;
+
+    impl RowSink for Discard {
+        type Error = Infallible;
+
+        fn row(&mut self, _feed: Feed, _values: &[String]) -> Result<(), Infallible> {
+            Ok(())
+        }
+
+        fn malformed(&mut self, _feed: Feed, _row: &Malformed) -> Result<(), Infallible> {
+            Ok(())
+        }
+    }
+
+    fn alert(id: &str, index: Option<&str>, cases: &[&str]) -> ClusterAlert {
+        ClusterAlert {
+            cluster_id: ClusterId::new(id).unwrap(),
+            status: ClusterStatus::Growing,
+            cases: cases.iter().map(|c| CaseId::new(*c).unwrap()).collect(),
+            places: Vec::new(),
+            index_case: index.map(|c| CaseId::new(c).unwrap()),
+            source_evidence: Text::new("source_evidence", "test").unwrap(),
+            size: u32::try_from(cases.len()).unwrap(),
+            merged_into: None,
+            detected_at: EventTime::from_millis("t", CityConfig::default().start_ms).unwrap(),
+        }
+    }
+
+    /// The simulator's clusters.csv, read back by `eval`, scored against
+    /// itself as the prediction.
+    #[test]
+    fn eval_loads_the_clusters_the_simulator_writes() {
+        let cfg = CityConfig {
+            seed: 5,
+            residents: 600,
+            days: 4,
+            index_cases: 15,
+            transmissibility: 3.0,
+            ..CityConfig::default()
+        };
+        let Ok((world, counts, truth)) = simulate(&cfg, &ExposureConfig::default(), &mut Discard);
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = write_truth(&cfg, &world, counts, &truth, dir.path()).unwrap();
+        assert!(manifest.clusters >= 3, "{} clusters", manifest.clusters);
+        let key = PseudonymKey::from_file(&dir.path().join("pseudonym.key")).unwrap();
+        let set = TruthSet::load(dir.path(), &key).unwrap();
+        assert_eq!(set.clusters().len(), manifest.clusters);
+        for c in set.clusters() {
+            assert!(c.cases.len() >= 3, "{c:?}");
+            assert!(c.cases.contains(&c.index_case), "{c:?}");
+            assert!(c.cases.iter().all(|id| set.has_case(id)), "{c:?}");
+            assert!(!c.place.is_empty() && !c.kind.is_empty(), "{c:?}");
+        }
+
+        // The truth itself as the prediction, the first cluster's index
+        // case wrong, plus another run's cluster: not counted.
+        let mut live: Vec<ClusterAlert> = set
+            .clusters()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let cases: Vec<&str> = c.cases.iter().map(String::as_str).collect();
+                let index = if i == 0 {
+                    cases.iter().copied().find(|x| *x != c.index_case)
+                } else {
+                    Some(c.index_case.as_str())
+                };
+                alert(&format!("C-{}", c.id), index, &cases)
+            })
+            .collect();
+        live.push(alert("C-other", None, &["OTHER-1", "OTHER-2", "OTHER-3"]));
+        let s = evaluate_clusters(&set, &live);
+        let n = manifest.clusters;
+        assert_eq!((s.true_clusters, s.detected, s.found), (n, n, n));
+        assert_eq!((s.recall, s.precision), (Some(1.0), Some(1.0)));
+        assert_eq!(s.index_named, n - 1);
+        assert!(s.missed.is_empty() && s.unmatched.is_empty());
+
+        // A folder from before clusters.csv.
+        std::fs::remove_file(dir.path().join("truth/clusters.csv")).unwrap();
+        let set = TruthSet::load(dir.path(), &key).unwrap();
+        assert!(set.clusters().is_empty());
+        assert_eq!(evaluate_clusters(&set, &live).recall, None);
+    }
 }

@@ -437,8 +437,13 @@ mod tests {
         assert_eq!(a.late, b.late);
         assert_ne!(nightlife(60, 8).unwrap().trail, a.trail);
         assert!(!a.late.is_empty());
-        assert_eq!(a.live_cases().len(), 1);
-        assert_eq!(a.cases.len(), 3);
+        let live: Vec<String> = a
+            .live_cases()
+            .iter()
+            .map(|c| c.case_id.to_string())
+            .collect();
+        assert_eq!(live, ["KR-2020-0501", "KR-2020-0503", "KR-2020-0504"]);
+        assert_eq!(a.cases.len(), 5);
     }
 
     #[test]

@@ -9,14 +9,24 @@
 //! most of its time together; predictions that never shared a place are
 //! `none`) and by data source (`gps` when both phones report GPS/Wi-Fi
 //! fixes, `tower` when neither does, `mixed` otherwise).
+//!
+//! Clusters are scored apart ([`evaluate_clusters`]): a true cluster is one
+//! infector and at least two people it infected at one place within a week,
+//! all published cases (`truth/clusters.csv`); a predicted one is a live
+//! record of `tracing.clusters` holding at least one of the truth's cases.
+//! A true cluster is found when one predicted cluster holds at least three
+//! of its cases (all of them, if it has fewer); the scores are recall, the
+//! share of found clusters whose index case was named, and precision.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
 use epitrace_feeds::{IdKind, PseudonymKey, Pseudonymizer};
 use epitrace_model::codec::{DecodeOptions, decode_single_object};
-use epitrace_model::records::{Exposure, ExposureStatus};
+use epitrace_model::records::{ClusterAlert, Exposure, ExposureStatus};
 use epitrace_model::topics::EXPOSURES;
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_stream::KafkaConfig;
@@ -37,6 +47,23 @@ struct Pair {
     exposed: bool,
 }
 
+/// A true cluster of the simulator (a row of `truth/clusters.csv`): one
+/// infector and at least two people it infected at one place within a
+/// week, all of them published cases.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrueCluster {
+    /// The truth's id (`T<seed>-<n>`).
+    pub id: String,
+    /// The place (`venue-12`, `work-3`, `home-40`, `subway-…`).
+    pub place: String,
+    /// The kind of place: a venue's kind, or the contact setting.
+    pub kind: String,
+    /// The infector's case id.
+    pub index_case: String,
+    /// Every case of the cluster, the index case included.
+    pub cases: BTreeSet<String>,
+}
+
 /// The ground truth of a simulator run, as `eval` needs it.
 #[derive(Debug, Clone)]
 pub struct TruthSet {
@@ -46,6 +73,7 @@ pub struct TruthSet {
     /// Case id → the case's resident.
     cases: BTreeMap<String, u32>,
     pairs: BTreeMap<(String, u32), Pair>,
+    clusters: Vec<TrueCluster>,
 }
 
 fn truth_error(path: &Path, reason: impl Into<String>) -> ToolError {
@@ -75,12 +103,89 @@ fn column(path: &Path, headers: &csv::StringRecord, name: &str) -> Result<usize,
         .ok_or_else(|| truth_error(path, format!("no column {name}")))
 }
 
+/// Reads `clusters.csv` as the simulator writes it (`cases` separated by
+/// `;`); a missing file (a folder from before clusters) is no cluster.
+fn load_clusters(path: &Path) -> Result<Vec<TrueCluster>, ToolError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(truth_error(path, e.to_string())),
+    };
+    let mut reader = csv::Reader::from_reader(file);
+    let h = reader
+        .headers()
+        .map_err(|e| truth_error(path, e.to_string()))?
+        .clone();
+    let (cid, cplace, ckind, cindex, ccases, csize) = (
+        column(path, &h, "cluster")?,
+        column(path, &h, "place")?,
+        column(path, &h, "kind")?,
+        column(path, &h, "index_case")?,
+        column(path, &h, "cases")?,
+        column(path, &h, "size")?,
+    );
+    let mut clusters = Vec::new();
+    let mut ids = BTreeSet::new();
+    for record in reader.records() {
+        // The csv crate's errors name the line themselves.
+        let r = record.map_err(|e| truth_error(path, e.to_string()))?;
+        let line = r.position().map_or(0, csv::Position::line);
+        let bad = |reason: String| truth_error(path, format!("line {line}: {reason}"));
+        let field = |c: usize| r.get(c).map_or("", str::trim);
+        let id = field(cid);
+        if id.is_empty() {
+            return Err(bad("empty cluster id".to_owned()));
+        }
+        if !ids.insert(id.to_owned()) {
+            return Err(bad(format!("cluster {id} listed twice")));
+        }
+        let index_case = field(cindex);
+        if index_case.is_empty() {
+            return Err(bad(format!("cluster {id}: empty index_case")));
+        }
+        let mut cases = BTreeSet::new();
+        for case in field(ccases).split(';').map(str::trim) {
+            if case.is_empty() {
+                return Err(bad(format!("cluster {id}: empty case id in cases")));
+            }
+            if !cases.insert(case.to_owned()) {
+                return Err(bad(format!("cluster {id}: case {case} listed twice")));
+            }
+        }
+        let size: usize = field(csize)
+            .parse()
+            .map_err(|_| bad(format!("cluster {id}: bad size {:?}", field(csize))))?;
+        if size != cases.len() {
+            return Err(bad(format!(
+                "cluster {id}: size {size} but {} cases",
+                cases.len()
+            )));
+        }
+        if !cases.contains(index_case) {
+            return Err(bad(format!(
+                "cluster {id}: index_case {index_case} not among its cases"
+            )));
+        }
+        clusters.push(TrueCluster {
+            id: id.to_owned(),
+            place: field(cplace).to_owned(),
+            kind: field(ckind).to_owned(),
+            index_case: index_case.to_owned(),
+            cases,
+        });
+    }
+    Ok(clusters)
+}
+
 impl TruthSet {
-    /// Loads `DIR/truth/people.csv`, `cases.csv` and `contacts.csv` (what
-    /// `epitrace sim` writes), pseudonymising the residents' ids with `key`.
+    /// Loads `DIR/truth/people.csv`, `cases.csv`, `contacts.csv` and
+    /// `clusters.csv` (what `epitrace sim` writes), pseudonymising the
+    /// residents' ids with `key`. A folder without `clusters.csv` (written
+    /// before clusters) has no true cluster.
     ///
     /// # Errors
-    /// [`ToolError::Truth`] for a missing or malformed file.
+    /// [`ToolError::Truth`] for a missing or malformed file (but a missing
+    /// `clusters.csv`); for `clusters.csv`, naming the line.
     pub fn load(dir: &Path, key: &PseudonymKey) -> Result<Self, ToolError> {
         let pseudonyms = Pseudonymizer::new(key.clone());
         let path = dir.join("truth/people.csv");
@@ -151,12 +256,26 @@ impl TruthSet {
             };
             cases.insert(id.to_owned(), p);
         }
+        let clusters = load_clusters(&dir.join("truth/clusters.csv"))?;
         Ok(Self {
             residents,
             by_subject,
             cases,
             pairs,
+            clusters,
         })
+    }
+
+    /// The true clusters, in the file's order.
+    #[must_use]
+    pub fn clusters(&self) -> &[TrueCluster] {
+        &self.clusters
+    }
+
+    /// Whether `case_id` is one of the truth's published cases.
+    #[must_use]
+    pub fn has_case(&self, case_id: &str) -> bool {
+        self.cases.contains_key(case_id)
     }
 
     fn source(&self, a: u32, b: u32) -> &'static str {
@@ -225,6 +344,9 @@ pub struct Report {
     pub missed: Vec<(String, u32, String, String)>,
     /// The exposures found that are not true, likewise.
     pub false_positives: Vec<(String, u32, String, String)>,
+    /// Cluster scores, when the clusters were evaluated
+    /// ([`evaluate_clusters`]; [`evaluate`] leaves this `None`).
+    pub clusters: Option<ClusterScore>,
 }
 
 impl Report {
@@ -352,6 +474,171 @@ pub fn evaluate(truth: &TruthSet, live: &[Exposure]) -> Report {
         scores,
         missed,
         false_positives,
+        clusters: None,
+    }
+}
+
+/// A true cluster no detected cluster found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MissedCluster {
+    /// The truth's id.
+    pub id: String,
+    /// The kind of place.
+    pub kind: String,
+    /// Its cases.
+    pub size: usize,
+}
+
+/// A detected cluster that matches no true cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnmatchedCluster {
+    /// The cluster id published.
+    pub id: String,
+    /// Its cases (all of them, also another run's).
+    pub size: usize,
+}
+
+/// A found true cluster and its match.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterMatch {
+    /// The truth's id.
+    pub true_id: String,
+    /// The matching detected cluster's id.
+    pub detected_id: String,
+    /// The true cluster's cases.
+    pub true_size: usize,
+    /// Cases of the true cluster the detected one holds.
+    pub overlap: usize,
+    /// The detected cluster's index case, if it names one.
+    pub detected_index: Option<String>,
+    /// Whether that is the true index case.
+    pub index_named: bool,
+}
+
+/// How well the detected clusters match the true ones.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ClusterScore {
+    /// True clusters.
+    pub true_clusters: usize,
+    /// Live detected clusters holding at least one of the truth's cases
+    /// (the others are another run's).
+    pub detected: usize,
+    /// True clusters found: one detected cluster holds at least
+    /// min(3, size) of their cases.
+    pub found: usize,
+    /// found / true clusters; `None` with no true cluster.
+    pub recall: Option<f64>,
+    /// Found true clusters whose match names their index case.
+    pub index_named: usize,
+    /// index named / found; `None` when none was found.
+    pub index_named_first: Option<f64>,
+    /// index named / true clusters; `None` with no true cluster.
+    pub index_share_all: Option<f64>,
+    /// Detected clusters that are the match of a found true cluster or hold
+    /// at least three cases of one true cluster.
+    pub detected_matching: usize,
+    /// detected matching / detected; `None` with no detected cluster.
+    pub precision: Option<f64>,
+    /// Every found true cluster with its match, in the truth's order.
+    pub matches: Vec<ClusterMatch>,
+    /// Every true cluster not found, in the truth's order.
+    pub missed: Vec<MissedCluster>,
+    /// Every detected cluster matching none, in id order.
+    pub unmatched: Vec<UnmatchedCluster>,
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// Scores live clusters (see [`live_clusters`](crate::query::live_clusters))
+/// against the truth's. Only clusters holding at least one of the truth's
+/// cases count. A true cluster's match is the detected cluster holding the
+/// most of its cases (ties: the smaller cluster id); it is found when that
+/// is at least min(3, its size).
+#[must_use]
+pub fn evaluate_clusters(truth: &TruthSet, live: &[ClusterAlert]) -> ClusterScore {
+    let mut counted: Vec<(&ClusterAlert, BTreeSet<&str>)> = live
+        .iter()
+        .map(|a| {
+            (
+                a,
+                a.cases.iter().map(CaseId::as_str).collect::<BTreeSet<_>>(),
+            )
+        })
+        .filter(|(_, cases)| cases.iter().any(|c| truth.has_case(c)))
+        .collect();
+    // Id order: the first of equal overlaps is the smaller id.
+    counted.sort_by(|a, b| a.0.cluster_id.as_str().cmp(b.0.cluster_id.as_str()));
+    let mut matching = vec![false; counted.len()];
+    let mut matches = Vec::new();
+    let mut missed = Vec::new();
+    for t in &truth.clusters {
+        // (index in counted, the cluster, overlap)
+        let mut best: Option<(usize, &ClusterAlert, usize)> = None;
+        for (i, ((d, cases), held)) in counted.iter().zip(&mut matching).enumerate() {
+            let overlap = t
+                .cases
+                .iter()
+                .filter(|c| cases.contains(c.as_str()))
+                .count();
+            if overlap >= 3 {
+                *held = true;
+            }
+            if overlap > best.map_or(0, |b| b.2) {
+                best = Some((i, d, overlap));
+            }
+        }
+        let need = t.cases.len().clamp(1, 3);
+        match best {
+            Some((i, d, overlap)) if overlap >= need => {
+                if let Some(m) = matching.get_mut(i) {
+                    *m = true;
+                }
+                let detected_index = d.index_case.as_ref().map(|c| c.as_str().to_owned());
+                matches.push(ClusterMatch {
+                    true_id: t.id.clone(),
+                    detected_id: d.cluster_id.as_str().to_owned(),
+                    true_size: t.cases.len(),
+                    overlap,
+                    index_named: detected_index.as_deref() == Some(t.index_case.as_str()),
+                    detected_index,
+                });
+            }
+            _ => missed.push(MissedCluster {
+                id: t.id.clone(),
+                kind: t.kind.clone(),
+                size: t.cases.len(),
+            }),
+        }
+    }
+    let unmatched: Vec<UnmatchedCluster> = counted
+        .iter()
+        .zip(&matching)
+        .filter(|(_, m)| !**m)
+        .map(|((d, cases), _)| UnmatchedCluster {
+            id: d.cluster_id.as_str().to_owned(),
+            size: cases.len(),
+        })
+        .collect();
+    let true_clusters = truth.clusters.len();
+    let found = matches.len();
+    let index_named = matches.iter().filter(|m| m.index_named).count();
+    let detected_matching = counted.len() - unmatched.len();
+    ClusterScore {
+        true_clusters,
+        detected: counted.len(),
+        found,
+        recall: ratio(found, true_clusters),
+        index_named,
+        index_named_first: ratio(index_named, found),
+        index_share_all: ratio(index_named, true_clusters),
+        detected_matching,
+        precision: ratio(detected_matching, counted.len()),
+        matches,
+        missed,
+        unmatched,
     }
 }
 
@@ -389,5 +676,410 @@ pub fn table(report: &Report) -> String {
             pct(sc.f1)
         );
     }
+    if let Some(c) = &report.clusters {
+        cluster_table(&mut s, c);
+    }
     s
+}
+
+/// Most missed and unmatched clusters the table lists (the JSON report has
+/// them all).
+const TABLE_LIST_CAP: usize = 10;
+
+fn cluster_table(s: &mut String, c: &ClusterScore) {
+    use std::fmt::Write as _;
+    let ratio = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"));
+    let _ = writeln!(s, "\nClusters");
+    let _ = writeln!(s, "{:<18} {:>7}", "true", c.true_clusters);
+    let _ = writeln!(s, "{:<18} {:>7}", "detected", c.detected);
+    let _ = writeln!(s, "{:<18} {:>7}", "found", c.found);
+    let _ = writeln!(s, "{:<18} {:>7}", "recall", ratio(c.recall));
+    let _ = writeln!(
+        s,
+        "{:<18} {:>7}  ({} of {} found; {} of all true)",
+        "index named first",
+        ratio(c.index_named_first),
+        c.index_named,
+        c.found,
+        ratio(c.index_share_all)
+    );
+    let _ = writeln!(
+        s,
+        "{:<18} {:>7}  ({} of {} detected match a true cluster)",
+        "precision",
+        ratio(c.precision),
+        c.detected_matching,
+        c.detected
+    );
+    let more = |n: usize| {
+        if n > TABLE_LIST_CAP {
+            format!(", … {} more", n - TABLE_LIST_CAP)
+        } else {
+            String::new()
+        }
+    };
+    if !c.missed.is_empty() {
+        let list: Vec<String> = c
+            .missed
+            .iter()
+            .take(TABLE_LIST_CAP)
+            .map(|m| format!("{} ({}, {} cases)", m.id, m.kind, m.size))
+            .collect();
+        let _ = writeln!(s, "missed: {}{}", list.join(", "), more(c.missed.len()));
+    }
+    if !c.unmatched.is_empty() {
+        let list: Vec<String> = c
+            .unmatched
+            .iter()
+            .take(TABLE_LIST_CAP)
+            .map(|u| format!("{} ({} cases)", u.id, u.size))
+            .collect();
+        let _ = writeln!(
+            s,
+            "unmatched detected: {}{}",
+            list.join(", "),
+            more(c.unmatched.len())
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use epitrace_model::records::ClusterStatus;
+    use epitrace_model::{ClusterId, EventTime, Text};
+
+    use super::*;
+
+    fn set(cases: &[&str]) -> BTreeSet<String> {
+        cases.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    fn true_cluster(id: &str, index: &str, cases: &[&str]) -> TrueCluster {
+        TrueCluster {
+            id: id.to_owned(),
+            place: "venue-1".to_owned(),
+            kind: "bar".to_owned(),
+            index_case: index.to_owned(),
+            cases: set(cases),
+        }
+    }
+
+    /// A truth with cases `A`..`Z` and these clusters.
+    fn truth(clusters: Vec<TrueCluster>) -> TruthSet {
+        TruthSet {
+            residents: Vec::new(),
+            by_subject: BTreeMap::new(),
+            cases: ('A'..='Z')
+                .zip(0..)
+                .map(|(c, p)| (c.to_string(), p))
+                .collect(),
+            pairs: BTreeMap::new(),
+            clusters,
+        }
+    }
+
+    fn alert(id: &str, index: Option<&str>, cases: &[&str]) -> ClusterAlert {
+        ClusterAlert {
+            cluster_id: ClusterId::new(id).unwrap(),
+            status: ClusterStatus::New,
+            cases: cases.iter().map(|c| CaseId::new(*c).unwrap()).collect(),
+            places: Vec::new(),
+            index_case: index.map(|c| CaseId::new(c).unwrap()),
+            source_evidence: Text::new("source_evidence", "test").unwrap(),
+            size: u32::try_from(cases.len()).unwrap(),
+            merged_into: None,
+            detected_at: EventTime::from_millis("t", 1_588_000_000_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn found_and_missed_clusters() {
+        let t = truth(vec![
+            true_cluster("T1", "A", &["A", "B", "C", "D"]),
+            true_cluster("T2", "E", &["E", "F", "G"]),
+            true_cluster("T3", "H", &["H", "I", "J"]),
+        ]);
+        let live = [
+            // T1: three of four cases is enough.
+            alert("C1", Some("A"), &["A", "B", "C"]),
+            // T2: two of three is not.
+            alert("C2", Some("E"), &["E", "F", "X"]),
+        ];
+        let s = evaluate_clusters(&t, &live);
+        assert_eq!((s.true_clusters, s.detected, s.found), (3, 2, 1));
+        assert_eq!(s.recall, Some(1.0 / 3.0));
+        assert_eq!(s.matches.len(), 1);
+        assert_eq!(s.matches[0].true_id, "T1");
+        assert_eq!(s.matches[0].detected_id, "C1");
+        assert_eq!((s.matches[0].overlap, s.matches[0].true_size), (3, 4));
+        assert_eq!(
+            s.missed,
+            vec![
+                MissedCluster {
+                    id: "T2".to_owned(),
+                    kind: "bar".to_owned(),
+                    size: 3
+                },
+                MissedCluster {
+                    id: "T3".to_owned(),
+                    kind: "bar".to_owned(),
+                    size: 3
+                },
+            ]
+        );
+        assert_eq!(
+            s.unmatched,
+            vec![UnmatchedCluster {
+                id: "C2".to_owned(),
+                size: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn a_small_true_cluster_needs_all_its_cases() {
+        let t = truth(vec![true_cluster("T1", "A", &["A", "B"])]);
+        let s = evaluate_clusters(&t, &[alert("C1", None, &["A", "X"])]);
+        assert_eq!(s.found, 0);
+        let s = evaluate_clusters(&t, &[alert("C1", None, &["A", "B", "X"])]);
+        assert_eq!(s.found, 1);
+        assert_eq!(s.precision, Some(1.0));
+    }
+
+    #[test]
+    fn the_largest_overlap_wins_and_ties_go_to_the_smaller_id() {
+        let t = truth(vec![true_cluster(
+            "T1",
+            "A",
+            &["A", "B", "C", "D", "E", "F"],
+        )]);
+        let (c1, c2, c3) = (
+            alert("C1", Some("A"), &["A", "B", "C"]),
+            alert("C2", Some("B"), &["C", "D", "E", "F"]),
+            alert("C3", Some("A"), &["A", "B", "C", "D"]),
+        );
+        // C2 and C3 both hold four: C2, whatever the input order.
+        for live in [
+            [c1.clone(), c2.clone(), c3.clone()],
+            [c3.clone(), c2.clone(), c1.clone()],
+            [c2.clone(), c3.clone(), c1.clone()],
+            [c3.clone(), c1.clone(), c2.clone()],
+        ] {
+            let s = evaluate_clusters(&t, &live);
+            assert_eq!(s.matches.len(), 1);
+            assert_eq!(s.matches[0].detected_id, "C2");
+            assert_eq!(s.matches[0].overlap, 4);
+        }
+        let s = evaluate_clusters(&t, &[c3, c2, c1]);
+        // C2 names B, not A.
+        assert_eq!(s.index_named, 0);
+        assert_eq!(s.index_named_first, Some(0.0));
+        // Every one holds at least three of T1's cases: all count.
+        assert_eq!(s.detected_matching, 3);
+        assert!(s.unmatched.is_empty());
+    }
+
+    #[test]
+    fn index_share_over_found_and_over_all() {
+        let t = truth(vec![
+            true_cluster("T1", "A", &["A", "B", "C"]),
+            true_cluster("T2", "D", &["D", "E", "F"]),
+            true_cluster("T3", "G", &["G", "H", "I"]),
+            true_cluster("T4", "J", &["J", "K", "L"]),
+        ]);
+        let live = [
+            alert("C1", Some("A"), &["A", "B", "C"]),
+            alert("C2", Some("E"), &["D", "E", "F"]),
+            alert("C3", None, &["G", "H", "I", "Z"]),
+        ];
+        let s = evaluate_clusters(&t, &live);
+        assert_eq!((s.found, s.index_named), (3, 1));
+        assert_eq!(s.index_named_first, Some(1.0 / 3.0));
+        assert_eq!(s.index_share_all, Some(0.25));
+        assert_eq!(s.recall, Some(0.75));
+        assert!(s.matches[0].index_named);
+        assert_eq!(s.matches[1].detected_index.as_deref(), Some("E"));
+        assert_eq!(s.matches[2].detected_index, None);
+    }
+
+    #[test]
+    fn precision_counts_matches_and_clusters_holding_three_true_cases() {
+        let t = truth(vec![true_cluster(
+            "T1",
+            "A",
+            &["A", "B", "C", "D", "E", "F", "G"],
+        )]);
+        let live = [
+            // The match.
+            alert("C1", Some("A"), &["A", "B", "C", "D"]),
+            // A split-off part: not the match, but three true cases.
+            alert("C2", Some("E"), &["E", "F", "G"]),
+            // Two true cases and strangers.
+            alert("C3", None, &["A", "B", "X", "Y"]),
+            // Cases of no true cluster.
+            alert("C4", None, &["P", "Q", "R"]),
+            // Another run's cluster: not counted.
+            alert("C5", None, &["OTHER-1", "OTHER-2", "OTHER-3"]),
+        ];
+        let s = evaluate_clusters(&t, &live);
+        assert_eq!((s.detected, s.detected_matching), (4, 2));
+        assert_eq!(s.precision, Some(0.5));
+        let ids: Vec<&str> = s.unmatched.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["C3", "C4"]);
+    }
+
+    #[test]
+    fn no_division_by_zero() {
+        let s = evaluate_clusters(&truth(Vec::new()), &[]);
+        assert_eq!((s.true_clusters, s.detected, s.found), (0, 0, 0));
+        assert_eq!(s.recall, None);
+        assert_eq!(s.index_named_first, None);
+        assert_eq!(s.index_share_all, None);
+        assert_eq!(s.precision, None);
+        // Clusters but nothing detected, and the reverse.
+        let s = evaluate_clusters(&truth(vec![true_cluster("T1", "A", &["A", "B", "C"])]), &[]);
+        assert_eq!(s.recall, Some(0.0));
+        assert_eq!(s.index_named_first, None);
+        assert_eq!(s.index_share_all, Some(0.0));
+        assert_eq!(s.precision, None);
+        let s = evaluate_clusters(&truth(Vec::new()), &[alert("C1", None, &["A", "B", "C"])]);
+        assert_eq!(s.recall, None);
+        assert_eq!(s.precision, Some(0.0));
+        let report = Report {
+            cases: 0,
+            cases_traced: 0,
+            predicted: 0,
+            unknown_contacts: 0,
+            true_exposures: 0,
+            scores: Vec::new(),
+            missed: Vec::new(),
+            false_positives: Vec::new(),
+            clusters: Some(s),
+        };
+        let text = table(&report);
+        assert!(text.contains("recall                 n/a"), "{text}");
+        assert!(!text.contains("NaN"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["clusters"]["recall"], serde_json::Value::Null);
+        assert_eq!(json["clusters"]["precision"], serde_json::json!(0.0));
+    }
+
+    #[test]
+    fn the_table_caps_the_lists_and_the_json_has_them_all() {
+        let clusters: Vec<TrueCluster> = (0..12)
+            .map(|i| true_cluster(&format!("T{i:02}"), "A", &["A", "B", "C"]))
+            .collect();
+        let mut report = evaluate(&truth(Vec::new()), &[]);
+        report.clusters = Some(evaluate_clusters(&truth(clusters), &[]));
+        let text = table(&report);
+        assert!(text.contains("\nClusters\n"), "{text}");
+        assert!(text.contains("T09 (bar, 3 cases), … 2 more"), "{text}");
+        assert!(!text.contains("T10"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["clusters"]["missed"].as_array().map(Vec::len),
+            Some(12)
+        );
+        assert_eq!(json["clusters"]["true_clusters"], serde_json::json!(12));
+    }
+
+    /// A unique scratch folder with `truth/clusters.csv` holding `text`.
+    fn clusters_file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("epitrace-eval-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clusters.csv");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const HEADER: &str = "cluster,place,kind,lat,lng,first,last,index_case,cases,size\n";
+
+    #[test]
+    fn loads_clusters_as_the_simulator_writes_them() {
+        let path = clusters_file(
+            "good",
+            &format!(
+                "{HEADER}T7-001,venue-12,bar,37.566000,126.978000,2020-05-01T21:00:00+09:00,2020-05-02T01:00:00+09:00,SIM7-00002,SIM7-00002;SIM7-00005;SIM7-00009,3\n\
+                 T7-002,home-40,household,37.5,127.0,2020-05-03T21:00:00+09:00,2020-05-04T01:00:00+09:00,SIM7-00003,SIM7-00001;SIM7-00003;SIM7-00004;SIM7-00006,4\n"
+            ),
+        );
+        let clusters = load_clusters(&path).unwrap();
+        assert_eq!(clusters.len(), 2);
+        assert_eq!(
+            clusters[0],
+            true_cluster(
+                "T7-001",
+                "SIM7-00002",
+                &["SIM7-00002", "SIM7-00005", "SIM7-00009"]
+            )
+            .with_place("venue-12", "bar")
+        );
+        assert_eq!(clusters[1].kind, "household");
+        assert_eq!(clusters[1].index_case, "SIM7-00003");
+        assert_eq!(clusters[1].cases.len(), 4);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    impl TrueCluster {
+        fn with_place(mut self, place: &str, kind: &str) -> Self {
+            place.clone_into(&mut self.place);
+            kind.clone_into(&mut self.kind);
+            self
+        }
+    }
+
+    #[test]
+    fn a_missing_clusters_file_is_no_cluster() {
+        let dir = std::env::temp_dir().join(format!("epitrace-eval-{}-none", std::process::id()));
+        assert!(load_clusters(&dir.join("clusters.csv")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_malformed_clusters_file_names_file_and_line() {
+        let good = "T1,venue-1,bar,0,0,a,b,C1,C1;C2;C3,3\n";
+        for (name, row, reason) in [
+            (
+                "size",
+                "T2,venue-2,bar,0,0,a,b,C4,C4;C5;C6,4\n",
+                "size 4 but 3 cases",
+            ),
+            (
+                "index",
+                "T2,venue-2,bar,0,0,a,b,C9,C4;C5;C6,3\n",
+                "not among its cases",
+            ),
+            (
+                "empty",
+                "T2,venue-2,bar,0,0,a,b,C4,C4;;C6,3\n",
+                "empty case id",
+            ),
+            (
+                "dup",
+                "T1,venue-2,bar,0,0,a,b,C4,C4;C5;C6,3\n",
+                "listed twice",
+            ),
+            (
+                "nosize",
+                "T2,venue-2,bar,0,0,a,b,C4,C4;C5;C6,x\n",
+                "bad size",
+            ),
+            ("fields", "T2,venue-2,bar\n", "line: 3"),
+        ] {
+            let path = clusters_file(name, &format!("{HEADER}{good}{row}"));
+            let err = load_clusters(&path).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&path.display().to_string()),
+                "{name}: {err}"
+            );
+            assert!(err.contains(reason), "{name}: {err}");
+            if name != "fields" {
+                assert!(err.contains("line 3:"), "{name}: {err}");
+            }
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
+        let path = clusters_file("header", "cluster,place,kind\n");
+        let err = load_clusters(&path).unwrap_err().to_string();
+        assert!(err.contains("no column index_case"), "{err}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }
