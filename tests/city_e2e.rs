@@ -36,8 +36,11 @@ use epitrace_sim::city::CityConfig;
 use epitrace_sim::city::files::{Manifest, feed_path, write_city};
 use epitrace_stream::admin::{create_topics, purge_topics};
 use epitrace_stream::{KafkaConfig, Publisher};
-use epitrace_tools::eval::{Report, TruthSet, evaluate, live_exposures, read_exposures, table};
+use epitrace_tools::eval::{
+    Report, TruthSet, evaluate, evaluate_clusters, live_exposures, read_exposures, table,
+};
 use epitrace_tools::produce::{ProduceOptions, produce};
+use epitrace_tools::query::{live_clusters, read_clusters};
 
 async fn purge_all(kafka: &KafkaConfig) {
     let specs = topic_specs(&TopologyConfig::default());
@@ -167,7 +170,11 @@ fn evaluate_city(dir: &Path, kafka: &KafkaConfig) -> Report {
     let truth = TruthSet::load(dir, &key).unwrap();
     let (versions, bad) = read_exposures(kafka, Duration::from_secs(30)).unwrap();
     assert_eq!(bad, 0, "undecodable exposures");
-    evaluate(&truth, &live_exposures(versions))
+    let mut report = evaluate(&truth, &live_exposures(versions));
+    let (alerts, bad) = read_clusters(kafka, Duration::from_secs(30)).unwrap();
+    assert_eq!(bad, 0, "undecodable cluster alerts");
+    report.clusters = Some(evaluate_clusters(&truth, &live_clusters(alerts)));
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

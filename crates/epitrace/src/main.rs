@@ -3,11 +3,13 @@
 //! Subcommands: `schemas` (records and fingerprints), `topics create`,
 //! `run` (the processors, with the operations endpoint), `demo` (everything
 //! in one process on an in-process mock Kafka cluster), `config check` /
-//! `config keys`, and `health` (a probe for containers without curl). The
+//! `config keys`, `health` (a probe for containers without curl), and the
+//! audited reads of investigators, `clusters` and `case ID`. The
 //! binary only parses flags, loads configuration and wires the library
 //! crates together.
 
 mod demo;
+mod query;
 mod settings;
 mod tools;
 
@@ -73,6 +75,14 @@ enum Command {
     /// Score the published exposures against a simulator's ground truth:
     /// precision, recall and F1, by contact setting and by data source.
     Eval(tools::EvalArgs),
+    /// The live clusters (tracing.clusters), largest first: status, size,
+    /// index case, evidence, cases and shared places. Audited: appends a
+    /// record to audit.log (--actor, --purpose) before printing anything.
+    Clusters(query::ClustersArgs),
+    /// A case's timeline (its live visits on tracing.timelines) and the live
+    /// clusters that contain it. Audited: appends a record to audit.log
+    /// (--actor, --purpose) before printing anything.
+    Case(query::CaseArgs),
     /// Check or list the configuration.
     Config {
         #[command(subcommand)]
@@ -306,6 +316,8 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Sim(args) => tools::sim(&args, out),
         Command::Produce(args) => tools::produce_cmd(&args, out),
         Command::Eval(args) => tools::eval_cmd(&args, out),
+        Command::Clusters(args) => query::clusters_cmd(&args, out),
+        Command::Case(args) => query::case_cmd(&args, out),
         Command::Health { url } => {
             let (status, body) = epitrace_ops::get(&url)?;
             anyhow::ensure!(status == 200, "{url}: {status} {}", body.trim());

@@ -60,6 +60,9 @@ const NOT_KEYS: &[&str] = &[
     "EPITRACE_PARTITIONS",
     "EPITRACE_PROCESSORS",
     "EPITRACE_LOG_FORMAT",
+    "EPITRACE_ACTOR",
+    "EPITRACE_PURPOSE",
+    "EPITRACE_ROLE",
 ];
 
 /// Every configurable key with its default value, by path.

@@ -139,3 +139,329 @@ fn topics_create_is_idempotent_and_run_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("stopped"), "{stderr}");
     assert!(state.path().join("state/case-router").exists());
 }
+
+/// Runs the binary with extra environment variables.
+fn epitrace_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_epitrace"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// `epitrace clusters` and `epitrace case` on the real broker of
+/// `scripts/with-kafka.sh`: the output is the live fold of the versions
+/// published (latest per id; MERGED clusters and retracted visits gone),
+/// every read appends one record to `audit.log` and the chain verifies, a
+/// bad case id is refused before anything is read or audited, and a read
+/// whose audit record cannot be written prints nothing.
+#[test]
+fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
+    use std::time::Duration;
+
+    use AuditAction::{ReadCluster, ReadTimeline};
+    use AuditOutcome::Allowed;
+    use Role::{Epidemiologist, Investigator};
+    use epitrace_model::records::{
+        AuditAction, AuditOutcome, ClusterAlert, ClusterStatus, ObservationSource, Place, Role,
+        Visit,
+    };
+    use epitrace_model::topics::{AUDIT, CLUSTERS, TIMELINES};
+    use epitrace_model::{
+        CaseId, Cell, ClusterId, EventTime, LatLng, Probability, SubjectId, Text, VisitId,
+        encode_single_object,
+    };
+    use epitrace_stream::read::read_to_end;
+    use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
+    use epitrace_tools::audit::{read_audit, verify_chain};
+    use serde_json::{Value, json};
+
+    let brokers = std::env::var("EPITRACE_TEST_BROKERS").expect(
+        "EPITRACE_TEST_BROKERS is not set: run through `make test` or scripts/with-kafka.sh",
+    );
+    let (ok, _, stderr) = epitrace(&["topics", "create", "--brokers", &brokers]);
+    assert!(ok, "{stderr}");
+
+    // Ids of this run only: the topics are shared with the other tests.
+    let tag = format!("cli-q{}", std::process::id());
+    let id = |s: &str| format!("{tag}-{s}");
+    let (a, b, c, d) = (id("A"), id("B"), id("C"), id("D"));
+    let case = |s: &str| CaseId::new(s).unwrap();
+    let t = |min: i64| EventTime::from_millis("t", 1_588_377_600_000 + min * 60_000).unwrap();
+    let cell = |lat: f64, res: h3o::Resolution| -> Cell {
+        LatLng::new(lat, 126.9946).unwrap().to_cell(res)
+    };
+    let alert = |cid: &str, status: ClusterStatus, cases: &[&String], at: i64| ClusterAlert {
+        cluster_id: ClusterId::new(id(cid)).unwrap(),
+        status,
+        cases: cases.iter().map(|c| case(c)).collect(),
+        places: vec![Place::new(cell(37.5344, h3o::Resolution::Nine), t(60), t(150)).unwrap()],
+        index_case: Some(case(cases[0])),
+        source_evidence: Text::new("source_evidence", format!("{} was there first", cases[0]))
+            .unwrap(),
+        size: u32::try_from(cases.len()).unwrap(),
+        merged_into: (status == ClusterStatus::Merged).then(|| ClusterId::new(id("k1")).unwrap()),
+        detected_at: t(at),
+    };
+    let visit = |vid: &str, of: &String, start: i64, end: i64, retracted: bool| Visit {
+        visit_id: VisitId::new(id(vid)).unwrap(),
+        case_id: case(of),
+        subject: SubjectId::from_bytes([7; 16]),
+        cell: cell(37.5300, h3o::Resolution::Ten),
+        start: t(start),
+        end: t(end),
+        dwell_s: u32::try_from((end - start) * 60).unwrap(),
+        sources: vec![ObservationSource::Gps, ObservationSource::Card],
+        confidence: Probability::new("confidence", 0.8).unwrap(),
+        retracted,
+    };
+    let clusters = [
+        alert("k1", ClusterStatus::New, &[&a, &b], 600),
+        alert("k2", ClusterStatus::New, &[&a, &d], 610),
+        alert("k1", ClusterStatus::Growing, &[&a, &b, &c], 700),
+        alert("k2", ClusterStatus::Merged, &[&a, &d], 710),
+        alert("k3", ClusterStatus::New, &[&c, &d], 720),
+    ];
+    let visits = [
+        visit("v1", &a, 0, 85, false),
+        visit("v2", &a, 100, 110, false),
+        visit("v3", &a, 200, 260, false),
+        visit("v2", &a, 100, 130, false), // v2 grew
+        visit("v3", &a, 200, 260, true),  // v3 retracted
+        visit("v4", &b, 0, 30, false),
+    ];
+    let mut records: Vec<OutputRecord> = clusters
+        .iter()
+        .map(|x| OutputRecord {
+            topic: CLUSTERS.into(),
+            key: x.cluster_id.as_str().as_bytes().to_vec(),
+            payload: encode_single_object(x).unwrap(),
+            timestamp_ms: None,
+        })
+        .collect();
+    records.extend(visits.iter().map(|v| OutputRecord {
+        topic: TIMELINES.into(),
+        key: v.case_id.as_str().as_bytes().to_vec(),
+        payload: encode_single_object(v).unwrap(),
+        timestamp_ms: None,
+    }));
+    let kafka = KafkaConfig::for_brokers(brokers.clone());
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { Publisher::new(&kafka)?.send_all(&records).await })
+        .unwrap();
+    // Topics just created on a fresh broker: until every partition has a
+    // leader, reading them fails (NotLeaderForPartition) and so would the
+    // commands below.
+    for topic in [CLUSTERS, TIMELINES, AUDIT] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(e) = read_to_end(&kafka, topic, Duration::from_secs(5)) {
+            assert!(std::time::Instant::now() < deadline, "{topic}: {e}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    let actor = id("inspector");
+    let common = [
+        "--brokers",
+        brokers.as_str(),
+        "--timeout-s",
+        "30",
+        "--purpose",
+        "cli test",
+    ];
+    let run = |args: &[&str]| -> (bool, String, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(common);
+        epitrace_env(&all, &[("EPITRACE_ACTOR", actor.as_str())])
+    };
+
+    // `clusters --json --case A`: only k1's latest version (k2 merged).
+    let (ok, stdout, stderr) = run(&["clusters", "--json", "--case", &a]);
+    assert!(ok, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let place = cell(37.5344, h3o::Resolution::Nine);
+    let centre = place.center();
+    assert_eq!(
+        doc,
+        json!([{
+            "cluster_id": id("k1"),
+            "status": "GROWING",
+            "size": 3,
+            "index_case": a,
+            "source_evidence": format!("{a} was there first"),
+            "cases": [a, b, c],
+            "places": [{
+                "cell": format!("{:x}", place.raw()),
+                "res": 9,
+                "lat": centre.lat(),
+                "lng": centre.lng(),
+                "start": "2020-05-02T01:00:00.000Z",
+                "end": "2020-05-02T02:30:00.000Z",
+            }],
+            "merged_into": null,
+            "detected_at": "2020-05-02T11:40:00.000Z",
+        }])
+    );
+
+    // `clusters --json`: this run's live clusters, largest first.
+    let (ok, stdout, stderr) = run(&["clusters", "--json"]);
+    assert!(ok, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let ours: Vec<(&str, &str, u64)> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["cluster_id"].as_str().unwrap().starts_with(&tag))
+        .map(|x| {
+            (
+                x["cluster_id"].as_str().unwrap(),
+                x["status"].as_str().unwrap(),
+                x["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (k1, k3) = (id("k1"), id("k3"));
+    assert_eq!(ours, [(k1.as_str(), "GROWING", 3), (k3.as_str(), "NEW", 2)]);
+
+    // `case A --json`: v1 and the grown v2, not the retracted v3.
+    let (ok, stdout, stderr) = run(&["case", &a, "--json", "--role", "epidemiologist"]);
+    assert!(ok, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["case_id"], a.as_str());
+    let got: Vec<(&str, &str, &str, u64)> = doc["visits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["visit_id"].as_str().unwrap(),
+                v["start"].as_str().unwrap(),
+                v["end"].as_str().unwrap(),
+                v["dwell_s"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (v1, v2) = (id("v1"), id("v2"));
+    assert_eq!(
+        got,
+        [
+            (
+                v1.as_str(),
+                "2020-05-02T00:00:00.000Z",
+                "2020-05-02T01:25:00.000Z",
+                5100
+            ),
+            (
+                v2.as_str(),
+                "2020-05-02T01:40:00.000Z",
+                "2020-05-02T02:10:00.000Z",
+                1800
+            ),
+        ]
+    );
+    let v = &doc["visits"][0];
+    let vcell = cell(37.5300, h3o::Resolution::Ten);
+    assert_eq!(v["cell"], format!("{:x}", vcell.raw()));
+    assert_eq!(v["res"], 10);
+    assert_eq!(v["lat"], vcell.center().lat());
+    assert_eq!(v["sources"], json!(["GPS", "CARD"]));
+    assert_eq!(v["confidence"], 0.8);
+    assert_eq!(v["subject"], "07".repeat(16));
+    assert_eq!(
+        doc["clusters"],
+        json!([{"cluster_id": k1, "status": "GROWING", "size": 3, "index_case": a}])
+    );
+
+    // An unknown case: said plainly, exit 0.
+    let nobody = id("nobody");
+    let (ok, stdout, stderr) = run(&["case", &nobody]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!("no visits on record for case {nobody}")),
+        "{stdout}"
+    );
+
+    // A malformed id is refused before anything is read or audited.
+    let (ok, stdout, stderr) = run(&["case", "not a case!"]);
+    assert!(!ok);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("case id") && stderr.contains("case_id"),
+        "{stderr}"
+    );
+
+    // Reading works but the audit record cannot be produced: nothing shown.
+    let (ok, stdout, stderr) = run(&[
+        "case",
+        &a,
+        "--set",
+        "kafka.producer.bootstrap.servers=127.0.0.1:1",
+        "--set",
+        "kafka.delivery_timeout_ms=3000",
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("audit"), "{stderr}");
+
+    // audit.log: one chained record per successful read, in order.
+    let (log, bad) = read_audit(&kafka, Duration::from_secs(30)).unwrap();
+    assert_eq!(bad, 0);
+    verify_chain(&log).unwrap();
+    let mine: Vec<_> = log
+        .iter()
+        .filter(|r| r.actor.as_str() == actor)
+        .map(|r| {
+            (
+                r.role,
+                r.action,
+                r.resource.as_str(),
+                r.case_id.as_ref().map(CaseId::as_str),
+                r.purpose.as_str(),
+                r.outcome,
+            )
+        })
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            (
+                Investigator,
+                ReadCluster,
+                "tracing.clusters",
+                Some(a.as_str()),
+                "cli test",
+                Allowed
+            ),
+            (
+                Investigator,
+                ReadCluster,
+                "tracing.clusters",
+                None,
+                "cli test",
+                Allowed
+            ),
+            (
+                Epidemiologist,
+                ReadTimeline,
+                "tracing.timelines",
+                Some(a.as_str()),
+                "cli test",
+                Allowed
+            ),
+            (
+                Investigator,
+                ReadTimeline,
+                "tracing.timelines",
+                Some(nobody.as_str()),
+                "cli test",
+                Allowed
+            ),
+        ]
+    );
+}

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -55,7 +56,7 @@ pub fn read_to_end(
     let mut remaining = 0usize;
     let mut ends = Vec::new();
     for p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
+        let (low, high) = watermarks(&consumer, topic, *p, deadline)?;
         ends.push((*p, high));
         if high > low {
             tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
@@ -104,4 +105,38 @@ pub fn read_to_end(
     }
     out.sort_by_key(|r| (r.partition, r.offset));
     Ok(out)
+}
+
+/// A partition's watermarks, retried until `deadline` while its leader is
+/// moving (right after topic creation, or during a failover), when a read
+/// that waited a moment would succeed.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    deadline: Instant,
+) -> Result<(i64, i64), StreamError> {
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        match consumer.fetch_watermarks(topic, partition, left) {
+            Ok(w) => return Ok(w),
+            Err(e) if leader_moving(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn leader_moving(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotCoordinator
+        )
+    )
 }

@@ -8,9 +8,12 @@
 //!   summary;
 //! - [`eval`]: precision, recall and F1 of the published exposures against a
 //!   simulator's ground truth, by contact setting and by data source;
-//! - [`query`]: the live clusters and a case's timeline, folded from the
-//!   output topics.
+//! - [`query`]: what investigators read — the live clusters and a case's
+//!   timeline, folded from the output topics' upserts;
+//! - [`audit`]: the hash-chained `audit.log` writer that every read of
+//!   personal data goes through first.
 
+pub mod audit;
 pub mod eval;
 pub mod produce;
 pub mod query;
@@ -27,6 +30,20 @@ pub enum ToolError {
     /// A record that validated but would not encode (a bug).
     #[error(transparent)]
     Model(#[from] epitrace_model::ModelError),
+    /// The audit log could not be appended to.
+    #[error("audit: {reason}")]
+    Audit {
+        /// Why.
+        reason: String,
+    },
+    /// The audit log's hash chain is broken at a record.
+    #[error("audit.log: chain broken at seq {seq}: {reason}")]
+    AuditChain {
+        /// The first record that does not chain.
+        seq: i64,
+        /// How it breaks the chain.
+        reason: &'static str,
+    },
     /// A ground-truth file.
     #[error("{path}: {reason}")]
     Truth {
