@@ -173,7 +173,16 @@ fn evaluate_city(dir: &Path, kafka: &KafkaConfig) -> Report {
     let mut report = evaluate(&truth, &live_exposures(versions));
     let (alerts, bad) = read_clusters(kafka, Duration::from_secs(30)).unwrap();
     assert_eq!(bad, 0, "undecodable cluster alerts");
-    report.clusters = Some(evaluate_clusters(&truth, &live_clusters(alerts)));
+    let live = live_clusters(alerts);
+    for c in &live {
+        let ev = c.source_evidence.as_str();
+        println!(
+            "cluster of {} cases: {}",
+            c.size,
+            ev.split("; chain:").next().unwrap_or(ev)
+        );
+    }
+    report.clusters = Some(evaluate_clusters(&truth, &live));
     report
 }
 

@@ -11,14 +11,16 @@
 //!   other, and the visits are at most [`ClusterConfig::revisit_window`]
 //!   apart (overlapping visits are 0 apart); or
 //! - **chain:** one case's exposure names a pseudonym of the other (the
-//!   other was its contact). The earlier case (by infectious start, then
-//!   confirmation, then id) is the source.
+//!   other was its contact) and the contact could have been the infection:
+//!   it began before the contact became infectious, by at most
+//!   [`ClusterConfig::max_incubation`]. The exposing case is the source.
 //!
 //! A **cluster** is a connected group of at least
 //! [`ClusterConfig::min_cases`] linked cases. Its **index case** is its
 //! earliest infectious case: the root of its exposure chains when it has
-//! any (a chain only runs from earlier to later cases), otherwise the first
-//! infectious case of the shared places. Its **id** derives from the index
+//! any (a chain only runs from a case to one that became infectious after
+//! their contact, hence later), otherwise the first infectious case of the
+//! shared places. Its **id** derives from the index
 //! case ([`crate::ids::cluster_id`]), so the set of live clusters, with
 //! their ids, depends only on the evidence, never on the order it arrived
 //! in.
@@ -39,6 +41,14 @@
 //! - `DISSOLVED`: a live id whose cases no longer form a cluster (a
 //!   retraction left fewer than `min_cases`).
 //!
+//! Each alert lists its **places**: the links grouped by place and day (the
+//! cells' ancestor at `place_res`, or a coarser exposure cell with
+//! everything inside it, and the UTC day the link began: a visit's start, an
+//! exposure's first contact), each with its time span, the cases linked there and the
+//! likely **source** there — the case whose exposures there make it the
+//! source of the most cases there (ties: the earliest infectious), or else
+//! the earliest infectious case linked there. A merged cluster thus keeps the source of each of its events.
+//!
 //! State is in memory and small (a few facts per case, its qualifying
 //! visits, its exposures); the detector rebuilds it from its store on start.
 
@@ -51,6 +61,8 @@ use epitrace_model::{CaseId, Cell, ClusterId, EventTime, ModelError, SubjectId, 
 use h3o::Resolution;
 
 use crate::config::ClusterConfig;
+
+const DAY_MS: i64 = 86_400_000;
 use crate::error::CoreError;
 
 /// What the graph needs of a case.
@@ -100,19 +112,19 @@ impl PlaceTime {
         })
     }
 
-    /// A live exposure's place (its first cell) over the span of its
-    /// windows; `None` for a retracted one.
+    /// A live exposure's place and time: its first cell over its first
+    /// window (the first contact, when an infection would have happened);
+    /// `None` for a retracted one.
     #[must_use]
     pub fn of_exposure(e: &Exposure) -> Option<Self> {
         if e.status == ExposureStatus::Retracted {
             return None;
         }
-        let start = e.windows.iter().map(|w| w.start()).min()?;
-        let end = e.windows.iter().map(|w| w.end()).max()?;
+        let first = e.windows.iter().min_by_key(|w| (w.start(), w.end()))?;
         Some(Self {
             cell: e.first_cell,
-            start,
-            end,
+            start: first.start(),
+            end: first.end(),
         })
     }
 
@@ -159,10 +171,22 @@ impl Node {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// The links of a cluster at one place, while an alert is built.
+struct PlaceGroup {
+    span: PlaceTime,
+    cases: BTreeSet<CaseId>,
+    /// Exposing case → the cases it is linked to as their source here.
+    sources: BTreeMap<CaseId, BTreeSet<CaseId>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkKind {
+    /// Both visited the place.
     Place,
-    Chain,
+    /// This case is the other's likely infector.
+    Infected,
+    /// The other case is this one's likely infector.
+    InfectedBy,
 }
 
 /// The order that picks index cases and orients chains.
@@ -356,8 +380,8 @@ impl ClusterGraph {
         // This case exposed another case's pseudonym.
         for (contact, place) in &node.exposures {
             for other in self.subject_cases.get(contact).into_iter().flatten() {
-                if other != case && self.is_live(other) {
-                    out.push((other.clone(), LinkKind::Chain, *place));
+                if other != case && self.plausible(*place, other) {
+                    out.push((other.clone(), LinkKind::Infected, *place));
                 }
             }
         }
@@ -367,12 +391,26 @@ impl ClusterGraph {
                 if other == case || !self.is_live(other) {
                     continue;
                 }
-                if let Some(place) = self.nodes.get(other).and_then(|n| n.exposures.get(s)) {
-                    out.push((other.clone(), LinkKind::Chain, *place));
+                if let Some(place) = self.nodes.get(other).and_then(|n| n.exposures.get(s))
+                    && self.plausible(*place, case)
+                {
+                    out.push((other.clone(), LinkKind::InfectedBy, *place));
                 }
             }
         }
         out
+    }
+
+    /// Whether an exposure could have infected `infectee`: its first
+    /// contact came before the infectee became infectious, by at most
+    /// `max_incubation`. A contact who was already infectious was not
+    /// infected there (both were cases already; a place link may still
+    /// hold).
+    fn plausible(&self, exposure: PlaceTime, infectee: &CaseId) -> bool {
+        self.rank(infectee).is_some_and(|(from, _)| {
+            let gap = from.millis_since(exposure.start);
+            gap > 0 && gap <= self.cfg.max_incubation.as_millis()
+        })
     }
 
     /// The connected group of live cases around `start`.
@@ -409,29 +447,92 @@ impl ClusterGraph {
                 field: "cases",
                 reason: "empty",
             })?;
-        let mut places: BTreeMap<Cell, PlaceTime> = BTreeMap::new();
+        let mut groups: BTreeMap<(Cell, i64), PlaceGroup> = BTreeMap::new();
         let mut chain: BTreeSet<(CaseId, CaseId)> = BTreeSet::new();
         let mut place_links = 0usize;
         for c in cases {
             for (other, kind, pt) in self.links(c) {
-                places
-                    .entry(pt.cell)
-                    .and_modify(|p| *p = p.join(pt))
-                    .or_insert(pt);
+                let key = pt.cell.parent(self.place_res).unwrap_or(pt.cell);
+                let day = pt.start.as_millis().div_euclid(DAY_MS);
+                let group = groups.entry((key, day)).or_insert_with(|| PlaceGroup {
+                    span: PlaceTime { cell: key, ..pt },
+                    cases: BTreeSet::new(),
+                    sources: BTreeMap::new(),
+                });
+                group.span = group.span.join(PlaceTime { cell: key, ..pt });
+                group.cases.insert(c.clone());
+                group.cases.insert(other.clone());
                 match kind {
-                    LinkKind::Chain => {
-                        let (a, b) = (by_rank(c), by_rank(&other));
-                        if let (Some(a), Some(b)) = (a, b) {
-                            let (from, to) = if a < b { (a.1, b.1) } else { (b.1, a.1) };
-                            chain.insert((from, to));
-                        }
+                    LinkKind::Infected => {
+                        group
+                            .sources
+                            .entry(c.clone())
+                            .or_default()
+                            .insert(other.clone());
+                        chain.insert((c.clone(), other));
+                    }
+                    LinkKind::InfectedBy => {
+                        group
+                            .sources
+                            .entry(other.clone())
+                            .or_default()
+                            .insert(c.clone());
+                        chain.insert((other, c.clone()));
                     }
                     LinkKind::Place => place_links += 1,
                 }
             }
         }
-        let mut places: Vec<PlaceTime> = places.into_values().collect();
-        places.sort_by_key(|p| (p.start, p.end, p.cell));
+        // A place coarser than `place_res` (an exposure on a tower's cell)
+        // absorbs the finer places it contains on the same day.
+        let coarse: Vec<(Cell, i64)> = groups
+            .keys()
+            .copied()
+            .filter(|(k, _)| k.resolution() < self.place_res)
+            .collect();
+        for (outer, day) in coarse {
+            let inner: Vec<(Cell, i64)> = groups
+                .keys()
+                .copied()
+                .filter(|(k, d)| *d == day && *k != outer && outer.contains(*k))
+                .collect();
+            for k in inner {
+                if let Some(g) = groups.remove(&k)
+                    && let Some(o) = groups.get_mut(&(outer, day))
+                {
+                    o.span = o.span.join(PlaceTime {
+                        cell: outer,
+                        ..g.span
+                    });
+                    o.cases.extend(g.cases);
+                    for (source, infected) in g.sources {
+                        o.sources.entry(source).or_default().extend(infected);
+                    }
+                }
+            }
+        }
+        let earliest =
+            |set: &BTreeSet<CaseId>| set.iter().filter_map(by_rank).min().map(|(_, c)| c);
+        // The source here: the case linked as the source of the most cases
+        // here (ties: the earliest infectious), else the earliest case.
+        let spreader = |sources: &BTreeMap<CaseId, BTreeSet<CaseId>>| {
+            sources
+                .iter()
+                .filter_map(|(c, infected)| {
+                    by_rank(c).map(|r| (infected.len(), std::cmp::Reverse(r)))
+                })
+                .max()
+                .map(|(_, std::cmp::Reverse((_, c)))| c)
+        };
+        let mut places: Vec<Place> = groups
+            .into_values()
+            .map(|g| {
+                let source = spreader(&g.sources).or_else(|| earliest(&g.cases));
+                Place::new(g.span.cell, g.span.start, g.span.end)
+                    .map(|p| p.with_cases(g.cases.into_iter().collect(), source))
+            })
+            .collect::<Result<_, _>>()?;
+        places.sort_by_key(|p| (p.start(), p.end(), p.cell()));
         places.truncate(usize::try_from(self.cfg.max_places).unwrap_or(usize::MAX));
         let index_from = self.rank(&index).map(|r| r.0);
         let evidence = evidence(&index, index_from, cases.len(), &chain, place_links / 2);
@@ -439,10 +540,7 @@ impl ClusterGraph {
             cluster_id: crate::ids::cluster_id(&index)?,
             status: ClusterStatus::New,
             cases: cases.iter().cloned().collect(),
-            places: places
-                .iter()
-                .map(|p| Place::new(p.cell, p.start, p.end))
-                .collect::<Result<_, _>>()?,
+            places,
             index_case: Some(index),
             source_evidence: Text::new("source_evidence", evidence)?,
             size: u32::try_from(cases.len()).unwrap_or(u32::MAX),
@@ -745,20 +843,17 @@ mod tests {
         assert_eq!(a.index_case, Some(case(1)), "earliest infectious");
         assert_eq!(a.cluster_id, cluster_id(&case(1)).unwrap());
         assert_eq!(a.size, 3);
-        // Cases 1 and 2 shared the res-10 cell; case 3 is placed only in
-        // its res-9 parent, which is listed over all three visits.
-        let places: Vec<(Cell, EventTime, EventTime)> = a
-            .places
-            .iter()
-            .map(|p| (p.cell(), p.start(), p.end()))
-            .collect();
+        // One place: the res-9 cell that holds every visit (cases 1 and 2
+        // shared a res-10 cell, case 3 is placed only in its parent), over
+        // all three visits, with its cases and the earliest as the source.
+        assert_eq!(a.places.len(), 1, "{:?}", a.places);
+        let p = &a.places[0];
         assert_eq!(
-            places,
-            vec![
-                (place(0), t(10.0), t(12.0)),
-                (place(2), t(10.0), t(24.0 * 5.0 + 11.0))
-            ]
+            (p.cell(), p.start(), p.end()),
+            (place(2), t(10.0), t(24.0 * 5.0 + 11.0))
         );
+        assert_eq!(p.cases(), &[case(1), case(2), case(3)]);
+        assert_eq!(p.source_case(), Some(&case(1)));
         // Nothing changed: nothing published.
         g.set_case(&case(3), facts(3, 5.0));
         assert!(g.detect(t(102.0)).unwrap().is_empty());
@@ -824,9 +919,44 @@ mod tests {
         let ev = a.source_evidence.as_str();
         assert!(ev.starts_with("C03: root of the exposure chain"), "{ev}");
         assert!(ev.contains("C03>C02") && ev.contains("C02>C01"), "{ev}");
-        // The exposures' places are the cluster's places.
-        let cells: Vec<Cell> = a.places.iter().map(|p| p.cell()).collect();
-        assert_eq!(cells, vec![place(3), place(0)]);
+        // The exposures' places are the cluster's places (at the place
+        // resolution), each with the case that exposed the other there.
+        let res9 = |p: usize| place(p).parent(Resolution::Nine).unwrap();
+        let got: Vec<(Cell, Vec<CaseId>, Option<&CaseId>)> = a
+            .places
+            .iter()
+            .map(|p| (p.cell(), p.cases().to_vec(), p.source_case()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (res9(3), vec![case(2), case(3)], Some(&case(3))),
+                (res9(0), vec![case(1), case(2)], Some(&case(2))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_contact_already_infectious_is_no_chain_link() {
+        let mut g = graph();
+        g.set_case(&case(1), facts(1, 0.0));
+        g.set_case(&case(2), facts(2, 10.0));
+        g.set_case(&case(3), facts(3, 10.0));
+        // Case 1 met cases 2 and 3 at hour 20: both were infectious by
+        // then, so case 1 infected neither.
+        g.set_exposure(&case(1), subject(2), stay(3, 20.0, 1.0));
+        g.set_exposure(&case(1), subject(3), stay(3, 20.0, 1.0));
+        assert!(g.detect(t(100.0)).unwrap().is_empty());
+        // Met at hour 5, before either was infectious: a chain.
+        g.set_exposure(&case(1), subject(2), stay(3, 5.0, 1.0));
+        g.set_exposure(&case(1), subject(3), stay(3, 5.0, 1.0));
+        assert_eq!(g.detect(t(101.0)).unwrap().len(), 1);
+        // Fifteen days before case 3 became infectious: too long ago.
+        g.set_case(&case(3), facts(3, 5.0 + 15.0 * 24.0));
+        assert_eq!(
+            statuses(&g.detect(t(102.0)).unwrap()),
+            vec![(ClusterStatus::Dissolved, names(&[1, 2, 3]))]
+        );
     }
 
     #[test]
@@ -980,14 +1110,16 @@ mod tests {
         let cfg = ClusterConfig::default();
         let mut facts: BTreeMap<u8, CaseFacts> = BTreeMap::new();
         let mut visits: BTreeMap<u8, Vec<PlaceTime>> = BTreeMap::new();
-        let mut exposures: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+        let mut exposures: BTreeMap<u8, Vec<(u8, EventTime)>> = BTreeMap::new();
         for e in final_state.values() {
             match e {
                 Evidence::Case(c, f) if !f.retracted => {
                     facts.insert(*c, f.clone());
                 }
                 Evidence::Visit(c, _, Some(p)) => visits.entry(*c).or_default().push(*p),
-                Evidence::Exposure(c, s, Some(_)) => exposures.entry(*c).or_default().push(*s),
+                Evidence::Exposure(c, s, Some(p)) => {
+                    exposures.entry(*c).or_default().push((*s, p.start));
+                }
                 _ => {}
             }
         }
@@ -1008,12 +1140,14 @@ mod tests {
                         p.cell.co_located(q.cell) && gap <= cfg.revisit_window.as_millis()
                     })
             });
+            // x exposed y, and y was not yet infectious then.
             let names = |x: u8, y: u8| {
-                exposures
-                    .get(&x)
-                    .into_iter()
-                    .flatten()
-                    .any(|s| facts[&y].subjects.contains(&subject(*s)))
+                exposures.get(&x).into_iter().flatten().any(|(s, at)| {
+                    let gap = facts[&y].infectious_from.millis_since(*at);
+                    facts[&y].subjects.contains(&subject(*s))
+                        && gap > 0
+                        && gap <= cfg.max_incubation.as_millis()
+                })
             };
             place || names(a, b) || names(b, a)
         };
@@ -1061,7 +1195,7 @@ mod tests {
         let n_cases = 8u8;
         let facts = (0..n_cases).map(move |n| {
             (0.0..120.0f64, prop::bool::weighted(0.15)).prop_map(move |(from, retracted)| {
-                let mut f = facts(n, from.round());
+                let mut f = facts(n, (from / 12.0).round() * 12.0);
                 f.retracted = retracted;
                 Evidence::Case(n, f)
             })
@@ -1089,15 +1223,24 @@ mod tests {
             0..n_cases,
             0..n_cases + 3,
             0..6usize,
+            0.0..150.0f64,
             prop::bool::weighted(0.1),
         )
-            .prop_map(|(c, s, p, gone)| {
-                Evidence::Exposure(c, s, if gone { None } else { stay(p, 1.0, 1.0) })
+            .prop_map(|(c, s, p, at, gone)| {
+                Evidence::Exposure(
+                    c,
+                    s,
+                    if gone {
+                        None
+                    } else {
+                        stay(p, (at / 12.0).round() * 12.0, 1.0)
+                    },
+                )
             });
         (
             facts.collect::<Vec<_>>(),
             prop::collection::vec(visit, 0..40),
-            prop::collection::vec(exposure, 0..6),
+            prop::collection::vec(exposure, 0..10),
         )
             .prop_map(|(mut f, v, e)| {
                 f.extend(v);

@@ -279,6 +279,11 @@ pub struct ClusterConfig {
     /// period's worth of repeated attendance). Overlapping visits are a gap
     /// of zero.
     pub revisit_window: Span,
+    /// Longest time from an exposure to the contact's infectious start for
+    /// the exposure to count as the contact's infection (a chain link).
+    /// Default `14d` (the longest incubation period traced). A contact who
+    /// was already infectious at the time was not infected there.
+    pub max_incubation: Span,
     /// Most place-times listed in an alert, earliest first. Default 64.
     pub max_places: u32,
 }
@@ -290,6 +295,7 @@ impl Default for ClusterConfig {
             place_res: 9,
             min_dwell: Span::minutes(15),
             revisit_window: Span::days(7),
+            max_incubation: Span::days(14),
             max_places: 64,
         }
     }

@@ -284,18 +284,24 @@ pub(crate) async fn run(
         writeln!(out, "    why:   {}", c.source_evidence.as_str())?;
         writeln!(
             out,
-            "    {:<22} {:<4} when (UTC)",
-            "place (lat, lng)", "res"
+            "    {:<22} {:<4} {:<35} {:<14} cases here",
+            "place (lat, lng)", "res", "when (UTC)", "source"
         )?;
         for p in &c.places {
             let centre = p.cell().center();
+            let here: Vec<&str> = p.cases().iter().map(CaseId::as_str).collect();
             writeln!(
                 out,
-                "    {:<22} {:<4} {} – {}",
+                "    {:<22} {:<4} {:<35} {:<14} {}",
                 format!("{:.4}, {:.4}", centre.lat(), centre.lng()),
                 u8::from(p.cell().resolution()),
-                &p.start().to_string()[..16],
-                &p.end().to_string()[..16]
+                format!(
+                    "{} – {}",
+                    &p.start().to_string()[..16],
+                    &p.end().to_string()[..16]
+                ),
+                p.source_case().map_or("-", CaseId::as_str),
+                here.join(", ")
             )?;
         }
     }

@@ -323,12 +323,27 @@ fn clusters_text(clusters: &[ClusterAlert], case: Option<&CaseId>) -> String {
                     format!("{:.6}", c.lng()),
                     p.start().to_string(),
                     p.end().to_string(),
+                    p.source_case().map_or("-", CaseId::as_str).to_owned(),
+                    p.cases()
+                        .iter()
+                        .map(CaseId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
                 ]
             })
             .collect();
         out.push_str(&table(
             "  ",
-            &["cell", "res", "lat", "lng", "start", "end"],
+            &[
+                "cell",
+                "res",
+                "lat",
+                "lng",
+                "start",
+                "end",
+                "source",
+                "cases here",
+            ],
             &rows,
         ));
     }
@@ -352,6 +367,8 @@ fn cluster_json(a: &ClusterAlert) -> Value {
                 "lng": c.lng(),
                 "start": p.start().to_string(),
                 "end": p.end().to_string(),
+                "source_case": p.source_case().map(CaseId::as_str),
+                "cases": p.cases().iter().map(CaseId::as_str).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -505,7 +522,11 @@ mod tests {
                     t(60),
                     t(150),
                 )
-                .unwrap(),
+                .unwrap()
+                .with_cases(
+                    cases.iter().take(2).map(|c| case(c)).collect(),
+                    cases.first().map(|c| case(c)),
+                ),
             ],
             index_case: index.map(case),
             source_evidence: Text::new("source_evidence", "earliest onset at the shared place")
@@ -575,7 +596,7 @@ mod tests {
             &["KR-1", "KR-2", "KR-3"],
             Some("KR-1"),
         );
-        let place = a.places[0];
+        let place = a.places[0].clone();
         let centre = place.cell().center();
         let text = clusters_text(&[a], None);
         let lines: Vec<&str> = text.lines().collect();
@@ -598,6 +619,8 @@ mod tests {
                 &format!("{:.6}", centre.lng()),
                 "2020-05-02T01:00:00.000Z",
                 "2020-05-02T02:30:00.000Z",
+                "KR-1",
+                "KR-1,KR-2",
             ]
         );
         assert_eq!(lines.len(), 5);
@@ -636,6 +659,8 @@ mod tests {
                     "lng": centre.lng(),
                     "start": "2020-05-02T01:00:00.000Z",
                     "end": "2020-05-02T02:30:00.000Z",
+                    "source_case": "KR-1",
+                    "cases": ["KR-1", "KR-2"],
                 }],
                 "merged_into": null,
                 "detected_at": "2020-05-02T10:00:00.000Z",

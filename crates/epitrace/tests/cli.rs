@@ -200,7 +200,14 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
         cluster_id: ClusterId::new(id(cid)).unwrap(),
         status,
         cases: cases.iter().map(|c| case(c)).collect(),
-        places: vec![Place::new(cell(37.5344, h3o::Resolution::Nine), t(60), t(150)).unwrap()],
+        places: vec![
+            Place::new(cell(37.5344, h3o::Resolution::Nine), t(60), t(150))
+                .unwrap()
+                .with_cases(
+                    cases.iter().map(|c| case(c)).collect(),
+                    Some(case(cases[0])),
+                ),
+        ],
         index_case: Some(case(cases[0])),
         source_evidence: Text::new("source_evidence", format!("{} was there first", cases[0]))
             .unwrap(),
@@ -303,6 +310,8 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
                 "lng": centre.lng(),
                 "start": "2020-05-02T01:00:00.000Z",
                 "end": "2020-05-02T02:30:00.000Z",
+                "source_case": a,
+                "cases": [a, b, c],
             }],
             "merged_into": null,
             "detected_at": "2020-05-02T11:40:00.000Z",

@@ -511,8 +511,15 @@ pub struct ClusterMatch {
     pub overlap: usize,
     /// The detected cluster's index case, if it names one.
     pub detected_index: Option<String>,
-    /// Whether that is the true index case.
+    /// The source the detected cluster names for this true cluster: the
+    /// `source_case` of its place holding most of the true cluster's cases
+    /// (at least two), else its index case.
+    pub named_source: Option<String>,
+    /// Whether `named_source` is the true index case.
     pub index_named: bool,
+    /// Whether `detected_index` is the true index case (a merged cluster
+    /// names one index for all of its events).
+    pub cluster_index_named: bool,
 }
 
 /// How well the detected clusters match the true ones.
@@ -528,8 +535,11 @@ pub struct ClusterScore {
     pub found: usize,
     /// found / true clusters; `None` with no true cluster.
     pub recall: Option<f64>,
-    /// Found true clusters whose match names their index case.
+    /// Found true clusters whose match names their index case as the
+    /// source at their place (see [`ClusterMatch::named_source`]).
     pub index_named: usize,
+    /// Found true clusters whose match's index case is theirs.
+    pub cluster_index_named: usize,
     /// index named / found; `None` when none was found.
     pub index_named_first: Option<f64>,
     /// index named / true clusters; `None` with no true cluster.
@@ -597,12 +607,33 @@ pub fn evaluate_clusters(truth: &TruthSet, live: &[ClusterAlert]) -> ClusterScor
                     *m = true;
                 }
                 let detected_index = d.index_case.as_ref().map(|c| c.as_str().to_owned());
+                // The place-time of this true cluster within the detected
+                // one: the place holding most of its cases (ties: the
+                // earliest).
+                let place_source = d
+                    .places
+                    .iter()
+                    .map(|p| {
+                        let here = p
+                            .cases()
+                            .iter()
+                            .filter(|c| t.cases.contains(c.as_str()))
+                            .count();
+                        (here, std::cmp::Reverse((p.start(), p.end(), p.cell())), p)
+                    })
+                    .filter(|(here, _, _)| *here >= 2)
+                    .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
+                    .and_then(|(_, _, p)| p.source_case())
+                    .map(|c| c.as_str().to_owned());
+                let named_source = place_source.or_else(|| detected_index.clone());
                 matches.push(ClusterMatch {
                     true_id: t.id.clone(),
                     detected_id: d.cluster_id.as_str().to_owned(),
                     true_size: t.cases.len(),
                     overlap,
-                    index_named: detected_index.as_deref() == Some(t.index_case.as_str()),
+                    index_named: named_source.as_deref() == Some(t.index_case.as_str()),
+                    cluster_index_named: detected_index.as_deref() == Some(t.index_case.as_str()),
+                    named_source,
                     detected_index,
                 });
             }
@@ -625,6 +656,7 @@ pub fn evaluate_clusters(truth: &TruthSet, live: &[ClusterAlert]) -> ClusterScor
     let true_clusters = truth.clusters.len();
     let found = matches.len();
     let index_named = matches.iter().filter(|m| m.index_named).count();
+    let cluster_index_named = matches.iter().filter(|m| m.cluster_index_named).count();
     let detected_matching = counted.len() - unmatched.len();
     ClusterScore {
         true_clusters,
@@ -632,6 +664,7 @@ pub fn evaluate_clusters(truth: &TruthSet, live: &[ClusterAlert]) -> ClusterScor
         found,
         recall: ratio(found, true_clusters),
         index_named,
+        cluster_index_named,
         index_named_first: ratio(index_named, found),
         index_share_all: ratio(index_named, true_clusters),
         detected_matching,
@@ -702,6 +735,12 @@ fn cluster_table(s: &mut String, c: &ClusterScore) {
         c.index_named,
         c.found,
         ratio(c.index_share_all)
+    );
+    let _ = writeln!(
+        s,
+        "{:<18} {:>7}  (the merged cluster's one index case)",
+        "cluster index",
+        ratio(self::ratio(c.cluster_index_named, c.found)),
     );
     let _ = writeln!(
         s,
@@ -877,6 +916,44 @@ mod tests {
         // Every one holds at least three of T1's cases: all count.
         assert_eq!(s.detected_matching, 3);
         assert!(s.unmatched.is_empty());
+    }
+
+    #[test]
+    fn the_source_at_the_true_clusters_place_is_what_is_named() {
+        use epitrace_model::{Cell, records::Place};
+        let cell = Cell::new(0x0893_0e1d_8a0b_ffff).unwrap();
+        let at = |h: i64| EventTime::from_millis("t", 1_588_000_000_000 + h * 3_600_000).unwrap();
+        let place = |h: i64, cases: &[&str], source: &str| {
+            Place::new(cell, at(h), at(h + 1)).unwrap().with_cases(
+                cases.iter().map(|c| CaseId::new(*c).unwrap()).collect(),
+                Some(CaseId::new(source).unwrap()),
+            )
+        };
+        // One merged cluster of two events: V infected X at a club, then
+        // X infected Y and Z at work. The truth's work cluster has X as
+        // its index case; the merged cluster's index is V.
+        let t = truth(vec![
+            true_cluster("T1", "V", &["V", "X", "W"]),
+            true_cluster("T2", "X", &["X", "Y", "Z"]),
+        ]);
+        let mut merged = alert("C1", Some("V"), &["V", "W", "X", "Y", "Z"]);
+        merged.places = vec![
+            place(0, &["V", "W", "X"], "V"),
+            place(50, &["X", "Y", "Z"], "X"),
+            // A place holding two of T2's cases, named otherwise: fewer.
+            place(60, &["Y", "Z"], "Y"),
+        ];
+        let s = evaluate_clusters(&t, &[merged.clone()]);
+        assert_eq!(s.found, 2);
+        assert_eq!(s.index_named, 2, "{:?}", s.matches);
+        assert_eq!(s.cluster_index_named, 1);
+        let t2 = s.matches.iter().find(|m| m.true_id == "T2").unwrap();
+        assert_eq!(t2.named_source.as_deref(), Some("X"));
+        assert!(!t2.cluster_index_named);
+        // Without places, the cluster's index case is what is named.
+        merged.places.clear();
+        let s = evaluate_clusters(&t, &[merged]);
+        assert_eq!((s.index_named, s.cluster_index_named), (1, 1));
     }
 
     #[test]

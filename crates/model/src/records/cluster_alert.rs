@@ -32,57 +32,104 @@ symbol_enum!(
     }
 );
 
-/// A place-time shared by cases of a cluster, `start <= end`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// A place-time shared by cases of a cluster, `start <= end`, with the
+/// cases linked there and the likely source among them.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Place {
     cell: Cell,
     start: EventTime,
     end: EventTime,
+    cases: Vec<CaseId>,
+    source_case: Option<CaseId>,
 }
 
 impl Place {
-    /// Validates a place-time.
+    /// Validates a place-time (no cases, no source: see
+    /// [`Place::with_cases`]).
     ///
     /// # Errors
     /// [`ModelError::TimestampOrder`] when `end` is before `start`.
     pub fn new(cell: Cell, start: EventTime, end: EventTime) -> Result<Self, ModelError> {
         check_order("places.end", start, end)?;
-        Ok(Self { cell, start, end })
+        Ok(Self {
+            cell,
+            start,
+            end,
+            cases: Vec::new(),
+            source_case: None,
+        })
+    }
+
+    /// The place-time with the cases linked there and the likely source.
+    #[must_use]
+    pub fn with_cases(self, cases: Vec<CaseId>, source_case: Option<CaseId>) -> Self {
+        Self {
+            cases,
+            source_case,
+            ..self
+        }
     }
 
     /// The place.
     #[must_use]
-    pub const fn cell(self) -> Cell {
+    pub const fn cell(&self) -> Cell {
         self.cell
     }
 
     /// Start of the shared period.
     #[must_use]
-    pub const fn start(self) -> EventTime {
+    pub const fn start(&self) -> EventTime {
         self.start
     }
 
     /// End of the shared period.
     #[must_use]
-    pub const fn end(self) -> EventTime {
+    pub const fn end(&self) -> EventTime {
         self.end
     }
 
-    fn to_value(self) -> Value {
+    /// The cases linked at this place-time (empty in v1 records).
+    #[must_use]
+    pub fn cases(&self) -> &[CaseId] {
+        &self.cases
+    }
+
+    /// The likely source of transmission here, when known.
+    #[must_use]
+    pub const fn source_case(&self) -> Option<&CaseId> {
+        self.source_case.as_ref()
+    }
+
+    fn to_value(&self) -> Value {
         record([
             ("cell", Value::Long(cell_to_long(self.cell))),
             ("start", ts(self.start)),
             ("end", ts(self.end)),
+            (
+                "cases",
+                Value::Array(self.cases.iter().map(|c| str_value(c.as_str())).collect()),
+            ),
+            (
+                "source_case",
+                opt(self.source_case.as_ref().map(|c| str_value(c.as_str()))),
+            ),
         ])
     }
 
     fn from_value(value: &Value) -> Result<Self, ModelError> {
         let f = Fields::of("places", value)?;
-        Self::new(
+        let cases = f
+            .array("cases")?
+            .iter()
+            .map(|c| CaseId::new(value::string("places.cases", c)?))
+            .collect::<Result<_, _>>()?;
+        let source_case = f.opt_string("source_case")?.map(CaseId::new).transpose()?;
+        Ok(Self::new(
             cell_from_long(f.long("cell")?)?,
             f.time("start")?,
             f.time("end")?,
-        )
+        )?
+        .with_cases(cases, source_case))
     }
 }
 
@@ -124,7 +171,7 @@ impl AvroRecord for ClusterAlert {
             ),
             (
                 "places",
-                Value::Array(self.places.iter().map(|p| p.to_value()).collect()),
+                Value::Array(self.places.iter().map(Place::to_value).collect()),
             ),
             (
                 "index_case",
