@@ -29,11 +29,10 @@
 
 use std::time::Duration;
 
-use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
+use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{AuditAction, AuditOutcome, AuditRecord, Role};
 use epitrace_model::topics::AUDIT;
 use epitrace_model::{ActorId, CaseId, EventTime, Text, encode_datum};
-use epitrace_stream::read::read_to_end;
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
 use sha2::{Digest, Sha256};
 
@@ -171,19 +170,7 @@ pub fn read_audit(
     kafka: &KafkaConfig,
     timeout: Duration,
 ) -> Result<(Vec<AuditRecord>, usize), ToolError> {
-    let mut bad = 0;
-    let mut out = Vec::new();
-    for r in read_to_end(kafka, AUDIT, timeout)? {
-        match r
-            .payload
-            .as_deref()
-            .map(|p| decode_single_object::<AuditRecord>(p, &DecodeOptions::default()))
-        {
-            Some(Ok(a)) => out.push(a),
-            _ => bad += 1,
-        }
-    }
-    Ok((out, bad))
+    crate::query::read_all(kafka, AUDIT, timeout)
 }
 
 /// What [`append`] wrote.
@@ -277,7 +264,11 @@ mod tests {
             .iter()
             .map(|r| {
                 let frame = encode_single_object(r).unwrap();
-                decode_single_object(&frame, &DecodeOptions::default()).unwrap()
+                epitrace_model::codec::decode_single_object(
+                    &frame,
+                    &epitrace_model::codec::DecodeOptions::default(),
+                )
+                .unwrap()
             })
             .collect();
         assert_eq!(wire, c);

@@ -25,12 +25,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use epitrace_feeds::{IdKind, PseudonymKey, Pseudonymizer};
-use epitrace_model::codec::{DecodeOptions, decode_single_object};
 use epitrace_model::records::{ClusterAlert, Exposure, ExposureStatus};
 use epitrace_model::topics::EXPOSURES;
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_stream::KafkaConfig;
-use epitrace_stream::read::read_to_end;
 
 use crate::ToolError;
 
@@ -379,20 +377,7 @@ pub fn read_exposures(
     kafka: &KafkaConfig,
     timeout: Duration,
 ) -> Result<(Vec<Exposure>, usize), ToolError> {
-    let records = read_to_end(kafka, EXPOSURES, timeout)?;
-    let mut bad = 0;
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        match r
-            .payload
-            .as_deref()
-            .map(|p| decode_single_object::<Exposure>(p, &DecodeOptions::default()))
-        {
-            Some(Ok(e)) => out.push(e),
-            _ => bad += 1,
-        }
-    }
-    Ok((out, bad))
+    crate::query::read_all(kafka, EXPOSURES, timeout)
 }
 
 /// Scores live exposures against the truth.

@@ -48,7 +48,7 @@ pub fn live_visits(case: &CaseId, versions: impl IntoIterator<Item = Visit>) -> 
 
 /// Reads every record of `topic` as `R` (undecodable ones skipped and
 /// counted), blocking.
-fn read_all<R: AvroRecord>(
+pub(crate) fn read_all<R: AvroRecord>(
     kafka: &KafkaConfig,
     topic: &str,
     timeout: Duration,
