@@ -27,13 +27,13 @@
 //!   (consumers upsert by id).
 
 use epitrace_core::{CaseFacts, ClusterConfig, ClusterGraph, PlaceTime};
+use epitrace_model::EventTime;
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{CaseEvent, ClusterAlert, ClusterStatus, Exposure, Visit};
-use epitrace_model::{CaseId, EventTime};
 use epitrace_state::Txn;
 use epitrace_stream::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 
-use crate::common::{OrFatal, decode, decode_value, encode_value, prefix_end};
+use crate::common::{OrFatal, case_member_key, decode, decode_value, encode_value, prefix_end};
 use crate::topology::{CASES, CLUSTER_EVIDENCE, CLUSTERS, EXPOSURES, TIMELINES};
 
 /// Store of case events.
@@ -56,13 +56,6 @@ fn kind_slot(status: ClusterStatus) -> usize {
         ClusterStatus::Merged => 3,
         ClusterStatus::Dissolved => 4,
     }
-}
-
-fn member_key(case: &CaseId, member: &[u8]) -> Vec<u8> {
-    let mut k = case.as_str().as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(member);
-    k
 }
 
 /// The cluster-detector processor.
@@ -141,7 +134,7 @@ impl Processor for ClusterDetector {
         let source = record.key.unwrap_or_default();
         let event_ms = if source == TIMELINES.as_bytes() {
             let v: Visit = decode(record)?;
-            let key = member_key(&v.case_id, v.visit_id.as_str().as_bytes());
+            let key = case_member_key(&v.case_id, v.visit_id.as_str().as_bytes());
             if v.retracted {
                 txn.delete(VISITS, key);
             } else {
@@ -152,7 +145,7 @@ impl Processor for ClusterDetector {
             v.end.as_millis()
         } else if source == EXPOSURES.as_bytes() {
             let e: Exposure = decode(record)?;
-            let key = member_key(&e.case_id, e.contact.as_bytes());
+            let key = case_member_key(&e.case_id, e.contact.as_bytes());
             let place = PlaceTime::of_exposure(&e);
             if place.is_some() {
                 txn.put(EXPOSURE_STATE, key, encode_value(&e)?);

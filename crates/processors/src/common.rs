@@ -7,7 +7,7 @@ use epitrace_model::codec::{AvroRecord, DecodeOptions, decode_single_object};
 use epitrace_model::records::{
     CaseTag, ObservationSource, SegmentRef, SegmentUpdate, SegmentUpdateKind,
 };
-use epitrace_model::{EventTime, ModelError, SubjectId};
+use epitrace_model::{CaseId, EventTime, ModelError, SubjectId};
 use epitrace_state::StateError;
 use epitrace_stream::{InputRecord, ProcessError};
 
@@ -80,6 +80,23 @@ impl<T> OrFatal<T> for Result<T, ModelError> {
 }
 
 pub(crate) use epitrace_state::keys::i64_key;
+
+/// `case id | 0 | member`: a per-case store key (an exposure's contact, a
+/// visit's id). Case ids never contain a 0 byte, so a case's keys are one
+/// range, starting with [`case_prefix`].
+pub(crate) fn case_member_key(case: &CaseId, member: &[u8]) -> Vec<u8> {
+    let mut k = case_prefix(case);
+    k.extend_from_slice(member);
+    k
+}
+
+/// `case id | 0`: the prefix of [`case_member_key`].
+pub(crate) fn case_prefix(case: &CaseId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(case.as_str().len() + 1 + 16);
+    k.extend_from_slice(case.as_str().as_bytes());
+    k.push(0);
+    k
+}
 
 /// `subject (16) | lane (4) | start (8) | first cell (8)`: a segment's
 /// identity as a key suffix, in time order per subject.

@@ -35,7 +35,8 @@ use epitrace_state::Txn;
 use epitrace_stream::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{
-    OrFatal, decode, decode_value, encode_value, prefix_end, segment_key, unexpected_topic,
+    OrFatal, case_member_key, case_prefix, decode, decode_value, encode_value, prefix_end,
+    segment_key, unexpected_topic,
 };
 use crate::topology::{CANDIDATES, CASES, EXPOSURES};
 
@@ -47,16 +48,7 @@ pub const EMITTED: &str = "emitted";
 pub const CASE_STATE: &str = "cases";
 
 fn pair_key(case: &CaseId, contact: SubjectId) -> Vec<u8> {
-    let mut k = case.as_str().as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(contact.as_bytes());
-    k
-}
-
-fn case_prefix(case: &CaseId) -> Vec<u8> {
-    let mut k = case.as_str().as_bytes().to_vec();
-    k.push(0);
-    k
+    case_member_key(case, contact.as_bytes())
 }
 
 /// The exposure-aggregator processor.
