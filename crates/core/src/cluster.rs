@@ -171,6 +171,16 @@ impl Node {
     }
 }
 
+/// A connected group of cases and the links of each, as the walk found them.
+#[derive(Debug, Default)]
+struct Component {
+    cases: BTreeSet<CaseId>,
+    links: Vec<(CaseId, Vec<Link>)>,
+}
+
+/// A link from some case: the other case, how, and where and when.
+type Link = (CaseId, LinkKind, PlaceTime);
+
 /// The links of a cluster at one place, while an alert is built.
 struct PlaceGroup {
     span: PlaceTime,
@@ -352,7 +362,7 @@ impl ClusterGraph {
     }
 
     /// Every link of a live case, with where and when it happened.
-    fn links(&self, case: &CaseId) -> Vec<(CaseId, LinkKind, PlaceTime)> {
+    fn links(&self, case: &CaseId) -> Vec<Link> {
         let mut out = Vec::new();
         let Some(node) = self.nodes.get(case) else {
             return out;
@@ -413,30 +423,30 @@ impl ClusterGraph {
         })
     }
 
-    /// The connected group of live cases around `start`.
-    fn component(&self, start: &CaseId) -> BTreeSet<CaseId> {
-        let mut seen = BTreeSet::new();
+    /// The connected group of live cases around `start`, with every link
+    /// of each (found once, by the walk, and reused by [`Self::describe`]).
+    fn component(&self, start: &CaseId) -> Component {
+        let mut group = Component::default();
         if !self.is_live(start) {
-            return seen;
+            return group;
         }
         let mut queue = VecDeque::from([start.clone()]);
-        seen.insert(start.clone());
+        group.cases.insert(start.clone());
         while let Some(c) = queue.pop_front() {
-            for (other, _, _) in self.links(&c) {
-                if seen.insert(other.clone()) {
-                    queue.push_back(other);
+            let links = self.links(&c);
+            for (other, _, _) in &links {
+                if group.cases.insert(other.clone()) {
+                    queue.push_back(other.clone());
                 }
             }
+            group.links.push((c, links));
         }
-        seen
+        group
     }
 
     /// The cluster a qualifying group of cases forms, without status.
-    fn describe(
-        &self,
-        cases: &BTreeSet<CaseId>,
-        at: EventTime,
-    ) -> Result<ClusterAlert, ModelError> {
+    fn describe(&self, group: &Component, at: EventTime) -> Result<ClusterAlert, ModelError> {
+        let cases = &group.cases;
         let by_rank = |c: &CaseId| self.rank(c).map(|r| (r, c.clone()));
         let index = cases
             .iter()
@@ -450,8 +460,8 @@ impl ClusterGraph {
         let mut groups: BTreeMap<(Cell, i64), PlaceGroup> = BTreeMap::new();
         let mut chain: BTreeSet<(CaseId, CaseId)> = BTreeSet::new();
         let mut place_links = 0usize;
-        for c in cases {
-            for (other, kind, pt) in self.links(c) {
+        for (c, links) in &group.links {
+            for (other, kind, pt) in links.iter().cloned() {
                 let key = pt.cell.parent(self.place_res).unwrap_or(pt.cell);
                 let day = pt.start.as_millis().div_euclid(DAY_MS);
                 let group = groups.entry((key, day)).or_insert_with(|| PlaceGroup {
@@ -581,13 +591,13 @@ impl ClusterGraph {
                 continue;
             }
             let group = self.component(seed);
-            seen.extend(group.iter().cloned());
-            for c in &group {
+            seen.extend(group.cases.iter().cloned());
+            for c in &group.cases {
                 if let Some(id) = self.case_cluster.get(c) {
                     touched.insert(id.clone());
                 }
             }
-            if group.len() >= min {
+            if group.cases.len() >= min {
                 let cluster = self.describe(&group, at)?;
                 fresh.insert(cluster.cluster_id.clone(), cluster);
             }
