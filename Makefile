@@ -2,41 +2,53 @@
 
 CARGO ?= cargo
 CARGO_FLAGS ?=
+# rustup installs cargo in ~/.cargo/bin, which a fresh shell may not have.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help bootstrap build test fmt fmt-check lint unit demo bench eval
+.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench eval
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-bootstrap: ## install system packages the build needs (apt; idempotent)
+bootstrap: ## install what building and testing need (apt, rustup; idempotent)
 	scripts/bootstrap.sh
 
-build: ## build every crate and the epitrace binary
+# Run first by every target that builds: install what is missing, or stop
+# with one line naming it and the command that installs it.
+prereqs-build:
+	@scripts/bootstrap.sh --quiet build
+prereqs-test:
+	@scripts/bootstrap.sh --quiet test
+
+build: prereqs-build ## build every crate and the epitrace binary
 	$(CARGO) build --workspace --all-targets $(CARGO_FLAGS)
 
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-fmt-check: ## fail on unformatted code
+fmt-check: prereqs-test ## fail on unformatted code
 	$(CARGO) fmt --all -- --check
 
-lint: ## clippy and rustdoc with warnings as errors, every target and feature
+lint: prereqs-test ## clippy and rustdoc with warnings as errors, every target and feature
 	$(CARGO) clippy --workspace --all-targets --all-features $(CARGO_FLAGS) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --all-features $(CARGO_FLAGS)
 
-unit: ## run every test (unit, property, integration, end to end on a local Kafka broker)
+unit: prereqs-test ## run every test (unit, property, integration, end to end on a local Kafka broker)
 	$(CARGO) test --workspace --all-features --no-run $(CARGO_FLAGS)
 	scripts/with-kafka.sh $(CARGO) test --workspace --all-features $(CARGO_FLAGS)
 
-test: fmt-check lint unit ## the whole gate: format, lint, all tests
+test: prereqs-test fmt-check lint unit ## the whole gate: format, lint, all tests
 
-demo: ## the whole pipeline in one process on an in-process mock Kafka cluster
+demo: prereqs-build ## the whole pipeline in one process on an in-process mock Kafka cluster
 	$(CARGO) run -p epitrace $(CARGO_FLAGS) -- demo
 
-bench: ## throughput of segmenter + presence-join on RocksDB (release build)
+up: ## the pipeline on the real local broker: a simulated city traced, clusters and a timeline shown; runs until Ctrl-C
+	scripts/up.sh
+
+bench: prereqs-build ## throughput of segmenter + presence-join on RocksDB (release build)
 	$(CARGO) bench -p epitrace-bench $(CARGO_FLAGS)
 
-eval: ## the default simulated city through the pipeline on a local broker, then the accuracy report (release build; ~17 min)
+eval: prereqs-test ## the default simulated city through the pipeline on a local broker, then the accuracy report (release build; ~17 min)
 	$(CARGO) build --release --workspace --bins $(CARGO_FLAGS)
 	EPITRACE_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/epitrace" \
 		scripts/with-kafka.sh scripts/eval.sh

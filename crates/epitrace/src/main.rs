@@ -3,7 +3,8 @@
 //! Subcommands: `schemas` (records and fingerprints), `topics create`,
 //! `run` (the processors, with the operations endpoint), `demo` (everything
 //! in one process on an in-process mock Kafka cluster), `config check` /
-//! `config keys`, `health` (a probe for containers without curl), and the
+//! `config keys`, `health` (a probe for containers without curl), `wait`
+//! (until a running pipeline has caught up), and the
 //! audited reads of investigators, `clusters` and `case ID`. The
 //! binary only parses flags, loads configuration and wires the library
 //! crates together.
@@ -12,6 +13,7 @@ mod demo;
 mod query;
 mod settings;
 mod tools;
+mod wait;
 
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -95,17 +97,25 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9464/readyz")]
         url: String,
     },
+    /// Wait until a running pipeline has caught up: ready, no consumer lag
+    /// and no input record processed for --quiet-s seconds (read from its
+    /// /metrics; exit 1 on --timeout-s).
+    Wait(wait::WaitArgs),
     /// Run processors until Ctrl-C or SIGTERM (then finish the batch in
     /// hand, flush and exit 0), serving /metrics, /healthz and /readyz on
     /// `metrics.listen` (default 127.0.0.1:9464).
     Run {
         #[command(flatten)]
         overrides: Overrides,
-        /// Processors to run, comma separated (default: all): case-router,
-        /// segmenter, presence-join, exposure-aggregator, cluster-router,
-        /// cluster-detector. The cluster detector reads one partition, so
+        /// Processors to run, comma separated (default: all of them, in
+        /// pipeline order). The cluster detector reads one partition, so
         /// one instance of the consumer group does its work.
-        #[arg(long, value_delimiter = ',', env = "EPITRACE_PROCESSORS")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            env = "EPITRACE_PROCESSORS",
+            value_parser = processor_parser()
+        )]
         processors: Vec<ProcessorKind>,
     },
     /// Run the whole pipeline in one process on librdkafka's in-process mock
@@ -201,6 +211,26 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
 
+/// `--processors` values: the registry's names, each with its one-line
+/// description in the help.
+fn processor_parser() -> impl clap::builder::TypedValueParser<Value = ProcessorKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        epitrace_processors::registry::REGISTRY
+            .iter()
+            .map(|s| PossibleValue::new(s.name()).help(s.about)),
+    )
+    .try_map(|name| name.parse::<ProcessorKind>())
+}
+
+/// Fails within a few seconds, naming the brokers and how to start one,
+/// when no Kafka broker answers: every command that needs Kafka calls it
+/// first instead of waiting for librdkafka's timeouts in silence.
+pub(crate) fn require_kafka(kafka: &epitrace_stream::KafkaConfig) -> Result<()> {
+    epitrace_stream::link::probe(kafka, epitrace_stream::link::PROBE_TIMEOUT)?;
+    Ok(())
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -216,6 +246,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         } => {
             let cfg = load(&overrides)?;
             let specs = topic_specs(&cfg.topology);
+            require_kafka(&cfg.kafka)?;
             let results = runtime()?.block_on(create_topics(&cfg.kafka.brokers, &specs))?;
             for (name, outcome) in results {
                 let what = match outcome {
@@ -238,6 +269,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                     cfg.kafka.brokers
                 );
             }
+            require_kafka(&cfg.kafka)?;
             let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
             for (topic, records, refused) in
                 runtime()?.block_on(purge_topics(&cfg.kafka.brokers, &names))?
@@ -318,6 +350,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Eval(args) => tools::eval_cmd(&args, out),
         Command::Clusters(args) => query::clusters_cmd(&args, out),
         Command::Case(args) => query::case_cmd(&args, out),
+        Command::Wait(args) => wait::wait_cmd(&args, out),
         Command::Health { url } => {
             let (status, body) = epitrace_ops::get(&url)?;
             anyhow::ensure!(status == 200, "{url}: {status} {}", body.trim());

@@ -129,6 +129,7 @@ pub(crate) fn clusters_cmd(args: &ClustersArgs, out: &mut impl Write) -> Result<
         .map(|c| CaseId::new(c).with_context(|| format!("--case {c:?}")))
         .transpose()?;
     let cfg = load(&args.overrides)?;
+    crate::require_kafka(&cfg.kafka)?;
     let timeout = Duration::from_secs(args.timeout_s);
     let (versions, bad) = read_clusters(&cfg.kafka, timeout)?;
     audit(
@@ -155,6 +156,7 @@ pub(crate) fn case_cmd(args: &CaseArgs, out: &mut impl Write) -> Result<()> {
     let reader = args.audit.validate()?;
     let case = CaseId::new(args.id.as_str()).with_context(|| format!("case id {:?}", args.id))?;
     let cfg = load(&args.overrides)?;
+    crate::require_kafka(&cfg.kafka)?;
     let timeout = Duration::from_secs(args.timeout_s);
     let (visits, bad_visits) = read_visits(&cfg.kafka, timeout)?;
     let (clusters, bad_clusters) = read_clusters(&cfg.kafka, timeout)?;

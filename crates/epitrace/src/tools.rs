@@ -163,6 +163,7 @@ pub(crate) fn sim(args: &SimArgs, out: &mut impl Write) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let manifest = if args.publish {
+        crate::require_kafka(&pipeline.kafka)?;
         let key = match &args.key {
             Some(path) => PseudonymKey::from_file(path)?,
             None => PseudonymKey::from_file(&write_demo_key(&args.out, args.seed)?)?,
@@ -269,6 +270,7 @@ pub(crate) fn produce_cmd(args: &ProduceArgs, out: &mut impl Write) -> Result<()
     anyhow::ensure!(args.rate.is_none_or(|r| r > 0.0), "--rate must be positive");
     let cfg = load(&args.overrides)?;
     let key = PseudonymKey::from_file(&args.key)?;
+    crate::require_kafka(&cfg.kafka)?;
     let opts = ProduceOptions {
         feed: args.feed,
         input: args.input.clone(),
@@ -396,6 +398,7 @@ pub(crate) fn eval_cmd(args: &EvalArgs, out: &mut impl Write) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.truth.join("pseudonym.key"));
     let key = PseudonymKey::from_file(&key_path)?;
+    crate::require_kafka(&cfg.kafka)?;
     let truth = TruthSet::load(&args.truth, &key)?;
     let timeout = Duration::from_secs(args.timeout_s);
     let (versions, bad) = read_exposures(&cfg.kafka, timeout)?;

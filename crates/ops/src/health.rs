@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::Metrics;
+use crate::{KafkaLink, Metrics};
 
 /// A task's state, as readiness sees it.
 const STARTING: u8 = 0;
@@ -14,22 +14,25 @@ const FAILED: u8 = 2;
 ///
 /// The process is *alive* while it serves requests, and *ready* when it has
 /// at least one task and every task is ready: its partitions assigned, their
-/// offsets restored from its state store, and its loop consuming. A task is
-/// not ready before its first assignment, after a revoke until the next
-/// assignment, and never again after it failed.
+/// offsets restored from its state store, and its loop consuming — and a
+/// Kafka broker answers (see [`KafkaLink`]). A task is not ready before its
+/// first assignment, after a revoke until the next assignment, and never
+/// again after it failed.
 #[derive(Debug)]
 pub struct Health {
     tasks: Mutex<Vec<(&'static str, Arc<AtomicU8>)>>,
     metrics: Arc<Metrics>,
+    kafka: Arc<KafkaLink>,
 }
 
 impl Health {
     /// No tasks yet: not ready.
     #[must_use]
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, kafka: Arc<KafkaLink>) -> Self {
         Self {
             tasks: Mutex::new(Vec::new()),
             metrics,
+            kafka,
         }
     }
 
@@ -52,20 +55,30 @@ impl Health {
         self.not_ready().is_some_and(|waiting| waiting.is_empty())
     }
 
-    /// The processors not ready, or `None` when no task is registered.
+    /// What keeps the process from being ready: the processors not ready,
+    /// then `kafka` when no broker answers; `None` when no task is
+    /// registered.
     #[must_use]
     pub fn not_ready(&self) -> Option<Vec<&'static str>> {
         let tasks = self.tasks.lock().ok()?;
         if tasks.is_empty() {
             return None;
         }
-        Some(
-            tasks
-                .iter()
-                .filter(|(_, s)| s.load(Ordering::Acquire) != READY)
-                .map(|(name, _)| *name)
-                .collect(),
-        )
+        let mut waiting: Vec<&'static str> = tasks
+            .iter()
+            .filter(|(_, s)| s.load(Ordering::Acquire) != READY)
+            .map(|(name, _)| *name)
+            .collect();
+        if !self.kafka.is_reachable() {
+            waiting.push("kafka");
+        }
+        Some(waiting)
+    }
+
+    /// Re-publishes the `epitrace_ready` gauge (after the Kafka link
+    /// changed; task changes publish by themselves).
+    pub fn refresh(&self) {
+        self.publish();
     }
 
     fn publish(&self) {
@@ -112,7 +125,12 @@ mod tests {
     #[test]
     fn ready_only_when_every_task_is() {
         let metrics = Arc::new(Metrics::new().unwrap());
-        let health = Arc::new(Health::new(Arc::clone(&metrics)));
+        let kafka = Arc::new(KafkaLink::new(
+            metrics.kafka_reachable.clone(),
+            metrics.kafka_client_errors.clone(),
+        ));
+        kafka.answered();
+        let health = Arc::new(Health::new(Arc::clone(&metrics), Arc::clone(&kafka)));
         assert!(!health.is_ready(), "no task: not ready");
         let a = health.task("segmenter");
         let b = health.task("presence-join");
@@ -128,5 +146,27 @@ mod tests {
         b.set_failed();
         b.set_ready(true); // a failed task stays failed
         assert!(!health.is_ready());
+    }
+
+    #[test]
+    fn not_ready_while_kafka_is_unreachable() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let kafka = Arc::new(KafkaLink::new(
+            metrics.kafka_reachable.clone(),
+            metrics.kafka_client_errors.clone(),
+        ));
+        let health = Arc::new(Health::new(Arc::clone(&metrics), Arc::clone(&kafka)));
+        let a = health.task("segmenter");
+        a.set_ready(true);
+        assert_eq!(health.not_ready(), Some(vec!["kafka"]), "never reached");
+        kafka.answered();
+        health.refresh();
+        assert!(health.is_ready());
+        assert_eq!(metrics.ready.get(), 1);
+        kafka.error(crate::LinkErrorKind::AllBrokersDown);
+        health.refresh();
+        assert_eq!(health.not_ready(), Some(vec!["kafka"]));
+        assert_eq!(metrics.ready.get(), 0);
+        assert_eq!(metrics.kafka_reachable.get(), 0);
     }
 }

@@ -8,7 +8,9 @@
 //!   never a subject, case, cell or window);
 //! - [`Health`]: liveness and readiness — ready when every processor task
 //!   has its partitions assigned, their offsets restored from state, and is
-//!   consuming;
+//!   consuming, and the process reaches Kafka;
+//! - [`KafkaLink`]: whether any broker answers, fed by every Kafka client
+//!   of the process and summarised in one log line per interval;
 //! - [`OpsServer`]: the HTTP endpoint serving `/metrics` (Prometheus text
 //!   format), `/healthz` and `/readyz`, on [`OpsConfig::listen`]
 //!   (default `127.0.0.1:9464`).
@@ -19,6 +21,7 @@
 mod config;
 mod error;
 mod health;
+pub mod kafka_link;
 mod metrics;
 mod server;
 
@@ -27,6 +30,7 @@ use std::sync::Arc;
 pub use config::OpsConfig;
 pub use error::OpsError;
 pub use health::{Health, TaskHealth};
+pub use kafka_link::{KafkaLink, LinkErrorKind, LinkReport};
 pub use metrics::{Metrics, TaskMetrics};
 pub use server::{OpsServer, get};
 
@@ -38,6 +42,9 @@ pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness.
     pub health: Arc<Health>,
+    /// Whether the process reaches Kafka (fed by every client; part of
+    /// readiness).
+    pub kafka: Arc<KafkaLink>,
 }
 
 impl Telemetry {
@@ -48,7 +55,15 @@ impl Telemetry {
     /// are fixed).
     pub fn new() -> Result<Self, OpsError> {
         let metrics = Arc::new(Metrics::new()?);
-        let health = Arc::new(Health::new(Arc::clone(&metrics)));
-        Ok(Self { metrics, health })
+        let kafka = Arc::new(KafkaLink::new(
+            metrics.kafka_reachable.clone(),
+            metrics.kafka_client_errors.clone(),
+        ));
+        let health = Arc::new(Health::new(Arc::clone(&metrics), Arc::clone(&kafka)));
+        Ok(Self {
+            metrics,
+            health,
+            kafka,
+        })
     }
 }

@@ -45,6 +45,10 @@ pub struct Metrics {
     pub cluster_alerts_emitted: IntCounterVec,
     /// `epitrace_ready`.
     pub ready: IntGauge,
+    /// `epitrace_kafka_reachable`.
+    pub kafka_reachable: IntGauge,
+    /// `epitrace_kafka_client_errors_total{kind}`.
+    pub kafka_client_errors: IntCounterVec,
     /// `epitrace_build_info{version}`.
     pub build_info: IntGaugeVec,
 }
@@ -78,6 +82,8 @@ impl Metrics {
         "epitrace_exposures_emitted_total",
         "epitrace_cluster_alerts_emitted_total",
         "epitrace_ready",
+        "epitrace_kafka_reachable",
+        "epitrace_kafka_client_errors_total",
         "epitrace_build_info",
     ];
 
@@ -174,6 +180,19 @@ impl Metrics {
                 registry.register(Box::new(g.clone()))?;
                 g
             },
+            kafka_reachable: {
+                let g = IntGauge::new(
+                    "epitrace_kafka_reachable",
+                    "1 while a Kafka broker answers this process, 0 while none does (not ready meanwhile).",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            kafka_client_errors: counter(
+                "epitrace_kafka_client_errors_total",
+                "Errors reported by the Kafka clients of the process, by kind (all_brokers_down, transport, resolve, timeout, auth, unknown_topic, other).",
+                &["kind"],
+            )?,
             build_info: gauge(
                 "epitrace_build_info",
                 "Always 1; the version of the running binary in its label.",
@@ -367,6 +386,10 @@ mod tests {
         t.state("trails", 100, 3);
         t.exposures("new", 1);
         t.cluster_alerts("new", 1);
+        metrics
+            .kafka_client_errors
+            .with_label_values(&["transport"])
+            .inc();
         let mut gathered: Vec<String> = metrics
             .registry
             .gather()
@@ -390,6 +413,7 @@ mod tests {
             .iter()
             .any(|u| name.ends_with(u))
                 || *name == "epitrace_ready"
+                || *name == "epitrace_kafka_reachable"
                 || *name == "epitrace_build_info";
             assert!(unit_ok, "{name}");
         }

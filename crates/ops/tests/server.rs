@@ -24,8 +24,19 @@ fn serves_metrics_health_and_readiness() {
 
     let task = telemetry.health.task("segmenter");
     let (status, body) = get(&format!("{base}/readyz")).unwrap();
-    assert_eq!((status, body.as_str()), (503, "not ready: segmenter\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "not ready: segmenter, kafka\n")
+    );
     task.set_ready(true);
+    let (status, body) = get(&format!("{base}/readyz")).unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "not ready: kafka\n"),
+        "no broker has answered yet"
+    );
+    telemetry.kafka.answered();
+    telemetry.health.refresh();
     assert_eq!(get(&format!("{base}/readyz")).unwrap().0, 200);
 
     telemetry

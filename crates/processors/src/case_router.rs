@@ -8,16 +8,16 @@
 //!   subjects are cases and can look back over their stored trails.
 //! - **Time:** outputs carry the input's timestamp.
 //! - **Delivery:** at-least-once with deterministic outputs (see
-//!   `epitrace_stream`): a replay produces identical records.
+//!   `epitrace_engine`): a replay produces identical records.
 //!
 //! A case whose subjects change (UPDATED without one of its earlier
 //! pseudonyms) leaves the dropped pseudonym tagged; the authority retracts
 //! and re-confirms to remove it.
 
+use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{CaseEvent, SubjectCase};
 use epitrace_state::Txn;
-use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{OrFatal, decode};
 use crate::topology::{CASES, CASES_BY_SUBJECT};

@@ -27,11 +27,11 @@
 //!   (consumers upsert by id).
 
 use epitrace_core::{CaseFacts, ClusterConfig, ClusterGraph, PlaceTime};
+use epitrace_engine::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::EventTime;
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{CaseEvent, ClusterAlert, ClusterStatus, Exposure, Visit};
 use epitrace_state::Txn;
-use epitrace_stream::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{OrFatal, case_member_key, decode, decode_value, encode_value, prefix_end};
 use crate::topology::{CASES, CLUSTER_EVIDENCE, CLUSTERS, EXPOSURES, TIMELINES};

@@ -17,9 +17,9 @@
 //! - **Delivery:** at-least-once; a replay forwards identical records,
 //!   which the detector applies idempotently (upserts by id).
 
+use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::records::{CaseEvent, Exposure, Visit};
 use epitrace_state::Txn;
-use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{decode, unexpected_topic};
 use crate::topology::{CASES, CLUSTER_EVIDENCE, EXPOSURES, TIMELINES};

@@ -3,13 +3,13 @@
 //! wire form.
 
 use epitrace_core::{Lane, Segment, SegmentKey, Source, SourceSet};
+use epitrace_engine::{InputRecord, ProcessError};
 use epitrace_model::codec::{AvroRecord, DecodeOptions, decode_single_object};
 use epitrace_model::records::{
     CaseTag, ObservationSource, SegmentRef, SegmentUpdate, SegmentUpdateKind,
 };
 use epitrace_model::{CaseId, EventTime, ModelError, SubjectId};
 use epitrace_state::StateError;
-use epitrace_stream::{InputRecord, ProcessError};
 
 /// Decodes a single-object frame, rejecting timestamps more than a day after
 /// the batch's wall-clock time. A failure is a dead letter, with the
@@ -48,6 +48,29 @@ pub(crate) fn unexpected_topic(processor: &str, record: &InputRecord<'_>) -> Pro
     ProcessError::Rejected {
         reason: "unexpected_topic",
         detail: format!("{processor} does not read {}", record.topic),
+    }
+}
+
+/// Checks that a record is keyed by what its payload names (`what`: "the
+/// subject pseudonym", "the case id"): a record keyed otherwise may sit in
+/// another partition than the rest of that subject's or case's records, and
+/// so be processed by another instance against other state — one person's
+/// state split in two. Such a record is dead-lettered (`key_mismatch`).
+pub(crate) fn check_key(
+    record: &InputRecord<'_>,
+    expected: &[u8],
+    what: &str,
+) -> Result<(), ProcessError> {
+    if record.key == Some(expected) {
+        Ok(())
+    } else {
+        Err(ProcessError::Rejected {
+            reason: "key_mismatch",
+            detail: format!(
+                "the record key is not {what} its value names ({} records are keyed by it)",
+                record.topic
+            ),
+        })
     }
 }
 

@@ -1,7 +1,8 @@
 //! # exposure-aggregator
 //!
 //! - **Inputs** (co-partitioned, key = case id): `exposure.candidates`
-//!   ([`ExposureCandidate`]) and `cases.events` ([`CaseEvent`]).
+//!   ([`ExposureCandidate`]) and `cases.events` ([`CaseEvent`]); a record
+//!   keyed otherwise than by its case id is dead-lettered (`key_mismatch`).
 //! - **State** (RocksDB, keyed by case):
 //!   - `ledgers`: case | 0 | contact → [`ContactLedger`], the overlap of
 //!     every (case segment, contact segment) pair;
@@ -26,17 +27,17 @@
 use std::collections::BTreeMap;
 
 use epitrace_core::{Assessment, ContactLedger, Interval, Overlap, PairKey, TracingConfig};
+use epitrace_engine::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
     CaseEvent, CaseStatus, Exposure, ExposureCandidate, ExposureStatus, TimeWindow,
 };
 use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
-use epitrace_stream::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{
-    OrFatal, case_member_key, case_prefix, decode, decode_value, encode_value, prefix_end,
-    segment_key, unexpected_topic,
+    OrFatal, case_member_key, case_prefix, check_key, decode, decode_value, encode_value,
+    prefix_end, segment_key, unexpected_topic,
 };
 use crate::topology::{CANDIDATES, CASES, EXPOSURES};
 
@@ -274,6 +275,7 @@ impl Processor for ExposureAggregator {
         match record.topic {
             CANDIDATES => {
                 let c: ExposureCandidate = decode(record)?;
+                check_key(record, c.case_id.as_str().as_bytes(), "the case id")?;
                 if let Some(w) = &c.overlap {
                     self.last_event_ms = Some(w.end().as_millis());
                 }
@@ -281,6 +283,7 @@ impl Processor for ExposureAggregator {
             }
             CASES => {
                 let e: CaseEvent = decode(record)?;
+                check_key(record, e.case_id.as_str().as_bytes(), "the case id")?;
                 self.last_event_ms = Some(e.confirmed_at.as_millis());
                 self.case_event(&e, ts, txn)
             }

@@ -16,6 +16,10 @@
 //! - [`cluster_router`]: timelines + exposures + cases → `clusters.evidence`
 //!   (one partition).
 //! - [`cluster_detector`]: evidence → `tracing.clusters`.
+//! - [`registry`]: the one list of processors (name, inputs, outputs,
+//!   stores, constructor) that `run`, `topics create`, the CLI help and the
+//!   test driver derive from; [`registry::test_driver`] runs the whole
+//!   topology in memory through the production batch step.
 //! - [`topology`]: topic names and their creation settings.
 //! - [`run`]: [`Pipeline`], running any subset of the processors in one
 //!   process.
@@ -45,6 +49,7 @@ mod common;
 pub mod error;
 pub mod exposure_aggregator;
 pub mod presence_join;
+pub mod registry;
 pub mod run;
 pub mod segmenter;
 pub mod topology;

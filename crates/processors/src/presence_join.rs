@@ -34,13 +34,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use epitrace_core::codec::{decode_segment, encode_segment};
 use epitrace_core::join::{Bucket, Probe, buckets, infectious_window, overlap};
 use epitrace_core::{CellKey, Overlap, Segment, TracingConfig};
+use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
     CaseTag, ExposureCandidate, SegmentUpdate, SegmentUpdateKind, TimeWindow,
 };
 use epitrace_model::{CaseId, EventTime, SubjectId};
 use epitrace_state::Txn;
-use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 
 use crate::common::{
     OrFatal, decode, i64_key, prefix_end, segment_id_key, segment_of, segment_ref, update_of,

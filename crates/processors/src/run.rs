@@ -17,13 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
-use crate::case_router::CaseRouter;
-use crate::cluster_detector::ClusterDetector;
-use crate::cluster_router::ClusterRouter;
 use crate::error::PipelineError;
-use crate::exposure_aggregator::ExposureAggregator;
-use crate::presence_join::PresenceJoin;
-use crate::segmenter::Segmenter;
+use crate::registry;
 use crate::topology::TopologyConfig;
 
 /// The processors of DESIGN §4.
@@ -66,17 +61,6 @@ impl ProcessorKind {
             Self::ExposureAggregator => "exposure-aggregator",
             Self::ClusterRouter => "cluster-router",
             Self::ClusterDetector => "cluster-detector",
-        }
-    }
-
-    fn stores(self) -> &'static [&'static str] {
-        match self {
-            Self::CaseRouter => &[],
-            Self::Segmenter => Segmenter::STORES,
-            Self::PresenceJoin => PresenceJoin::STORES,
-            Self::ExposureAggregator => ExposureAggregator::STORES,
-            Self::ClusterRouter => &[],
-            Self::ClusterDetector => ClusterDetector::STORES,
         }
     }
 }
@@ -162,12 +146,28 @@ impl Pipeline {
             cfg.state_dir.clone()
         };
         let (stop, rx) = watch::channel(false);
+        // One watcher of the Kafka link for the whole process: a broker
+        // outage is one summary line per interval, not an error per client
+        // per retry, and readiness follows it.
+        {
+            let mut rx = rx.clone();
+            tokio::spawn(epitrace_stream::link::watch(
+                Arc::clone(&telemetry.kafka),
+                Arc::clone(&telemetry.health),
+                cfg.kafka.brokers.clone(),
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            ));
+        }
+        info!(brokers = %cfg.kafka.brokers, "connecting to kafka");
         let mut tasks = Vec::new();
         let mut stats = BTreeMap::new();
         for &kind in kinds {
+            let spec = registry::spec(kind);
             let store: Arc<dyn KvStore> = Arc::new(RocksStore::open(
                 state_dir.join(kind.name()),
-                kind.stores(),
+                &spec.store_names(),
                 &cfg.store,
             )?);
             let task_stats = Arc::new(TaskStats::default());
@@ -177,35 +177,10 @@ impl Pipeline {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
             let kafka = cfg.kafka.clone();
-            let tracing_cfg = cfg.tracing.clone();
-            let retention = cfg.topology.retention.as_millis();
+            let processor = (spec.build)(cfg);
             let t = telemetry.clone();
             let handle = tokio::spawn(async move {
-                let (k, s) = (&kafka, task_stats);
-                match kind {
-                    ProcessorKind::CaseRouter => {
-                        run_task(CaseRouter::default(), store, k, s, &t, shutdown).await
-                    }
-                    ProcessorKind::Segmenter => {
-                        let p = Segmenter::new(&tracing_cfg);
-                        run_task(p, store, k, s, &t, shutdown).await
-                    }
-                    ProcessorKind::PresenceJoin => {
-                        let p = PresenceJoin::new(&tracing_cfg, retention);
-                        run_task(p, store, k, s, &t, shutdown).await
-                    }
-                    ProcessorKind::ExposureAggregator => {
-                        let p = ExposureAggregator::new(&tracing_cfg);
-                        run_task(p, store, k, s, &t, shutdown).await
-                    }
-                    ProcessorKind::ClusterRouter => {
-                        run_task(ClusterRouter::default(), store, k, s, &t, shutdown).await
-                    }
-                    ProcessorKind::ClusterDetector => {
-                        let p = ClusterDetector::new(&tracing_cfg.cluster);
-                        run_task(p, store, k, s, &t, shutdown).await
-                    }
-                }
+                run_task(processor, store, &kafka, task_stats, &t, shutdown).await
             });
             info!(processor = kind.name(), "processor started");
             tasks.push((kind, handle));

@@ -25,6 +25,9 @@
 //!   upsert; `retracted = true` when the visit no longer exists (segment
 //!   split or merged by late data, window changed, case retracted). A case
 //!   confirmed later gets its visits from the look-back below.
+//! - **Keys:** every input record must be keyed by the subject its value
+//!   names (the partitioning that keeps one person's state on one
+//!   instance); one keyed otherwise is dead-lettered as `key_mismatch`.
 //! - **Time:** event time; the grace period and late lanes are
 //!   [`SubjectTrail`]'s. Outputs carry the input's timestamp.
 //! - **Case look-back:** a `cases.by-subject` record re-sends every live
@@ -48,6 +51,7 @@ use epitrace_core::{
     ChangeKind, FootprintCache, Ingest, Observation, Segment, SegmentChange, Stream, SubjectTrail,
     TracingConfig,
 };
+use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::Visit;
 use epitrace_model::records::{
@@ -56,12 +60,11 @@ use epitrace_model::records::{
 };
 use epitrace_model::{CaseId, Probability, SubjectId};
 use epitrace_state::Txn;
-use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 use h3o::Resolution;
 
 use crate::common::{
-    OrFatal, decode, decode_value, encode_value, prefix_end, segment_id_key, unexpected_topic,
-    update_of, wire_sources,
+    OrFatal, check_key, decode, decode_value, encode_value, prefix_end, segment_id_key,
+    unexpected_topic, update_of, wire_sources,
 };
 use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM, TIMELINES};
 
@@ -402,14 +405,26 @@ impl Processor for Segmenter {
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
         let ts = record.timestamp_ms;
+        const SUBJECT: &str = "the subject pseudonym";
         let (subject, obs) = match record.topic {
-            TELECOM => self
-                .ingest
-                .ping_cached(&decode::<LocationPing>(record)?, &mut self.footprints),
-            CARD => self.ingest.card(&decode::<CardTransaction>(record)?),
-            CHECKIN => self.ingest.checkin(&decode::<VenueCheckin>(record)?),
+            TELECOM => {
+                let ping = decode::<LocationPing>(record)?;
+                check_key(record, ping.subject.as_bytes(), SUBJECT)?;
+                self.ingest.ping_cached(&ping, &mut self.footprints)
+            }
+            CARD => {
+                let card = decode::<CardTransaction>(record)?;
+                check_key(record, card.subject.as_bytes(), SUBJECT)?;
+                self.ingest.card(&card)
+            }
+            CHECKIN => {
+                let checkin = decode::<VenueCheckin>(record)?;
+                check_key(record, checkin.subject.as_bytes(), SUBJECT)?;
+                self.ingest.checkin(&checkin)
+            }
             CASES_BY_SUBJECT => {
                 let sc: SubjectCase = decode(record)?;
+                check_key(record, sc.subject.as_bytes(), SUBJECT)?;
                 self.last_event_ms = Some(sc.confirmed_at.as_millis());
                 return self.case(&sc, ts, txn, out);
             }

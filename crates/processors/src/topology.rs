@@ -39,7 +39,10 @@ impl Default for TopologyConfig {
     }
 }
 
-/// Every topic epitrace uses, with its configuration.
+/// Every topic epitrace uses, with its configuration: the external inputs
+/// and every processor's outputs (from the
+/// [`registry`](crate::registry::REGISTRY)), the dead letters, approvals
+/// and the audit log.
 #[must_use]
 pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
     let delete = |name: &str, retention: Span| TopicSpec {
@@ -56,38 +59,38 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
             ("message.timestamp.type".into(), "LogAppendTime".into()),
         ],
     };
-    let mut specs: Vec<TopicSpec> = [
-        TELECOM,
-        CARD,
-        CHECKIN,
-        CASES,
-        APPROVALS,
-        CASES_BY_SUBJECT,
-        SEGMENTS,
-        CANDIDATES,
-        TIMELINES,
-        EXPOSURES,
-        DEADLETTER,
-    ]
-    .into_iter()
-    .map(|name| delete(name, cfg.retention))
-    .collect();
-    // Cluster alerts are upserted by cluster id: compacted, but still
-    // deleted after the retention period (they name cases).
-    specs.push(TopicSpec {
-        config: vec![
-            ("cleanup.policy".into(), "compact,delete".into()),
-            ("retention.ms".into(), cfg.retention.as_millis().to_string()),
-            ("message.timestamp.type".into(), "LogAppendTime".into()),
-        ],
-        ..delete(CLUSTERS, cfg.retention)
-    });
-    // The cluster detector's input: one partition, so that one consumer
-    // sees every case (see `cluster_router`).
-    specs.push(TopicSpec {
-        partitions: 1,
-        ..delete(CLUSTER_EVIDENCE, cfg.retention)
-    });
+    let mut names: Vec<&str> = crate::registry::EXTERNAL_INPUTS.to_vec();
+    names.push(APPROVALS);
+    for spec in crate::registry::REGISTRY {
+        for topic in spec.outputs {
+            if !names.contains(topic) {
+                names.push(topic);
+            }
+        }
+    }
+    names.push(DEADLETTER);
+    let mut specs: Vec<TopicSpec> = names
+        .into_iter()
+        .map(|name| match name {
+            // Cluster alerts are upserted by cluster id: compacted, but
+            // still deleted after the retention period (they name cases).
+            CLUSTERS => TopicSpec {
+                config: vec![
+                    ("cleanup.policy".into(), "compact,delete".into()),
+                    ("retention.ms".into(), cfg.retention.as_millis().to_string()),
+                    ("message.timestamp.type".into(), "LogAppendTime".into()),
+                ],
+                ..delete(CLUSTERS, cfg.retention)
+            },
+            // The cluster detector's input: one partition, so that one
+            // consumer sees every case (see `cluster_router`).
+            CLUSTER_EVIDENCE => TopicSpec {
+                partitions: 1,
+                ..delete(CLUSTER_EVIDENCE, cfg.retention)
+            },
+            other => delete(other, cfg.retention),
+        })
+        .collect();
     specs.push(delete(AUDIT, cfg.audit_retention));
     specs
 }

@@ -1,152 +1,73 @@
-//! The four processors driven in memory — a topology test driver in the
-//! manner of Kafka Streams': the real `Processor` implementations over the
-//! in-memory store twin, each output routed to the processors that read its
-//! topic, until nothing is left to process. No broker, so it runs in
-//! milliseconds over several scenario seeds and batch sizes; the result must
+//! The whole topology driven in memory by the engine's `TopologyDriver`
+//! (Kafka Streams' `TopologyTestDriver`): every registered processor over
+//! the in-memory store twin, through the same batch step production runs,
+//! each output appended to its topic and read by the processors that
+//! consume it, until nothing is left to process. No broker, so it runs in
+//! a second over several scenario seeds and batch sizes; the result must
 //! equal the brute-force oracle. (The end-to-end test does the same through
 //! a real Kafka broker and RocksDB.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
-use epitrace_model::records::{Exposure, ExposureStatus};
-use epitrace_model::topics::{CASES, EXPOSURES};
+use epitrace_model::records::{DeadLetter, Exposure, ExposureStatus};
+use epitrace_model::topics::{CASES, DEADLETTER, EXPOSURES};
 use epitrace_model::{CaseId, SubjectId};
-use epitrace_processors::case_router::CaseRouter;
-use epitrace_processors::exposure_aggregator::ExposureAggregator;
-use epitrace_processors::presence_join::PresenceJoin;
-use epitrace_processors::segmenter::Segmenter;
+use epitrace_processors::PipelineConfig;
+use epitrace_processors::registry::test_driver;
 use epitrace_sim::nightlife;
-use epitrace_state::{KvStore, MemStore, Txn};
-use epitrace_stream::{InputRecord, OutputRecord, ProcessError, Processor};
 
-struct Node {
-    processor: Box<dyn Processor>,
-    store: MemStore,
-    inputs: Vec<String>,
-}
-
-/// Runs every node until all topic queues are drained; returns every record
-/// each topic received, in order, and the dead letters.
-fn drive(
-    nodes: &mut [Node],
-    seed_records: Vec<OutputRecord>,
-    batch: usize,
-) -> (BTreeMap<String, Vec<Vec<u8>>>, Vec<String>) {
-    let mut log: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    // Per node, the records it has yet to read.
-    let mut queues: Vec<VecDeque<OutputRecord>> = vec![VecDeque::new(); nodes.len()];
-    let mut dead = Vec::new();
-    let route = |recs: Vec<OutputRecord>,
-                 queues: &mut Vec<VecDeque<OutputRecord>>,
-                 log: &mut BTreeMap<String, Vec<Vec<u8>>>,
-                 nodes: &[Node]| {
-        for r in recs {
-            log.entry(r.topic.clone())
-                .or_default()
-                .push(r.payload.clone());
-            for (i, n) in nodes.iter().enumerate() {
-                if n.inputs.contains(&r.topic) {
-                    queues[i].push_back(r.clone());
-                }
-            }
-        }
-    };
-    route(seed_records, &mut queues, &mut log, nodes);
-    let mut offset = 0i64;
-    loop {
-        let mut progressed = false;
-        for i in 0..nodes.len() {
-            if queues[i].is_empty() {
-                continue;
-            }
-            progressed = true;
-            let take: Vec<OutputRecord> = (0..batch).map_while(|_| queues[i].pop_front()).collect();
-            let node = &mut nodes[i];
-            let mut txn = Txn::new(&node.store);
-            let mut out = Vec::new();
-            for r in &take {
-                offset += 1;
-                let rec = InputRecord {
-                    topic: &r.topic,
-                    partition: 0,
-                    offset,
-                    key: Some(&r.key),
-                    payload: Some(&r.payload),
-                    timestamp_ms: Some(1_795_000_000_000 + offset),
-                    received_at_ms: 1_795_000_000_000,
-                };
-                match node.processor.process(&rec, &mut txn, &mut out) {
-                    Ok(()) => {}
-                    Err(ProcessError::Rejected { reason, .. }) => dead.push(reason.to_owned()),
-                    Err(ProcessError::Fatal(e)) => panic!("{}: {e}", node.processor.name()),
-                }
-                txn.set_offset(&r.topic, 0, offset + 1);
-            }
-            node.processor.end_batch(&mut txn, &mut out).unwrap();
-            node.store.write(txn.into_write_set()).unwrap();
-            route(out, &mut queues, &mut log, nodes);
-        }
-        if !progressed {
-            return (log, dead);
-        }
-    }
-}
-
-fn nodes(cfg: &TracingConfig) -> Vec<Node> {
-    let node = |p: Box<dyn Processor>, stores: &[&str]| Node {
-        inputs: p.inputs(),
-        processor: p,
-        store: MemStore::new(stores).unwrap(),
-    };
-    vec![
-        node(Box::<CaseRouter>::default(), &[]),
-        node(Box::new(Segmenter::new(cfg)), Segmenter::STORES),
-        node(
-            Box::new(PresenceJoin::new(cfg, 21 * 86_400_000)),
-            PresenceJoin::STORES,
-        ),
-        node(
-            Box::new(ExposureAggregator::new(cfg)),
-            ExposureAggregator::STORES,
-        ),
-    ]
-}
+/// The wall clock the processors see (2026-11-18).
+const NOW_MS: i64 = 1_795_000_000_000;
 
 #[test]
 fn processors_in_memory_equal_the_oracle() {
+    let pipeline = PipelineConfig::default();
     let cfg = TracingConfig::default();
     for (seed, batch) in [(1, 1), (2, 7), (3, 100), (4, 5000), (5, 33)] {
         let s = nightlife(80, seed).unwrap();
-        let frame = |r: &epitrace_sim::FeedRecord| OutputRecord {
-            topic: r.topic().into(),
-            key: r.key(),
-            payload: r.encode().unwrap(),
-            timestamp_ms: None,
-        };
-        let mut input: Vec<OutputRecord> = s.trail.iter().map(frame).collect();
-        input.extend(s.cases.iter().map(|c| OutputRecord {
-            topic: CASES.into(),
-            key: c.case_id.as_str().as_bytes().to_vec(),
-            payload: encode_single_object(c).unwrap(),
-            timestamp_ms: None,
-        }));
-        input.extend(s.late.iter().map(frame));
-        input.extend(s.malformed.iter().map(|m| OutputRecord {
-            topic: m.topic.into(),
-            key: m.key.clone(),
-            payload: m.payload.clone(),
-            timestamp_ms: None,
-        }));
-        let mut ns = nodes(&cfg);
-        let (log, mut dead) = drive(&mut ns, input, batch);
+        let mut driver = test_driver(&pipeline, NOW_MS).unwrap();
+        driver.set_batch_size(batch);
+        for r in s.trail.iter() {
+            driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+        }
+        for c in &s.cases {
+            let payload = encode_single_object(c).unwrap();
+            driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
+        }
+        for r in s.late.iter() {
+            driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+        }
+        for m in &s.malformed {
+            driver.pipe(m.topic, Some(&m.key), Some(&m.payload));
+        }
+        let stats = driver.run().unwrap();
+        assert!(stats.batches > 0);
+        let log: BTreeMap<&str, Vec<Vec<u8>>> = [EXPOSURES, DEADLETTER]
+            .into_iter()
+            .map(|t| {
+                let payloads = driver
+                    .read(t)
+                    .into_iter()
+                    .filter_map(|r| r.payload.clone())
+                    .collect();
+                (t, payloads)
+            })
+            .collect();
+        let mut dead: Vec<String> = log[DEADLETTER]
+            .iter()
+            .map(|b| {
+                let d: DeadLetter = decode_single_object(b, &DecodeOptions::default()).unwrap();
+                d.reason_code.as_str().to_owned()
+            })
+            .collect();
 
         let mut latest: BTreeMap<(CaseId, SubjectId), Exposure> = BTreeMap::new();
-        for bytes in log.get(EXPOSURES).into_iter().flatten() {
+        for bytes in &log[EXPOSURES] {
             let e: Exposure = decode_single_object(bytes, &DecodeOptions::default()).unwrap();
             latest.insert((e.case_id.clone(), e.contact), e);
         }

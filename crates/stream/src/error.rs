@@ -21,21 +21,23 @@ pub enum StreamError {
     /// The state store failed.
     #[error("state: {0}")]
     State(#[from] epitrace_state::StateError),
-    /// A processor hit an error that is not about one bad record (a bug or
-    /// corrupt state): the task stops.
-    #[error("processor {processor}: {reason}")]
-    Processor {
-        /// Which processor.
-        processor: &'static str,
-        /// What happened.
-        reason: String,
-    },
+    /// The engine failed a batch (a fatal processor error, the store).
+    #[error(transparent)]
+    Engine(#[from] epitrace_engine::EngineError),
     /// Rebalancing could not restore the assigned partitions' offsets.
     #[error("rebalance: {0}")]
     Rebalance(String),
     /// Topic administration failed.
     #[error("admin: {0}")]
     Admin(String),
+    /// No broker answered: names the brokers tried and how to start one.
+    #[error("no Kafka broker answered at {brokers} within {} s: {}", waited.as_secs(), crate::link::UNREACHABLE_HINT)]
+    Unreachable {
+        /// The bootstrap servers tried.
+        brokers: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -14,6 +14,11 @@
 //!   and waits until the broker acknowledged every record.
 //! - [`admin`]: idempotent topic creation.
 //! - [`read`]: reading a topic to its current end (CLI, tests, demo).
+//! - [`link`]: whether the brokers answer — client contexts that count
+//!   librdkafka's errors on the process's
+//!   [`KafkaLink`](epitrace_ops::KafkaLink) instead of logging each retry,
+//!   the watcher that logs one summary line per interval and drives
+//!   readiness, and the probe a CLI command runs before it needs Kafka.
 //! - [`mock`]: librdkafka's in-process mock cluster, for the zero-install
 //!   demo and fault-injection tests — never the only proof.
 //!
@@ -44,6 +49,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod link;
 pub mod mock;
 pub mod publish;
 pub mod read;

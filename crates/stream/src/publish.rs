@@ -7,26 +7,15 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::config::KafkaConfig;
 use crate::error::StreamError;
+use crate::link::{LinkContext, LinkHooks};
 
-/// One record to produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputRecord {
-    /// Destination topic.
-    pub topic: String,
-    /// Record key (decides the partition, murmur2 like the Java client).
-    pub key: Vec<u8>,
-    /// Encoded value.
-    pub payload: Vec<u8>,
-    /// Record timestamp (ms since epoch). Processors set it from their input
-    /// so that a replay produces identical records; `None` lets the client
-    /// stamp the send time.
-    pub timestamp_ms: Option<i64>,
-}
+pub use epitrace_engine::OutputRecord;
 
 /// An idempotent producer (`acks=all`) that sends batches and waits for the
 /// broker's acknowledgement of every record.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<LinkContext>,
+    hooks: LinkHooks,
     timeout: Duration,
 }
 
@@ -44,8 +33,22 @@ impl Publisher {
     /// # Errors
     /// [`StreamError::Kafka`] for an invalid configuration.
     pub fn new(cfg: &KafkaConfig) -> Result<Self, StreamError> {
+        Self::with_hooks(cfg, LinkHooks::detached())
+    }
+
+    /// Creates the producer of a pipeline task: its client errors are
+    /// counted on the process's Kafka link (see [`crate::link`]) rather
+    /// than logged one by one, and acknowledgements mark the link
+    /// reachable.
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] for an invalid configuration.
+    pub fn with_hooks(cfg: &KafkaConfig, hooks: LinkHooks) -> Result<Self, StreamError> {
         Ok(Self {
-            producer: cfg.producer_config().create()?,
+            producer: cfg
+                .producer_config()
+                .create_with_context(LinkContext::new(hooks.clone()))?,
+            hooks,
             timeout: Duration::from_millis(cfg.delivery_timeout_ms),
         })
     }
@@ -86,7 +89,11 @@ impl Publisher {
                     }
                 }
             }
-            Self::await_all(records, &mut pending).await
+            Self::await_all(records, &mut pending).await?;
+            if !records.is_empty() {
+                self.hooks.answered();
+            }
+            Ok(())
         };
         tokio::time::timeout(self.timeout, work)
             .await

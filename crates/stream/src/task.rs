@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use epitrace_model::codec::encode_single_object;
-use epitrace_model::{DeadLetter, EventTime};
+use epitrace_engine::run_batch;
 use epitrace_ops::{TaskHealth, TaskMetrics, Telemetry};
-use epitrace_state::{KvStore, Txn};
+use epitrace_state::KvStore;
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message as _, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -20,100 +21,12 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::KafkaConfig;
 use crate::error::StreamError;
-use crate::publish::{OutputRecord, Publisher};
+use crate::link::{LinkHooks, forward_error, forward_log};
+use crate::publish::Publisher;
 
-/// The dead-letter topic (DESIGN §3).
-pub const DEADLETTER_TOPIC: &str = epitrace_model::topics::DEADLETTER;
-
-/// One consumed record, as a processor sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct InputRecord<'a> {
-    /// Source topic.
-    pub topic: &'a str,
-    /// Source partition.
-    pub partition: i32,
-    /// Offset in the partition.
-    pub offset: i64,
-    /// Key bytes.
-    pub key: Option<&'a [u8]>,
-    /// Value bytes.
-    pub payload: Option<&'a [u8]>,
-    /// The record's timestamp (ms); processors stamp their outputs with it
-    /// so that replays are identical.
-    pub timestamp_ms: Option<i64>,
-    /// Wall-clock time the batch was taken (ms), for rejecting timestamps in
-    /// the future only; never for event-time logic.
-    pub received_at_ms: i64,
-}
-
-/// Why a record was not processed.
-#[derive(Debug)]
-pub enum ProcessError {
-    /// The record itself is bad (undecodable, invalid): it goes to the dead
-    /// letter topic and processing goes on.
-    Rejected {
-        /// Stable reason code (a bounded set: a metric label).
-        reason: &'static str,
-        /// Human-readable detail, free of personal data.
-        detail: String,
-    },
-    /// Something other than the record is wrong (state, a bug): the task
-    /// stops without writing the batch, so a restart replays it.
-    Fatal(String),
-}
-
-/// A stream processor: pure logic over a transaction, wired by [`run_task`].
-pub trait Processor: Send {
-    /// Short name: consumer group suffix and log field.
-    fn name(&self) -> &'static str;
-    /// Topics consumed (co-partitioned when more than one).
-    fn inputs(&self) -> Vec<String>;
-    /// Processes one record: reads and stages state in `txn`, appends
-    /// outputs to `out`.
-    ///
-    /// # Errors
-    /// [`ProcessError::Rejected`] for a bad record, [`ProcessError::Fatal`]
-    /// otherwise.
-    fn process(
-        &mut self,
-        record: &InputRecord<'_>,
-        txn: &mut Txn<'_>,
-        out: &mut Vec<OutputRecord>,
-    ) -> Result<(), ProcessError>;
-    /// Runs after the last record of each batch (retention, timers).
-    ///
-    /// # Errors
-    /// [`ProcessError::Fatal`].
-    fn end_batch(
-        &mut self,
-        _txn: &mut Txn<'_>,
-        _out: &mut Vec<OutputRecord>,
-    ) -> Result<(), ProcessError> {
-        Ok(())
-    }
-
-    /// The event time (ms) of the last record processed, for the
-    /// event-time lag metric; `None` when unknown (the default).
-    fn last_event_time_ms(&self) -> Option<i64> {
-        None
-    }
-
-    /// The domain outputs of the batch just processed, by kind (e.g.
-    /// exposures `new`/`updated`/`retracted`), drained once per batch for
-    /// the metrics. The default has none.
-    fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
-        Vec::new()
-    }
-}
-
-/// Domain outputs counted by kind in the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Emitted {
-    /// `tracing.exposures` records.
-    Exposure,
-    /// `tracing.clusters` records.
-    ClusterAlert,
-}
+pub use epitrace_engine::{
+    DEADLETTER_TOPIC, Emitted, InputRecord, OutputRecord, ProcessError, Processor,
+};
 
 /// Counters of one task, shared with whoever reports them.
 #[derive(Debug, Default)]
@@ -135,6 +48,7 @@ struct StoreOffsets {
     failure: Mutex<Option<String>>,
     metrics: TaskMetrics,
     health: TaskHealth,
+    hooks: LinkHooks,
 }
 
 impl StoreOffsets {
@@ -153,7 +67,16 @@ impl StoreOffsets {
 }
 
 impl ClientContext for StoreOffsets {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(&self.hooks, level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        forward_error(&self.hooks, &error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
+        self.hooks.on_stats(&statistics);
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's internal "unassigned" partition; a lag
@@ -198,6 +121,8 @@ impl ConsumerContext for StoreOffsets {
             if let Err(e) = consumer.assign(&assignment) {
                 return self.fail(format!("assign: {e}"));
             }
+            // The group coordinator answered.
+            self.hooks.answered();
             self.metrics.rebalance("assign", assignment.count());
             self.health.set_ready(true);
         } else {
@@ -218,73 +143,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The dead letter for a rejected record.
-fn dead_letter(
-    msg: &OwnedMessage,
-    reason: &'static str,
-    detail: &str,
-    at_ms: i64,
-) -> Result<OutputRecord, StreamError> {
-    let at = EventTime::from_millis("dead_lettered_at", at_ms).unwrap_or(EventTime::MIN);
-    let record = DeadLetter {
-        topic: epitrace_model::Text::new("topic", msg.topic()).map_err(|e| {
-            StreamError::Processor {
-                processor: "deadletter",
-                reason: e.to_string(),
-            }
-        })?,
-        partition: msg.partition(),
-        offset: msg.offset(),
-        reason_code: epitrace_model::Text::new("reason_code", reason).map_err(|e| {
-            StreamError::Processor {
-                processor: "deadletter",
-                reason: e.to_string(),
-            }
-        })?,
-        detail: epitrace_model::Text::new("detail", truncate(detail, 1000))
-            .unwrap_or_else(|_| placeholder_detail()),
-        payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        dead_lettered_at: at,
-    };
-    let payload = encode_single_object(&record).map_err(|e| StreamError::Processor {
-        processor: "deadletter",
-        reason: e.to_string(),
-    })?;
-    Ok(OutputRecord {
-        topic: DEADLETTER_TOPIC.to_owned(),
-        key: msg.key().map(<[u8]>::to_vec).unwrap_or_default(),
-        payload,
-        timestamp_ms: msg.timestamp().to_millis(),
-    })
-}
-
-fn placeholder_detail() -> epitrace_model::Text {
-    // "-" is always valid text.
-    epitrace_model::Text::new("detail", "-").unwrap_or_else(|_| unreachable_text())
-}
-
-#[allow(clippy::panic)]
-#[cold]
-fn unreachable_text() -> epitrace_model::Text {
-    panic!("'-' rejected as text")
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    let cleaned: String = s.chars().filter(|c| !c.is_control()).collect();
-    if cleaned.len() <= max {
-        return if cleaned.is_empty() {
-            "-".into()
-        } else {
-            cleaned
-        };
-    }
-    let mut end = max;
-    while !cleaned.is_char_boundary(end) {
-        end -= 1;
-    }
-    cleaned[..end].to_owned()
 }
 
 /// Runs `processor` until `shutdown` resolves or an error occurs; on
@@ -311,8 +169,7 @@ pub async fn run_task<P: Processor>(
         store,
         cfg,
         stats,
-        metrics,
-        health.clone(),
+        (metrics, health.clone(), Arc::clone(&telemetry.kafka)),
         shutdown,
     )
     .instrument(span)
@@ -332,74 +189,105 @@ async fn drive<P: Processor>(
     store: Arc<dyn KvStore>,
     cfg: &KafkaConfig,
     stats: Arc<TaskStats>,
-    metrics: TaskMetrics,
-    health: TaskHealth,
+    (metrics, health, telemetry_link): (TaskMetrics, TaskHealth, Arc<epitrace_ops::KafkaLink>),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StreamError> {
     let name = processor.name();
-    {
-        let context = StoreOffsets {
-            store: Arc::clone(&store),
-            failure: Mutex::new(None),
-            metrics: metrics.clone(),
-            health,
+    let hooks = LinkHooks::new(Arc::clone(&telemetry_link));
+    let context = StoreOffsets {
+        store: Arc::clone(&store),
+        failure: Mutex::new(None),
+        metrics: metrics.clone(),
+        health,
+        hooks: hooks.clone(),
+    };
+    let consumer: StreamConsumer<StoreOffsets> =
+        cfg.consumer_config(name).create_with_context(context)?;
+    let inputs = processor.inputs();
+    let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let publisher = Publisher::with_hooks(cfg, hooks.clone())?;
+    let linger = Duration::from_millis(cfg.batch_linger_ms);
+    info!(inputs = ?topics, brokers = %cfg.brokers, "started");
+    tokio::pin!(shutdown);
+    let mut gauges = tokio::time::interval(STATE_GAUGES_EVERY);
+    let mut abandoned = false;
+    loop {
+        if let Some(why) = consumer.context().take_failure() {
+            return Err(StreamError::Rebalance(why));
+        }
+        let first = tokio::select! {
+            () = &mut shutdown => break,
+            _ = gauges.tick() => {
+                state_gauges(store.as_ref(), &metrics);
+                continue;
+            }
+            m = consumer.recv() => m,
         };
-        let consumer: StreamConsumer<StoreOffsets> =
-            cfg.consumer_config(name).create_with_context(context)?;
-        let inputs = processor.inputs();
-        let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
-        let publisher = Publisher::new(cfg)?;
-        let linger = Duration::from_millis(cfg.batch_linger_ms);
-        info!(inputs = ?topics, "started");
-        tokio::pin!(shutdown);
-        let mut gauges = tokio::time::interval(STATE_GAUGES_EVERY);
-        loop {
-            if let Some(why) = consumer.context().take_failure() {
-                return Err(StreamError::Rebalance(why));
-            }
-            let first = tokio::select! {
-                () = &mut shutdown => break,
-                _ = gauges.tick() => {
-                    state_gauges(store.as_ref(), &metrics);
-                    continue;
-                }
-                m = consumer.recv() => m,
-            };
-            let mut batch: Vec<OwnedMessage> = Vec::new();
-            match first {
-                Ok(m) => batch.push(m.detach()),
-                Err(e) => {
-                    warn!(error = %e, "consume error");
-                    continue;
-                }
-            }
-            let deadline = tokio::time::Instant::now() + linger;
-            while batch.len() < cfg.batch_max_records {
-                match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(Ok(m)) => batch.push(m.detach()),
-                    Ok(Err(e)) => warn!(error = %e, "consume error"),
-                    Err(_) => break,
-                }
-            }
-            if let Some(why) = consumer.context().take_failure() {
-                return Err(StreamError::Rebalance(why));
-            }
-            let committed =
-                process_batch(&mut processor, &store, &publisher, &batch, &stats, &metrics).await?;
-            // Kafka's committed offsets are informational (lag); the store
-            // holds the truth, so a failed commit is only logged.
-            if let Err(e) = consumer.commit(&committed, CommitMode::Async) {
-                debug!(error = %e, "offset commit for monitoring failed");
+        let mut batch: Vec<Message> = Vec::new();
+        match first {
+            Ok(m) => batch.push(Message(m.detach())),
+            Err(e) => {
+                // Counted on the link and summarised by its watcher: an
+                // outage must not log one line per client per retry.
+                hooks.error(&e);
+                continue;
             }
         }
-        publisher.flush()?;
-        store.flush()?;
-        state_gauges(store.as_ref(), &metrics);
-        info!("stopped");
-        Ok(())
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < cfg.batch_max_records {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(Message(m.detach())),
+                Ok(Err(e)) => hooks.error(&e),
+                Err(_) => break,
+            }
+        }
+        hooks.answered();
+        if let Some(why) = consumer.context().take_failure() {
+            return Err(StreamError::Rebalance(why));
+        }
+        let work = process_batch(&mut processor, &store, &publisher, &batch, &stats, &metrics);
+        tokio::pin!(work);
+        let (committed, stop_after) = tokio::select! {
+            r = &mut work => (r?, false),
+            () = &mut shutdown => {
+                // Finish the batch in hand if the brokers let us; when they
+                // do not (an outage), give it up unwritten: it is replayed
+                // after the restart, with identical outputs.
+                if let Ok(r) = tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await {
+                    (r?, true)
+                } else {
+                    warn!(
+                        records = batch.len(),
+                        brokers = %cfg.brokers,
+                        "stopping with a batch unacknowledged (kafka unreachable?): its state is not written, it will be replayed"
+                    );
+                    abandoned = true;
+                    break;
+                }
+            }
+        };
+        // Kafka's committed offsets are informational (lag); the store
+        // holds the truth, so a failed commit is only logged.
+        if let Err(e) = consumer.commit(&committed, CommitMode::Async) {
+            debug!(error = %e, "offset commit for monitoring failed");
+        }
+        if stop_after {
+            break;
+        }
     }
+    if !abandoned {
+        publisher.flush()?;
+    }
+    store.flush()?;
+    state_gauges(store.as_ref(), &metrics);
+    info!("stopped");
+    Ok(())
 }
+
+/// How long a stop waits for the batch in hand to be acknowledged before
+/// giving it up (to be replayed after the restart).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn state_gauges(store: &dyn KvStore, metrics: &TaskMetrics) {
     match store.stats() {
@@ -412,94 +300,79 @@ fn state_gauges(store: &dyn KvStore, metrics: &TaskMetrics) {
     }
 }
 
-/// Processes one batch and writes its state; returns the offsets to commit
-/// to Kafka for monitoring.
-///
-/// Records are processed partition by partition (each partition's records
-/// in their order; partitions are independent by construction, their keys
-/// disjoint), each partition in a span of its own.
+/// A consumed Kafka message, as the engine reads it.
+struct Message(OwnedMessage);
+
+impl epitrace_engine::Consumed for Message {
+    fn topic(&self) -> &str {
+        self.0.topic()
+    }
+    fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+    fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        self.0.payload()
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        self.0.timestamp().to_millis()
+    }
+}
+
+/// Processes one batch through the engine ([`run_batch`]), publishes its
+/// outputs and awaits every acknowledgement, and only then writes the state
+/// together with the next input offsets; returns the offsets to commit to
+/// Kafka for monitoring.
 async fn process_batch<P: Processor>(
     processor: &mut P,
     store: &Arc<dyn KvStore>,
     publisher: &Publisher,
-    batch: &[OwnedMessage],
+    batch: &[Message],
     stats: &TaskStats,
     metrics: &TaskMetrics,
 ) -> Result<TopicPartitionList, StreamError> {
     let started = std::time::Instant::now();
     let received_at_ms = now_ms();
-    let mut txn = Txn::new(store.as_ref());
-    let mut out: Vec<OutputRecord> = Vec::new();
-    let mut dead: Vec<(&'static str, u64)> = Vec::new();
-    let mut inputs: Vec<(&str, u64)> = Vec::new();
-    let mut next_offsets = TopicPartitionList::new();
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by_key(|&i| batch[i].partition());
-    for run in order.chunk_by(|&a, &b| batch[a].partition() == batch[b].partition()) {
-        let Some(&first) = run.first() else { continue };
-        let _partition = info_span!("partition", partition = batch[first].partition()).entered();
-        for &i in run {
-            let msg = &batch[i];
-            let record = InputRecord {
-                topic: msg.topic(),
-                partition: msg.partition(),
-                offset: msg.offset(),
-                key: msg.key(),
-                payload: msg.payload(),
-                timestamp_ms: msg.timestamp().to_millis(),
-                received_at_ms,
-            };
-            match processor.process(&record, &mut txn, &mut out) {
-                Ok(()) => {}
-                Err(ProcessError::Rejected { reason, detail }) => {
-                    out.push(dead_letter(msg, reason, &detail, received_at_ms)?);
-                    bump(&mut dead, reason);
-                }
-                Err(ProcessError::Fatal(reason)) => {
-                    return Err(StreamError::Processor {
-                        processor: processor.name(),
-                        reason,
-                    });
-                }
-            }
-            bump(&mut inputs, msg.topic());
-            txn.set_offset(msg.topic(), msg.partition(), msg.offset() + 1);
-            next_offsets.add_partition_offset(
-                msg.topic(),
-                msg.partition(),
-                Offset::Offset(msg.offset() + 1),
-            )?;
-        }
-    }
-    if let Err(ProcessError::Fatal(reason) | ProcessError::Rejected { detail: reason, .. }) =
-        processor.end_batch(&mut txn, &mut out)
-    {
-        return Err(StreamError::Processor {
-            processor: processor.name(),
-            reason,
-        });
-    }
+    let mut outcome = run_batch(processor, store.as_ref(), batch, received_at_ms)?;
     // 1. outputs acknowledged, 2. state + offsets in one write.
-    publisher.send_all(&out).await?;
-    store.write(txn.into_write_set())?;
+    publisher.send_all(&outcome.outputs).await?;
+    store.write(std::mem::take(&mut outcome.state))?;
 
-    // Counted once per batch, from the same event as the log lines.
-    let mut outputs: Vec<(&str, u64)> = Vec::new();
-    for o in &out {
-        if o.topic != DEADLETTER_TOPIC {
-            bump(&mut outputs, o.topic.as_str());
-        }
+    let mut next_offsets = TopicPartitionList::new();
+    for (topic, partition, next) in &outcome.next_offsets {
+        next_offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
-    let dead_total: u64 = dead.iter().map(|(_, n)| n).sum();
-    let produced: u64 = outputs.iter().map(|(_, n)| n).sum();
-    metrics.batch(&inputs, &outputs, &dead, started.elapsed().as_secs_f64());
-    if let Some(t) = processor.last_event_time_ms() {
+    // Counted once per batch, from the same event as the log lines.
+    let inputs: Vec<(&str, u64)> = outcome
+        .inputs
+        .iter()
+        .map(|(t, n)| (t.as_str(), *n))
+        .collect();
+    let outputs: Vec<(&str, u64)> = outcome
+        .produced
+        .iter()
+        .map(|(t, n)| (t.as_str(), *n))
+        .collect();
+    let dead_total = outcome.dead_letter_count();
+    let produced = outcome.produced_count();
+    metrics.batch(
+        &inputs,
+        &outputs,
+        &outcome.dead_letters,
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(t) = outcome.last_event_ms {
         metrics.event_time(received_at_ms, t);
     }
-    for (what, kind, n) in processor.drain_emitted() {
+    for (what, kind, n) in &outcome.emitted {
         match what {
-            Emitted::Exposure => metrics.exposures(kind, n),
-            Emitted::ClusterAlert => metrics.cluster_alerts(kind, n),
+            Emitted::Exposure => metrics.exposures(kind, *n),
+            Emitted::ClusterAlert => metrics.cluster_alerts(kind, *n),
         }
     }
     stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -512,7 +385,7 @@ async fn process_batch<P: Processor>(
     // One line per batch, not per record: a flood of bad input must not
     // flood the logs. No personal data: counts and reason codes only.
     if dead_total > 0 {
-        let reasons: Vec<&str> = dead.iter().map(|(r, _)| *r).collect();
+        let reasons: Vec<&str> = outcome.dead_letters.iter().map(|(r, _)| *r).collect();
         warn!(dead_letters = dead_total, ?reasons, "records dead-lettered");
     }
     debug!(
@@ -522,13 +395,4 @@ async fn process_batch<P: Processor>(
         "batch committed"
     );
     Ok(next_offsets)
-}
-
-/// Adds one to `key`'s count (a handful of keys per batch: a vector beats a
-/// map).
-fn bump<'a>(counts: &mut Vec<(&'a str, u64)>, key: &'a str) {
-    match counts.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, n)) => *n += 1,
-        None => counts.push((key, 1)),
-    }
 }

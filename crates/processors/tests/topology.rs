@@ -1,0 +1,308 @@
+//! Each processor's contract, checked on its own topics through the
+//! engine's `TopologyDriver` (the whole registered topology in memory,
+//! through the production batch step), on the nightlife scenario: keys and
+//! partitions of what each processor writes, what it keeps in its stores,
+//! and what it refuses.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use epitrace_engine::TopologyDriver;
+use epitrace_engine::driver::StoredRecord;
+use epitrace_engine::partition::partition_for;
+use epitrace_model::codec::{
+    AvroRecord, DecodeOptions, decode_single_object, encode_single_object,
+};
+use epitrace_model::records::{
+    ClusterAlert, ClusterStatus, DeadLetter, Exposure, ExposureCandidate, ExposureStatus,
+    SegmentUpdate, SubjectCase, Visit,
+};
+use epitrace_model::topics::{
+    CANDIDATES, CASES, CASES_BY_SUBJECT, CLUSTER_EVIDENCE, CLUSTERS, DEADLETTER, EXPOSURES,
+    SEGMENTS, TIMELINES,
+};
+use epitrace_model::{CaseId, SubjectId};
+use epitrace_processors::PipelineConfig;
+use epitrace_processors::registry::{REGISTRY, test_driver};
+use epitrace_sim::{Scenario, nightlife};
+
+const NOW_MS: i64 = 1_795_000_000_000;
+
+fn decode<T: AvroRecord>(r: &StoredRecord) -> T {
+    decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default()).unwrap()
+}
+
+/// The scenario piped into the feeds and cases, the topology run dry.
+fn run(scenario: &Scenario) -> TopologyDriver {
+    let mut driver = test_driver(&PipelineConfig::default(), NOW_MS).unwrap();
+    driver.set_batch_size(64);
+    for r in scenario.trail.iter().chain(&scenario.late) {
+        driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+    }
+    for c in &scenario.cases {
+        let payload = encode_single_object(c).unwrap();
+        driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
+    }
+    for m in &scenario.malformed {
+        driver.pipe(m.topic, Some(&m.key), Some(&m.payload));
+    }
+    driver.run().unwrap();
+    driver
+}
+
+fn scenario() -> Scenario {
+    nightlife(60, 3).unwrap()
+}
+
+#[test]
+fn every_processor_consumed_all_of_its_input_partitions() {
+    let s = scenario();
+    let driver = run(&s);
+    for spec in REGISTRY {
+        let store = driver.store(spec.name()).unwrap();
+        for topic in spec.inputs {
+            let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+            for r in driver.read(topic) {
+                ends.insert(r.partition, r.offset + 1);
+            }
+            for (p, end) in ends {
+                assert_eq!(
+                    store.offset(topic, p).unwrap(),
+                    Some(end),
+                    "{} on {topic}/{p}",
+                    spec.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn case_router_fans_a_case_out_to_its_subjects_co_partitioned_with_their_feeds() {
+    let s = scenario();
+    let driver = run(&s);
+    let routed: Vec<(SubjectCase, i32, Vec<u8>)> = driver
+        .read(CASES_BY_SUBJECT)
+        .into_iter()
+        .map(|r| (decode(r), r.partition, r.key.clone().unwrap()))
+        .collect();
+    let want: usize = s.cases.iter().map(|c| c.subjects.len()).sum();
+    assert_eq!(routed.len(), want);
+    // Where a feed put the subject's records, there its case tag goes.
+    let feed_partition: BTreeMap<Vec<u8>, i32> = s
+        .trail
+        .iter()
+        .map(|r| (r.key(), partition_for(&r.key(), 4)))
+        .collect();
+    for (sc, partition, key) in &routed {
+        assert_eq!(key.as_slice(), sc.subject.as_bytes());
+        if let Some(p) = feed_partition.get(key) {
+            assert_eq!(partition, p, "co-partitioned with the feeds");
+        }
+        assert!(s.cases.iter().any(|c| c.case_id == sc.case_id));
+    }
+}
+
+#[test]
+fn segmenter_keys_segments_by_their_cell_and_times_timelines_for_case_subjects_only() {
+    let s = scenario();
+    let driver = run(&s);
+    let updates: Vec<(SegmentUpdate, Vec<u8>)> = driver
+        .read(SEGMENTS)
+        .into_iter()
+        .map(|r| (decode(r), r.key.clone().unwrap()))
+        .collect();
+    assert!(!updates.is_empty());
+    for (u, key) in &updates {
+        let res6 = u.partition_key(h3o::Resolution::Six).unwrap();
+        assert_eq!(key.as_slice(), res6.as_slice(), "keyed by the res-6 cell");
+    }
+    let case_subjects: BTreeSet<SubjectId> = s
+        .cases
+        .iter()
+        .flat_map(|c| c.subjects.iter().copied())
+        .collect();
+    let visits: Vec<(Visit, Vec<u8>)> = driver
+        .read(TIMELINES)
+        .into_iter()
+        .map(|r| (decode(r), r.key.clone().unwrap()))
+        .collect();
+    assert!(!visits.is_empty());
+    for (v, key) in &visits {
+        assert_eq!(key.as_slice(), v.case_id.as_str().as_bytes());
+        assert!(
+            case_subjects.contains(&v.subject),
+            "a timeline of a case subject"
+        );
+    }
+    // Trails are kept per subject and feed; tags only for live case
+    // subjects.
+    let store = driver.store("segmenter").unwrap();
+    let trails = store.scan("trails", &[], &[0xff; 18]).unwrap();
+    assert!(trails.iter().all(|(k, _)| k.len() == 17));
+    let tagged: BTreeSet<Vec<u8>> = store
+        .scan("tags", &[], &[0xff; 64])
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k[..16].to_vec())
+        .collect();
+    // (A retracted case's subjects lose their tags.)
+    let want: BTreeSet<Vec<u8>> = s
+        .live_cases()
+        .iter()
+        .flat_map(|c| c.subjects.iter().map(|s| s.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(tagged, want);
+}
+
+#[test]
+fn presence_join_pairs_a_case_segment_with_other_subjects_only() {
+    let s = scenario();
+    let driver = run(&s);
+    let candidates: Vec<(ExposureCandidate, Vec<u8>)> = driver
+        .read(CANDIDATES)
+        .into_iter()
+        .map(|r| (decode(r), r.key.clone().unwrap()))
+        .collect();
+    assert!(!candidates.is_empty());
+    let cases: BTreeMap<CaseId, Vec<SubjectId>> = s
+        .cases
+        .iter()
+        .map(|c| (c.case_id.clone(), c.subjects.clone()))
+        .collect();
+    for (c, key) in &candidates {
+        assert_eq!(
+            key.as_slice(),
+            c.case_id.as_str().as_bytes(),
+            "keyed by case"
+        );
+        let subjects = &cases[&c.case_id];
+        assert!(subjects.contains(&c.case_subject));
+        assert!(
+            !subjects.contains(&c.contact),
+            "a case is not its own contact"
+        );
+    }
+}
+
+#[test]
+fn exposure_aggregator_keys_exposures_by_contact_with_one_live_version_per_pair() {
+    let s = scenario();
+    let driver = run(&s);
+    let mut latest: BTreeMap<String, Exposure> = BTreeMap::new();
+    for r in driver.read(EXPOSURES) {
+        let e: Exposure = decode(r);
+        assert_eq!(r.key.as_deref(), Some(e.contact.as_bytes().as_slice()));
+        if e.status != ExposureStatus::Retracted {
+            assert!(e.cumulative_s >= 15 * 60, "the rule: 15 min at least");
+        }
+        latest.insert(e.exposure_id.as_str().to_owned(), e);
+    }
+    assert!(!latest.is_empty());
+    // Ids are per (case, contact): one live exposure per pair.
+    let mut pairs = BTreeSet::new();
+    for e in latest.values() {
+        assert!(pairs.insert((e.case_id.clone(), e.contact)), "{e:?}");
+    }
+}
+
+#[test]
+fn cluster_router_funnels_evidence_into_one_partition_keyed_by_its_topic() {
+    let s = scenario();
+    let driver = run(&s);
+    let evidence = driver.read(CLUSTER_EVIDENCE);
+    let sources = [TIMELINES, EXPOSURES, CASES];
+    let want: usize = sources.iter().map(|t| driver.read(t).len()).sum();
+    let dead_from_sources = driver
+        .read(DEADLETTER)
+        .into_iter()
+        .filter(|r| {
+            let d: DeadLetter = decode(r);
+            sources.contains(&d.topic.as_str())
+        })
+        .count();
+    assert_eq!(evidence.len() + dead_from_sources, want);
+    for r in evidence {
+        assert_eq!(r.partition, 0);
+        let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        assert!(sources.contains(&key.as_str()), "{key}");
+    }
+}
+
+#[test]
+fn cluster_detector_names_the_nights_index_case_and_keeps_its_published_alert() {
+    let s = scenario();
+    let driver = run(&s);
+    let mut live: BTreeMap<String, ClusterAlert> = BTreeMap::new();
+    for r in driver.read(CLUSTERS) {
+        let a: ClusterAlert = decode(r);
+        assert_eq!(r.key.as_deref(), Some(a.cluster_id.as_str().as_bytes()));
+        if matches!(a.status, ClusterStatus::Merged | ClusterStatus::Dissolved) {
+            live.remove(a.cluster_id.as_str());
+        } else {
+            live.insert(a.cluster_id.as_str().to_owned(), a);
+        }
+    }
+    assert_eq!(live.len(), 1, "{live:?}");
+    let alert = live.values().next().unwrap();
+    assert_eq!(
+        alert.index_case.as_ref().map(CaseId::as_str),
+        Some("KR-2020-0501")
+    );
+    let store = driver.store("cluster-detector").unwrap();
+    let published = store.scan("published", &[], &[0xff; 64]).unwrap();
+    assert_eq!(published.len(), 1);
+}
+
+#[test]
+fn bad_records_are_dead_lettered_with_their_reason_and_position() {
+    let s = scenario();
+    let driver = run(&s);
+    let dead: Vec<DeadLetter> = driver.read(DEADLETTER).into_iter().map(decode).collect();
+    for m in &s.malformed {
+        assert!(
+            dead.iter().any(|d| d.topic.as_str() == m.topic
+                && d.reason_code.as_str() == m.reason
+                && d.payload == m.payload),
+            "{} {}",
+            m.topic,
+            m.reason
+        );
+    }
+    assert_eq!(dead.len(), s.malformed.len());
+}
+
+#[test]
+fn a_record_keyed_by_another_subject_or_case_is_dead_lettered_not_processed() {
+    let s = scenario();
+    let mut driver = test_driver(&PipelineConfig::default(), NOW_MS).unwrap();
+    let ping = &s.trail[0];
+    let other = [0xee; 16];
+    assert_ne!(ping.key(), other.to_vec());
+    driver.pipe(ping.topic(), Some(&other), Some(&ping.encode().unwrap()));
+    let case = &s.cases[0];
+    let payload = encode_single_object(case).unwrap();
+    driver.pipe(CASES, Some(b"KR-0000-WRONG"), Some(&payload));
+    driver.run().unwrap();
+    let dead: Vec<DeadLetter> = driver.read(DEADLETTER).into_iter().map(decode).collect();
+    let mismatched: BTreeSet<&str> = dead
+        .iter()
+        .filter(|d| d.reason_code.as_str() == "key_mismatch")
+        .map(|d| d.topic.as_str())
+        .collect();
+    // The ping at the segmenter; the case event at the exposure aggregator
+    // (the case router and cluster router hold no state by case).
+    assert_eq!(
+        mismatched,
+        BTreeSet::from([ping.topic(), CASES]),
+        "{dead:?}"
+    );
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let trails = driver
+        .store("segmenter")
+        .unwrap()
+        .scan("trails", &[], &[0xff; 18])
+        .unwrap();
+    assert!(trails.is_empty(), "nothing kept for the mis-keyed ping");
+}
