@@ -35,6 +35,8 @@ pub struct Metrics {
     pub assigned_partitions: IntGaugeVec,
     /// `epitrace_rebalances_total{processor, kind}`.
     pub rebalances: IntCounterVec,
+    /// `epitrace_delivery_retries_total{processor}`.
+    pub delivery_retries: IntCounterVec,
     /// `epitrace_state_size_bytes{processor, store}`.
     pub state_size: IntGaugeVec,
     /// `epitrace_state_keys{processor, store}`.
@@ -77,6 +79,7 @@ impl Metrics {
         "epitrace_consumer_lag_records",
         "epitrace_assigned_partitions",
         "epitrace_rebalances_total",
+        "epitrace_delivery_retries_total",
         "epitrace_state_size_bytes",
         "epitrace_state_keys",
         "epitrace_exposures_emitted_total",
@@ -152,6 +155,11 @@ impl Metrics {
                 "Consumer group rebalances, by kind (assign, revoke, error).",
                 &["processor", "kind"],
             )?,
+            delivery_retries: counter(
+                "epitrace_delivery_retries_total",
+                "Times a batch's outputs were sent again because the brokers did not acknowledge them in time (its state is written only once they are).",
+                &["processor"],
+            )?,
             state_size: gauge(
                 "epitrace_state_size_bytes",
                 "Approximate bytes of a state store (live SST data plus memtables).",
@@ -214,6 +222,8 @@ impl Metrics {
     /// The metrics of one processor task.
     #[must_use]
     pub fn task(self: &Arc<Self>, processor: &'static str) -> TaskMetrics {
+        // Exported at 0 from the start, so that rates and alerts work.
+        let _ = self.delivery_retries.with_label_values(&[processor]);
         TaskMetrics {
             processor,
             batch_duration: self.batch_duration.with_label_values(&[processor]),
@@ -303,6 +313,15 @@ impl TaskMetrics {
         }
     }
 
+    /// A batch's outputs are sent again (the brokers did not acknowledge
+    /// them in time).
+    pub fn delivery_retry(&self) {
+        self.metrics
+            .delivery_retries
+            .with_label_values(&[self.processor])
+            .inc();
+    }
+
     /// Consumer lag of one partition.
     pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
         self.metrics
@@ -382,6 +401,7 @@ mod tests {
         t.batch(&[("in", 3)], &[("out", 2)], &[("truncated", 1)], 0.01);
         t.event_time(10_000, 4_000);
         t.rebalance("assign", 2);
+        t.delivery_retry();
         t.consumer_lag("in", 0, 5);
         t.state("trails", 100, 3);
         t.exposures("new", 1);

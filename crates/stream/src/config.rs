@@ -22,7 +22,9 @@ pub struct KafkaConfig {
     /// Default 20: latency stays low, batches grow under load.
     pub batch_linger_ms: u64,
     /// How long a produced batch may take to be acknowledged, in ms, before
-    /// the task fails (and replays after restart). Default 60000.
+    /// its outputs are sent again (the task keeps the batch, unwritten,
+    /// while the brokers do not answer; see `epitrace_delivery_retries_total`).
+    /// Default 60000.
     pub delivery_timeout_ms: u64,
     /// Extra librdkafka consumer properties (override the defaults).
     pub consumer: BTreeMap<String, String>,

@@ -2,7 +2,8 @@
 
 use thiserror::Error;
 
-/// Errors of Kafka I/O. Any of them stops the task *without* writing the
+/// Errors of Kafka I/O. A transient one ([`StreamError::is_transient`]) is
+/// retried by the task; any other stops the task *without* writing the
 /// batch's state, so a restart replays the batch.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -17,6 +18,10 @@ pub enum StreamError {
         topic: String,
         /// Why.
         reason: String,
+        /// Whether it may succeed later (the brokers were unreachable or
+        /// slow), as opposed to a refusal (authorisation, record too large,
+        /// unknown topic, a fatal producer error).
+        transient: bool,
     },
     /// The state store failed.
     #[error("state: {0}")]
@@ -41,4 +46,22 @@ pub enum StreamError {
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),
+}
+
+impl StreamError {
+    /// Whether retrying the same operation later may succeed: the brokers
+    /// were unreachable or did not answer in time.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        use epitrace_ops::LinkErrorKind as K;
+        match self {
+            Self::Timeout(_) | Self::Unreachable { .. } => true,
+            Self::Delivery { transient, .. } => *transient,
+            Self::Kafka(e) => matches!(
+                crate::link::classify(e),
+                K::AllBrokersDown | K::Transport | K::Resolve | K::Timeout
+            ),
+            _ => false,
+        }
+    }
 }

@@ -6,9 +6,9 @@
 //! ## Layout
 //!
 //! - [`config`]: [`KafkaConfig`], the client settings every processor shares.
-//! - [`task`]: the [`Processor`] trait and [`run_task`], the loop that drives
-//!   one processor: consume a batch, process it against a read-your-writes
-//!   transaction over the state store, produce the outputs, and only then
+//! - [`task`]: [`run_task`], the Kafka loop around the engine's batch step
+//!   (`epitrace_engine::run_batch`, re-exported here with the [`Processor`]
+//!   trait): consume a batch, run it, produce the outputs, and only then
 //!   write the state together with the input offsets.
 //! - [`publish`]: [`Publisher`], an idempotent producer that sends a batch
 //!   and waits until the broker acknowledged every record.
@@ -33,6 +33,12 @@
 //!    (`acks=all`) and **every delivery is awaited**;
 //! 3. then the staged state *and the next input offsets* are written to the
 //!    store in one atomic batch.
+//!
+//! While the brokers do not acknowledge step 2 (an outage, a slow
+//! cluster), the task keeps the batch and sends the same outputs again with
+//! a backoff — it never writes the state first and never runs the processor
+//! twice on the batch — so an outage of any length costs duplicates
+//! (identical by id), never data and never the task.
 //!
 //! A crash before 3 replays the batch from the stored offsets against the
 //! stored state, producing identical outputs (their ids and timestamps are

@@ -84,6 +84,7 @@ impl Publisher {
                             return Err(StreamError::Delivery {
                                 topic: rec.topic.clone(),
                                 reason: e.to_string(),
+                                transient: transient(&e),
                             });
                         }
                     }
@@ -114,12 +115,14 @@ impl Publisher {
                     return Err(StreamError::Delivery {
                         topic: topic(),
                         reason: e.to_string(),
+                        transient: transient(&e),
                     });
                 }
                 Err(_) => {
                     return Err(StreamError::Delivery {
                         topic: topic(),
                         reason: "producer dropped the delivery report".into(),
+                        transient: false,
                     });
                 }
             }
@@ -135,4 +138,13 @@ impl Publisher {
         self.producer.flush(self.timeout)?;
         Ok(())
     }
+}
+
+/// Whether a produce error may pass once the brokers answer again.
+fn transient(e: &KafkaError) -> bool {
+    use epitrace_ops::LinkErrorKind as K;
+    matches!(
+        crate::link::classify(e),
+        K::AllBrokersDown | K::Transport | K::Resolve | K::Timeout
+    )
 }

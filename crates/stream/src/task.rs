@@ -285,6 +285,12 @@ async fn drive<P: Processor>(
     Ok(())
 }
 
+/// Wait before sending a batch's outputs again: 1 s, doubling, at most
+/// 30 s.
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
 /// How long a stop waits for the batch in hand to be acknowledged before
 /// giving it up (to be replayed after the restart).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -339,8 +345,35 @@ async fn process_batch<P: Processor>(
     let started = std::time::Instant::now();
     let received_at_ms = now_ms();
     let mut outcome = run_batch(processor, store.as_ref(), batch, received_at_ms)?;
-    // 1. outputs acknowledged, 2. state + offsets in one write.
-    publisher.send_all(&outcome.outputs).await?;
+    // 1. outputs acknowledged, 2. state + offsets in one write. While the
+    // brokers do not answer, the same outputs are sent again (identical
+    // records: consumers de-duplicate by id) until they are acknowledged;
+    // the processor is not run again, and nothing is written meanwhile.
+    let mut attempt: u32 = 0;
+    loop {
+        match publisher.send_all(&outcome.outputs).await {
+            Ok(()) => break,
+            Err(e) if e.is_transient() => {
+                attempt += 1;
+                metrics.delivery_retry();
+                if attempt == 1 {
+                    warn!(
+                        records = outcome.outputs.len(),
+                        error = %e,
+                        "outputs not acknowledged; sending them again until the brokers answer (state not written meanwhile)"
+                    );
+                }
+                tokio::time::sleep(retry_backoff(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if attempt > 0 {
+        info!(
+            attempts = attempt + 1,
+            "outputs acknowledged after retrying"
+        );
+    }
     store.write(std::mem::take(&mut outcome.state))?;
 
     let mut next_offsets = TopicPartitionList::new();

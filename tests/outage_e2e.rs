@@ -1,0 +1,211 @@
+//! A broker outage longer than the delivery timeout, ridden through: the
+//! pipeline runs on a broker of its own (`scripts/kafka-local.sh` on free
+//! ports), which is stopped while the feeds are being published and
+//! processed and started again 10 s later. No processor may fail, the
+//! outputs of the batches caught in the outage must be sent again rather
+//! than lost, and in the end `tracing.exposures` must equal the brute-force
+//! oracle (duplicates allowed: at-least-once, identical by id).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use epitrace_core::testkit::{CaseSpec, oracle};
+use epitrace_core::{Ingest, TracingConfig};
+use epitrace_e2e::{parse_exposition, read_all, total};
+use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
+use epitrace_model::records::{Exposure, ExposureStatus};
+use epitrace_model::topics::{CASES, EXPOSURES};
+use epitrace_model::{CaseId, SubjectId};
+use epitrace_ops::Telemetry;
+use epitrace_processors::topology::{TopologyConfig, topic_specs};
+use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
+use epitrace_sim::nightlife;
+use epitrace_stream::admin::create_topics;
+use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A local broker of this test's own; stopped when dropped.
+struct Broker {
+    dir: PathBuf,
+    port: u16,
+    cport: u16,
+}
+
+impl Broker {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-local.sh")
+    }
+
+    fn run(&self, what: &str) {
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .arg(what)
+            .env("KAFKA_LOCAL_DIR", &self.dir)
+            .env("KAFKA_LOCAL_PORT", self.port.to_string())
+            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kafka-local {what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .env("KAFKA_LOCAL_DIR", &self.dir)
+            .env("KAFKA_LOCAL_PORT", self.port.to_string())
+            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string())
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker {
+        dir: dir.path().join("kafka"),
+        port: free_port(),
+        cport: free_port(),
+    };
+    broker.run("start");
+    let brokers = format!("127.0.0.1:{}", broker.port);
+    let kafka = KafkaConfig {
+        // Far shorter than the outage: batches caught in it time out.
+        delivery_timeout_ms: 2_000,
+        ..KafkaConfig::for_brokers(&brokers)
+    };
+    let topology = TopologyConfig::default();
+    create_topics(&kafka.brokers, &topic_specs(&topology))
+        .await
+        .unwrap();
+
+    let scenario = nightlife(120, 17).unwrap();
+    let cfg = PipelineConfig {
+        kafka: kafka.clone(),
+        tracing: TracingConfig::default(),
+        topology,
+        state_dir: dir.path().join("state"),
+        ..PipelineConfig::default()
+    };
+    let ingest = Ingest::new(&cfg.tracing);
+    let observations: Vec<_> = scenario.feed().map(|r| r.observation(&ingest)).collect();
+    let live: Vec<CaseSpec> = scenario
+        .live_cases()
+        .iter()
+        .map(CaseSpec::from_event)
+        .collect();
+    let expected = oracle::exposures(&observations, &live, &cfg.tracing);
+    assert!(expected.len() >= 10, "{}", expected.len());
+
+    let telemetry = Telemetry::new().unwrap();
+    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !telemetry.health.is_ready() {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The test's own producer waits out the outage (its records are
+    // queued, not lost).
+    let publisher = Publisher::new(&KafkaConfig {
+        delivery_timeout_ms: 180_000,
+        ..KafkaConfig::for_brokers(&brokers)
+    })
+    .unwrap();
+    let mut records: Vec<OutputRecord> = Vec::new();
+    let frame = |r: &epitrace_sim::FeedRecord| OutputRecord {
+        topic: r.topic().into(),
+        key: r.key(),
+        payload: r.encode().unwrap(),
+        timestamp_ms: None,
+    };
+    records.extend(scenario.trail.iter().map(frame));
+    records.extend(scenario.cases.iter().map(|c| OutputRecord {
+        topic: CASES.into(),
+        key: c.case_id.as_str().as_bytes().to_vec(),
+        payload: encode_single_object(c).unwrap(),
+        timestamp_ms: None,
+    }));
+    records.extend(scenario.late.iter().map(frame));
+    // Published in slices, so that the pipeline is busy producing when the
+    // broker goes away.
+    let publishing = tokio::spawn(async move {
+        for chunk in records.chunks(200) {
+            publisher.send_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let down = Instant::now();
+    broker.run("stop");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    broker.run("start");
+    println!("broker down for {:?}", down.elapsed());
+    publishing.await.unwrap();
+
+    // Every exposure the oracle wants, and nothing else live.
+    let want: Vec<((CaseId, SubjectId), i64)> = expected
+        .iter()
+        .map(|(k, e)| (k.clone(), e.cumulative_ms / 1000))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (got, versions) = loop {
+        let mut latest: BTreeMap<(CaseId, SubjectId), Exposure> = BTreeMap::new();
+        let records = read_all(&kafka, EXPOSURES).await.unwrap();
+        for r in &records {
+            let e: Exposure =
+                decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default())
+                    .unwrap();
+            latest.insert((e.case_id.clone(), e.contact), e);
+        }
+        latest.retain(|_, e| e.status != ExposureStatus::Retracted);
+        let got: Vec<_> = latest
+            .iter()
+            .map(|(k, e)| (k.clone(), i64::from(e.cumulative_s)))
+            .collect();
+        if got == want || Instant::now() > deadline {
+            break (got, records.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(got, want, "the exposures after the outage");
+    println!("{} exposure versions for {} pairs", versions, want.len());
+
+    // The outage was seen: client errors counted, outputs sent again.
+    let text = telemetry.metrics.render().unwrap();
+    let samples = parse_exposition(&text).unwrap();
+    let retries = total(&samples, "epitrace_delivery_retries_total", &[]);
+    let errors = total(&samples, "epitrace_kafka_client_errors_total", &[]);
+    println!("delivery retries {retries}, client errors {errors}");
+    assert!(errors > 0.0, "the clients never noticed the outage");
+    assert!(
+        telemetry.kafka.is_reachable(),
+        "reachable again after the restart"
+    );
+    // No processor failed: a clean stop.
+    pipeline.stop().await.unwrap();
+}
