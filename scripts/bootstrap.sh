@@ -135,7 +135,7 @@ explain() {
   local rust=""
   for m in "${missing[@]}"; do
     case "$m" in
-      "cargo (Rust)") rust="install Rust with rustup" ;;
+      "cargo (Rust)") rust="Rust from https://rustup.rs (then open a new shell)" ;;
       *"rustup component"*) [ -n "$rust" ] || rust="rustup component add rustfmt clippy" ;;
     esac
   done

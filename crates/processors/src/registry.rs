@@ -26,6 +26,10 @@ pub enum Retention {
     /// Whole time buckets older than `topology.retention` are dropped (by
     /// event time).
     TimeBuckets,
+    /// Every batch sweeps a bounded slice of the store and deletes the
+    /// entries whose event time is older than `topology.retention` behind
+    /// the stream time.
+    Sweep,
     /// Entries are replaced or deleted by the processor's logic only (e.g.
     /// a retracted case); not yet bounded by time.
     ByLogic,
@@ -113,22 +117,26 @@ pub const REGISTRY: &[ProcessorSpec] = &[
                 segmenter::TRAILS,
                 "subject(16) · feed(1)",
                 "SubjectTrail (core codec)",
-                Retention::ByLogic,
+                Retention::Sweep,
             ),
             store(
                 segmenter::SUBJECT_SEGMENTS,
                 "subject · lane(4) · start(8) · first cell(8)",
                 "closed Segment (core codec)",
-                Retention::ByLogic,
+                Retention::Sweep,
             ),
             store(
                 segmenter::TAGS,
                 "subject · case id",
                 "SubjectCase (version byte + Avro datum)",
-                Retention::ByLogic,
+                Retention::Sweep,
             ),
         ],
-        build: |cfg| Box::new(Segmenter::new(&cfg.tracing)),
+        build: |cfg| {
+            Box::new(
+                Segmenter::new(&cfg.tracing).with_retention(cfg.topology.retention.as_millis()),
+            )
+        },
     },
     ProcessorSpec {
         kind: ProcessorKind::PresenceJoin,

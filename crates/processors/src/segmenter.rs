@@ -35,9 +35,13 @@
 //!   trails) with the new tags, so a case confirmed days
 //!   after its trail was ingested is traced over that trail.
 //! - **Delivery:** at-least-once with deterministic outputs.
-//! - **Retention:** not yet enforced in the subject-keyed stores (the
-//!   presence index drops whole buckets); see the closing notes of the
-//!   pipeline issue.
+//! - **Retention:** by event time, `topology.retention` (21 days) behind
+//!   the stream time (the latest event time processed, which cannot run
+//!   more than a day ahead of the wall clock: later records are
+//!   dead-lettered first). Each batch sweeps a bounded slice of every store
+//!   and deletes trails not seen on time since the cutoff, closed segments
+//!   that ended before it and case tags whose infectious window ended
+//!   before it (see [`Segmenter::sweep`]); deletion is silent downstream.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -95,10 +99,24 @@ pub struct Segmenter {
     tagged: Option<HashMap<SubjectId, Vec<CaseTag>>>,
     /// Event time of the last record (for the lag metric).
     last_event_ms: Option<i64>,
+    /// How long state is kept behind the stream time (ms); `None` keeps
+    /// everything.
+    retention_ms: Option<i64>,
+    /// The latest event time processed: the clock retention runs on. It
+    /// cannot jump far ahead: records more than a day past the wall clock
+    /// are dead-lettered before they reach it.
+    stream_time_ms: Option<i64>,
+    /// Where the retention sweep of each store goes on (see
+    /// [`Segmenter::sweep`]).
+    sweep_cursor: [Vec<u8>; 3],
 }
 
 /// Most trails kept decoded between batches (about 1 KiB each).
 const TRAIL_CACHE: usize = 200_000;
+
+/// Committed entries of each store looked at by one batch's retention
+/// sweep.
+const SWEEP_SLICE: usize = 256;
 
 impl Segmenter {
     /// The stores it needs.
@@ -116,7 +134,100 @@ impl Segmenter {
             dirty: Vec::new(),
             tagged: None,
             last_event_ms: None,
+            retention_ms: None,
+            stream_time_ms: None,
+            sweep_cursor: [Vec::new(), Vec::new(), Vec::new()],
         }
+    }
+
+    /// Keeps state `retention_ms` behind the stream time: each batch sweeps
+    /// a slice of every store and deletes what is older (see
+    /// [`Segmenter::sweep`]).
+    #[must_use]
+    pub const fn with_retention(mut self, retention_ms: i64) -> Self {
+        self.retention_ms = Some(retention_ms);
+        self
+    }
+
+    fn advance_stream_time(&mut self, event_ms: i64) {
+        self.stream_time_ms = Some(self.stream_time_ms.map_or(event_ms, |t| t.max(event_ms)));
+    }
+
+    /// Retention of the subject-keyed stores, by event time: a slice of
+    /// [`SWEEP_SLICE`] committed entries of each store per batch, resuming
+    /// where the last slice ended and wrapping around, so that the whole
+    /// state is swept continuously at a bounded cost per batch. Deleted:
+    /// trails whose subject has not been seen on time since the cutoff
+    /// (stream time − retention), closed segments that ended before it, and
+    /// case tags whose infectious window ended before it. Silent: what was
+    /// published stays published (downstream state and topics expire by
+    /// the same retention).
+    fn sweep(&mut self, txn: &mut Txn<'_>) -> Result<(), ProcessError> {
+        let (Some(retention), Some(now)) = (self.retention_ms, self.stream_time_ms) else {
+            return Ok(());
+        };
+        let cutoff = now.saturating_sub(retention);
+        let end = [0xffu8; 256];
+        for (i, store) in [TRAILS, SUBJECT_SEGMENTS, TAGS].into_iter().enumerate() {
+            let from = std::mem::take(&mut self.sweep_cursor[i]);
+            let slice = txn
+                .base()
+                .scan_limit(store, &from, &end, SWEEP_SLICE)
+                .or_fatal()?;
+            if slice.len() == SWEEP_SLICE
+                && let Some((last, _)) = slice.last()
+            {
+                let mut next = last.clone();
+                next.push(0);
+                self.sweep_cursor[i] = next;
+            }
+            for (key, _) in slice {
+                if self.expired(store, &key, cutoff, txn)? {
+                    txn.delete(store, &key[..]);
+                    if store == TRAILS {
+                        self.trails.remove(&key);
+                    }
+                    if store == TAGS
+                        && let Some(subject) = key
+                            .get(..16)
+                            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                            .map(SubjectId::from_bytes)
+                    {
+                        self.reload_tags(subject, txn)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the current version of `key` (this batch's, else the
+    /// stored one) is older than `cutoff`.
+    fn expired(
+        &self,
+        store: &str,
+        key: &[u8],
+        cutoff: i64,
+        txn: &Txn<'_>,
+    ) -> Result<bool, ProcessError> {
+        if store == TRAILS
+            && let Some(trail) = self.trails.get(key)
+        {
+            return Ok(trail.watermark().is_some_and(|w| w.as_millis() < cutoff));
+        }
+        let Some(bytes) = txn.get(store, key).or_fatal()? else {
+            return Ok(false);
+        };
+        Ok(match store {
+            TRAILS => SubjectTrail::decode(&bytes)
+                .or_fatal()?
+                .watermark()
+                .is_some_and(|w| w.as_millis() < cutoff),
+            SUBJECT_SEGMENTS => decode_segment(&bytes).or_fatal()?.end.as_millis() < cutoff,
+            _ => decode_value::<SubjectCase>(&bytes)?
+                .infectious_until
+                .is_some_and(|u| u.as_millis() < cutoff),
+        })
     }
 
     /// The trail of one feed of a subject, and its key: from the cache, else
@@ -426,11 +537,13 @@ impl Processor for Segmenter {
                 let sc: SubjectCase = decode(record)?;
                 check_key(record, sc.subject.as_bytes(), SUBJECT)?;
                 self.last_event_ms = Some(sc.confirmed_at.as_millis());
+                self.advance_stream_time(sc.confirmed_at.as_millis());
                 return self.case(&sc, ts, txn, out);
             }
             _ => return Err(unexpected_topic(self.name(), record)),
         };
         self.last_event_ms = Some(obs.time.as_millis());
+        self.advance_stream_time(obs.time.as_millis());
         self.observe(subject, obs, ts, txn, out)
     }
 
@@ -450,6 +563,7 @@ impl Processor for Segmenter {
                 txn.put(TRAILS, key, trail.encode());
             }
         }
+        self.sweep(txn)?;
         if self.trails.len() > TRAIL_CACHE {
             self.trails.clear();
         }

@@ -306,3 +306,63 @@ fn a_record_keyed_by_another_subject_or_case_is_dead_lettered_not_processed() {
         .unwrap();
     assert!(trails.is_empty(), "nothing kept for the mis-keyed ping");
 }
+
+fn ping(subject: u8, at_ms: i64, lat: f64) -> (Vec<u8>, Vec<u8>) {
+    use epitrace_model::records::{LocationPing, LocationSource};
+    use epitrace_model::{AccuracyM, EventTime, LatLng, ProviderId};
+    let p = LocationPing {
+        subject: SubjectId::from_bytes([subject; 16]),
+        provider: ProviderId::new("telco-a").unwrap(),
+        observed_at: EventTime::from_millis("t", at_ms).unwrap(),
+        position: LatLng::new(lat, 126.9946).unwrap(),
+        accuracy: AccuracyM::new(30.0).unwrap(),
+        source: LocationSource::Gps,
+        site_id: None,
+    };
+    (vec![subject; 16], encode_single_object(&p).unwrap())
+}
+
+#[test]
+fn the_segmenter_forgets_subjects_older_than_the_retention_behind_the_stream_time() {
+    const DAY: i64 = 86_400_000;
+    let t0 = 1_588_291_200_000; // 2020-05-01
+    let mut driver = test_driver(&PipelineConfig::default(), NOW_MS).unwrap();
+    // Subject 1: a day of pings, two stays (so a closed segment is stored).
+    for i in 0..20 {
+        let lat = if i < 10 { 37.5344 } else { 37.5700 };
+        let (k, v) = ping(1, t0 + i * 600_000, lat);
+        driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
+    }
+    driver.run().unwrap();
+    let count = |driver: &TopologyDriver, store: &str, subject: u8| {
+        driver
+            .store("segmenter")
+            .unwrap()
+            .scan(store, &[subject; 16], &[subject, 0xff])
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(&driver, "trails", 1), 1);
+    assert!(count(&driver, "segments", 1) >= 1, "a closed segment");
+    // A far-future ping (more than a day past the wall clock) is refused
+    // and does not move the stream time.
+    let (k, v) = ping(3, NOW_MS + 10 * DAY, 37.5344);
+    driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
+    driver.run().unwrap();
+    assert_eq!(count(&driver, "trails", 1), 1, "the clock did not jump");
+    // 20 days later: still kept (retention 21 days).
+    let (k, v) = ping(2, t0 + 20 * DAY, 37.5344);
+    driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
+    driver.run().unwrap();
+    assert_eq!(count(&driver, "trails", 1), 1);
+    // 22 days later: subject 1 is forgotten, subject 2 kept.
+    let (k, v) = ping(2, t0 + 22 * DAY, 37.5344);
+    driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
+    driver.run().unwrap();
+    assert_eq!(count(&driver, "trails", 1), 0);
+    assert_eq!(count(&driver, "segments", 1), 0);
+    assert_eq!(count(&driver, "trails", 2), 1);
+    let dead: Vec<DeadLetter> = driver.read(DEADLETTER).into_iter().map(decode).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason_code.as_str(), "timestamp_in_future");
+}

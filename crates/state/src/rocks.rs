@@ -235,6 +235,29 @@ impl KvStore for RocksStore {
             .collect()
     }
 
+    fn scan_limit(
+        &self,
+        store: &str,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StateError> {
+        let cf = self.store_cf(store)?;
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(to);
+        self.db
+            .iterator_cf_opt(cf, read, IteratorMode::From(from, Direction::Forward))
+            .take(limit)
+            .map(|item| {
+                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                    .map_err(StateError::from)
+            })
+            .collect()
+    }
+
     fn write(&self, batch: WriteSet) -> Result<(), StateError> {
         let offsets = self.internal_cf(OFFSETS_CF)?;
         let mut wb = WriteBatch::default();

@@ -31,6 +31,24 @@ pub trait KvStore: Send + Sync {
     /// [`StateError::UnknownStore`], or a backend error.
     fn scan(&self, store: &str, from: &[u8], to: &[u8]) -> Result<Vec<Entry>, StateError>;
 
+    /// At most `limit` entries with from <= key < to, in key order: a slice
+    /// of a large store (retention sweeps). The default scans and
+    /// truncates; backends override it to stop early.
+    ///
+    /// # Errors
+    /// As [`KvStore::scan`].
+    fn scan_limit(
+        &self,
+        store: &str,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StateError> {
+        let mut all = self.scan(store, from, to)?;
+        all.truncate(limit);
+        Ok(all)
+    }
+
     /// Applies every op of the batch atomically: state and input offsets
     /// together. On error nothing was applied.
     ///

@@ -295,3 +295,32 @@ fn rocks_store_without_block_cache_works() -> Result<(), StateError> {
     ));
     Ok(())
 }
+
+#[test]
+fn a_limited_scan_is_the_scan_cut_short() -> Result<(), StateError> {
+    both(&["s"], |db| {
+        let mut w = WriteSet::new();
+        for i in 0u8..50 {
+            w.put("s", vec![i, i], vec![i]);
+        }
+        w.delete("s", vec![7u8, 7]);
+        db.write(w)?;
+        for (from, to) in [
+            (vec![], vec![0xff]),
+            (vec![5u8], vec![30u8]),
+            (vec![40u8], vec![3u8]),
+        ] {
+            let all = db.scan("s", &from, &to)?;
+            for limit in [0, 1, 10, 49, 100] {
+                let mut want = all.clone();
+                want.truncate(limit);
+                assert_eq!(
+                    db.scan_limit("s", &from, &to, limit)?,
+                    want,
+                    "{from:?}..{to:?} / {limit}"
+                );
+            }
+        }
+        Ok(())
+    })
+}
