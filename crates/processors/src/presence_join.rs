@@ -24,7 +24,9 @@
 //! - **Time:** event time. Index entries older than `retention` behind the
 //!   latest segment end seen are dropped by whole buckets at the end of a
 //!   batch (at most once per day of event time: each drop is a range
-//!   tombstone). Outputs carry the input's timestamp.
+//!   tombstone); `by_id` is swept a bounded slice per batch, deleting the
+//!   segments that ended before that cutoff with their index keys. Outputs
+//!   carry the input's timestamp.
 //! - **Delivery:** at-least-once with deterministic outputs. For one pair,
 //!   every candidate comes from this partition in input order, so the
 //!   aggregator sees a pair's withdrawal before its new overlap.
@@ -179,7 +181,12 @@ pub struct PresenceJoin {
     dropped_before: Option<Bucket>,
     /// Event time of the last record (for the lag metric).
     last_event_ms: Option<i64>,
+    /// Where the retention sweep of `by_id` goes on.
+    sweep_cursor: Vec<u8>,
 }
+
+/// Committed `by_id` entries looked at by one batch's retention sweep.
+const SWEEP_SLICE: usize = 256;
 
 impl PresenceJoin {
     /// The stores it needs.
@@ -195,7 +202,47 @@ impl PresenceJoin {
             latest_end_ms: None,
             last_event_ms: None,
             dropped_before: None,
+            sweep_cursor: Vec::new(),
         }
+    }
+
+    /// Retention of `by_id`: a slice of [`SWEEP_SLICE`] committed entries
+    /// per batch (resuming where the last ended, wrapping around); a
+    /// segment that ended more than the retention before the newest one is
+    /// deleted with its index keys. Silent downstream, like the bucket drop.
+    fn sweep(&mut self, txn: &mut Txn<'_>, cutoff_ms: i64) -> Result<(), ProcessError> {
+        let from = std::mem::take(&mut self.sweep_cursor);
+        let slice = txn
+            .base()
+            .scan_limit(BY_ID, &from, &[0xff; 64], SWEEP_SLICE)
+            .or_fatal()?;
+        if slice.len() == SWEEP_SLICE
+            && let Some((last, _)) = slice.last()
+        {
+            let mut next = last.clone();
+            next.push(0);
+            self.sweep_cursor = next;
+        }
+        for (id, _) in slice {
+            // This batch's version, if it changed the segment.
+            let Some(bytes) = txn.get(BY_ID, &id).or_fatal()? else {
+                continue;
+            };
+            let update = decode_indexed(&bytes)?;
+            if update.end.as_millis() >= cutoff_ms {
+                continue;
+            }
+            for (store, patients_only) in [(PRESENCE, false), (PATIENTS, true)] {
+                if patients_only && !update.is_case() {
+                    continue;
+                }
+                for k in self.index_keys(&update) {
+                    txn.delete(store, &k[..]);
+                }
+            }
+            txn.delete(BY_ID, &id[..]);
+        }
+        Ok(())
     }
 
     fn bucket_ms(&self) -> i64 {
@@ -465,6 +512,7 @@ impl Processor for PresenceJoin {
         let Some(latest) = self.latest_end_ms else {
             return Ok(());
         };
+        self.sweep(txn, latest - self.retention_ms)?;
         let bucket = self.bucket_ms().max(1);
         let cutoff = (latest - self.retention_ms).div_euclid(bucket);
         // A range deletion leaves a tombstone every read must skip until

@@ -148,7 +148,7 @@ pub const REGISTRY: &[ProcessorSpec] = &[
                 presence_join::BY_ID,
                 "subject · lane · start · first cell",
                 "segment + case tags (compact, v1)",
-                Retention::ByLogic,
+                Retention::Sweep,
             ),
             store(
                 presence_join::PRESENCE,

@@ -41,7 +41,7 @@
 //!   dead-lettered first). Each batch sweeps a bounded slice of every store
 //!   and deletes trails not seen on time since the cutoff, closed segments
 //!   that ended before it and case tags whose infectious window ended
-//!   before it (see [`Segmenter::sweep`]); deletion is silent downstream.
+//!   before it (`Segmenter::sweep`); deletion is silent downstream.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -141,8 +141,8 @@ impl Segmenter {
     }
 
     /// Keeps state `retention_ms` behind the stream time: each batch sweeps
-    /// a slice of every store and deletes what is older (see
-    /// [`Segmenter::sweep`]).
+    /// a slice of every store and deletes what is older (see the module
+    /// docs, Retention).
     #[must_use]
     pub const fn with_retention(mut self, retention_ms: i64) -> Self {
         self.retention_ms = Some(retention_ms);

@@ -323,7 +323,7 @@ fn ping(subject: u8, at_ms: i64, lat: f64) -> (Vec<u8>, Vec<u8>) {
 }
 
 #[test]
-fn the_segmenter_forgets_subjects_older_than_the_retention_behind_the_stream_time() {
+fn segmenter_and_join_forget_subjects_older_than_the_retention_behind_the_stream_time() {
     const DAY: i64 = 86_400_000;
     let t0 = 1_588_291_200_000; // 2020-05-01
     let mut driver = test_driver(&PipelineConfig::default(), NOW_MS).unwrap();
@@ -334,16 +334,20 @@ fn the_segmenter_forgets_subjects_older_than_the_retention_behind_the_stream_tim
         driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
     }
     driver.run().unwrap();
-    let count = |driver: &TopologyDriver, store: &str, subject: u8| {
+    let count_in = |driver: &TopologyDriver, processor: &str, store: &str, subject: u8| {
         driver
-            .store("segmenter")
+            .store(processor)
             .unwrap()
             .scan(store, &[subject; 16], &[subject, 0xff])
             .unwrap()
             .len()
     };
+    let count = |driver: &TopologyDriver, store: &str, subject: u8| {
+        count_in(driver, "segmenter", store, subject)
+    };
     assert_eq!(count(&driver, "trails", 1), 1);
     assert!(count(&driver, "segments", 1) >= 1, "a closed segment");
+    assert!(count_in(&driver, "presence-join", "by_id", 1) >= 1);
     // A far-future ping (more than a day past the wall clock) is refused
     // and does not move the stream time.
     let (k, v) = ping(3, NOW_MS + 10 * DAY, 37.5344);
@@ -355,13 +359,29 @@ fn the_segmenter_forgets_subjects_older_than_the_retention_behind_the_stream_tim
     driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
     driver.run().unwrap();
     assert_eq!(count(&driver, "trails", 1), 1);
-    // 22 days later: subject 1 is forgotten, subject 2 kept.
-    let (k, v) = ping(2, t0 + 22 * DAY, 37.5344);
-    driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
+    // 22 days later (a stay, so that the join sees the time too): subject
+    // 1 is forgotten, subject 2 kept.
+    for minutes in [0, 10] {
+        let (k, v) = ping(2, t0 + 22 * DAY + minutes * 60_000, 37.5344);
+        driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
+    }
     driver.run().unwrap();
     assert_eq!(count(&driver, "trails", 1), 0);
     assert_eq!(count(&driver, "segments", 1), 0);
     assert_eq!(count(&driver, "trails", 2), 1);
+    // The join forgets its segments too (and their index keys).
+    assert_eq!(count_in(&driver, "presence-join", "by_id", 1), 0);
+    let presence = driver
+        .store("presence-join")
+        .unwrap()
+        .scan("presence", &[], &[0xff; 64])
+        .unwrap();
+    assert!(
+        presence
+            .iter()
+            .all(|(k, _)| !k.ends_with(&[1; 16][..]) && !k.windows(16).any(|w| w == [1; 16])),
+        "no index key of subject 1 left"
+    );
     let dead: Vec<DeadLetter> = driver.read(DEADLETTER).into_iter().map(decode).collect();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason_code.as_str(), "timestamp_in_future");
