@@ -209,3 +209,68 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stop
     // No processor failed: a clean stop.
     pipeline.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_the_brokers_are_gone_returns_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker {
+        dir: dir.path().join("kafka"),
+        port: free_port(),
+        cport: free_port(),
+    };
+    broker.run("start");
+    let kafka = KafkaConfig::for_brokers(format!("127.0.0.1:{}", broker.port));
+    let topology = TopologyConfig::default();
+    create_topics(&kafka.brokers, &topic_specs(&topology))
+        .await
+        .unwrap();
+    let cfg = PipelineConfig {
+        kafka,
+        topology,
+        state_dir: dir.path().join("state"),
+        ..PipelineConfig::default()
+    };
+    let telemetry = Telemetry::new().unwrap();
+    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !telemetry.health.is_ready() {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Some work first, so that offsets are being committed.
+    let scenario = nightlife(40, 5).unwrap();
+    let publisher = Publisher::new(&cfg.kafka).unwrap();
+    let records: Vec<OutputRecord> = scenario
+        .trail
+        .iter()
+        .map(|r| OutputRecord {
+            topic: r.topic().into(),
+            key: r.key(),
+            payload: r.encode().unwrap(),
+            timestamp_ms: None,
+        })
+        .collect();
+    publisher.send_all(&records).await.unwrap();
+    let seg = pipeline.stats()[&ProcessorKind::Segmenter].clone();
+    let n = u64::try_from(records.len()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seg.records_in.load(std::sync::atomic::Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "the segmenter did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The brokers go away just as the pipeline is told to stop: the
+    // consumers start leaving their groups while the coordinator is going
+    // (the close then waits for an answer that never comes).
+    let stopping_broker = std::thread::spawn({
+        let (dir, port, cport) = (broker.dir.clone(), broker.port, broker.cport);
+        move || Broker { dir, port, cport }.run("stop")
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    tokio::time::timeout(Duration::from_secs(45), pipeline.stop())
+        .await
+        .expect("the stop hung on closing consumers")
+        .unwrap();
+    println!("stopped in {:?} without brokers", stopping.elapsed());
+    stopping_broker.join().unwrap();
+}

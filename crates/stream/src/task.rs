@@ -201,8 +201,10 @@ async fn drive<P: Processor>(
         health,
         hooks: hooks.clone(),
     };
-    let consumer: StreamConsumer<StoreOffsets> =
-        cfg.consumer_config(name).create_with_context(context)?;
+    let consumer = BoundedClose::new(
+        cfg.consumer_config(name)
+            .create_with_context::<_, StreamConsumer<StoreOffsets>>(context)?,
+    );
     let inputs = processor.inputs();
     let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
@@ -289,6 +291,60 @@ async fn drive<P: Processor>(
 /// 30 s.
 fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+/// How long closing a consumer (leaving its group) may take before the
+/// task stops without it.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// A consumer whose close is bounded: rdkafka's drop leaves the group and
+/// waits for the coordinator for as long as it takes, which with the
+/// brokers gone is forever (and it blocks a runtime thread). Dropping this
+/// closes the consumer on a thread of its own and waits at most
+/// [`CLOSE_GRACE`]; after that the close is abandoned (the group
+/// coordinator times the session out) and the task stops anyway.
+struct BoundedClose<C: Send + 'static>(Option<C>);
+
+impl<C: Send + 'static> BoundedClose<C> {
+    const fn new(consumer: C) -> Self {
+        Self(Some(consumer))
+    }
+}
+
+impl<C: Send + 'static> std::ops::Deref for BoundedClose<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        // Some until dropped.
+        self.0.as_ref().unwrap_or_else(|| unreachable_consumer())
+    }
+}
+
+#[allow(clippy::panic)]
+#[cold]
+fn unreachable_consumer() -> ! {
+    panic!("consumer used after close")
+}
+
+impl<C: Send + 'static> Drop for BoundedClose<C> {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let (done, closed) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("epitrace-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = done.send(());
+            });
+        if spawned.is_ok() && closed.recv_timeout(CLOSE_GRACE).is_err() {
+            warn!(
+                grace_s = CLOSE_GRACE.as_secs(),
+                "the consumer did not leave its group in time (kafka unreachable?); stopping without it"
+            );
+        }
+    }
 }
 
 /// How long a stop waits for the batch in hand to be acknowledged before
