@@ -53,15 +53,18 @@ impl Broker {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-local.sh")
     }
 
-    fn run(&self, what: &str) {
-        let out = Command::new("bash")
-            .arg(Self::script())
+    fn command(&self, what: &str) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(Self::script())
             .arg(what)
             .env("KAFKA_LOCAL_DIR", &self.dir)
             .env("KAFKA_LOCAL_PORT", self.port.to_string())
-            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string())
-            .output()
-            .unwrap();
+            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string());
+        c
+    }
+
+    fn run(&self, what: &str) {
+        let out = self.command(what).output().unwrap();
         assert!(
             out.status.success(),
             "kafka-local {what}: {}{}",
@@ -73,13 +76,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .arg("stop")
-            .env("KAFKA_LOCAL_DIR", &self.dir)
-            .env("KAFKA_LOCAL_PORT", self.port.to_string())
-            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string())
-            .output();
+        let _ = self.command("stop").output();
     }
 }
 

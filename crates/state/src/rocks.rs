@@ -220,19 +220,7 @@ impl KvStore for RocksStore {
     }
 
     fn scan(&self, store: &str, from: &[u8], to: &[u8]) -> Result<Vec<Entry>, StateError> {
-        let cf = self.store_cf(store)?;
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        let mut read = ReadOptions::default();
-        read.set_iterate_upper_bound(to);
-        self.db
-            .iterator_cf_opt(cf, read, IteratorMode::From(from, Direction::Forward))
-            .map(|item| {
-                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
-                    .map_err(StateError::from)
-            })
-            .collect()
+        self.scan_limit(store, from, to, usize::MAX)
     }
 
     fn scan_limit(
