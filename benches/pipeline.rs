@@ -75,8 +75,8 @@ fn subject(i: u32) -> SubjectId {
 /// Pings of 10,000 phones: each stays at one of 2,000 tower sites (a grid
 /// over central Seoul, 500–1500 m accuracy) or, one time in five, reports a
 /// GPS fix near it; ~100 pings a phone, every 1–12 min, moving every few
-/// hours. Returned in time order, as frames.
-fn pings(n: usize) -> Vec<Vec<u8>> {
+/// hours. Returned in time order, as (key, frame) pairs.
+fn pings(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut rng = Lcg(7);
     let provider = ProviderId::new("telco-a").unwrap();
     let sites: Vec<LatLng> = (0..2_000)
@@ -126,8 +126,15 @@ fn pings(n: usize) -> Vec<Vec<u8>> {
     }
     rows.sort_by_key(|(t, _)| *t);
     rows.truncate(n);
+    // Keyed by the subject, as producers key them (the segmenter refuses
+    // a record keyed otherwise).
     rows.iter()
-        .map(|(_, p)| encode_single_object(p).unwrap())
+        .map(|(_, p)| {
+            (
+                p.subject.as_bytes().to_vec(),
+                encode_single_object(p).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -182,7 +189,7 @@ fn main() {
         .unwrap_or(3);
     let cfg = TracingConfig::default();
     println!("generating {n} pings of {SUBJECTS} phones…");
-    let frames: Vec<(Vec<u8>, Vec<u8>)> = pings(n).into_iter().map(|f| (Vec::new(), f)).collect();
+    let frames: Vec<(Vec<u8>, Vec<u8>)> = pings(n);
     // 10 of the phones (0.1%) are cases: their segments probe everyone.
     let case_frames: Vec<(Vec<u8>, Vec<u8>)> = (0..10)
         .map(|i| {
@@ -194,7 +201,10 @@ fn main() {
                 infectious_until: None,
                 confirmed_at: EventTime::from_millis("t", T0).unwrap(),
             };
-            (Vec::new(), encode_single_object(&sc).unwrap())
+            (
+                sc.subject.as_bytes().to_vec(),
+                encode_single_object(&sc).unwrap(),
+            )
         })
         .collect();
     let opts = DecodeOptions::default();
@@ -241,6 +251,9 @@ fn main() {
         let t = Instant::now();
         let outs = drive(&mut seg, TELECOM, &frames, &seg_store);
         segmenter.push(t.elapsed().as_secs_f64());
+        // The join reads presence.segments only (the segmenter also writes
+        // the case subjects' visits to tracing.timelines).
+        let outs: Vec<OutputRecord> = outs.into_iter().filter(|o| o.topic == SEGMENTS).collect();
         segment_updates = outs.len();
 
         if std::env::var("EPITRACE_BENCH_STAGES").is_ok_and(|s| !s.contains("join")) {
