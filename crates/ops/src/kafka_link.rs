@@ -76,9 +76,15 @@ impl LinkErrorKind {
     }
 }
 
-/// How soon an unreachable cluster is first reported (a broker that is
-/// merely slow to accept the first connection is not an outage).
+/// How soon an unreachable cluster is first reported once clients report
+/// errors (a broker that is merely slow to accept the first connection is
+/// not an outage).
 pub const FIRST_REPORT_AFTER: Duration = Duration::from_secs(3);
+
+/// How soon a cluster that has not answered is reported when no client
+/// reported an error either (a consumer group still forming takes a few
+/// seconds; an address that swallows packets gives no error for long).
+pub const QUIET_REPORT_AFTER: Duration = Duration::from_secs(10);
 
 /// How often a continuing outage, or continuing client errors, are
 /// reported again.
@@ -222,8 +228,9 @@ impl KafkaLink {
 
     /// What to report now, if anything: called about once a second by one
     /// watcher. An outage is first reported [`FIRST_REPORT_AFTER`] after it
-    /// began, then every [`REPORT_EVERY`]; its end once; client errors
-    /// while reachable at most every [`REPORT_EVERY`].
+    /// began ([`QUIET_REPORT_AFTER`] when no client reported an error),
+    /// then every [`REPORT_EVERY`]; its end once; client errors while
+    /// reachable at most every [`REPORT_EVERY`].
     pub fn poll(&self) -> Option<LinkReport> {
         self.poll_at(Instant::now())
     }
@@ -236,7 +243,12 @@ impl KafkaLink {
         let reachable = self.is_reachable();
         let report = if !reachable {
             let down_for = now.duration_since(s.since);
-            if down_for < FIRST_REPORT_AFTER || (s.outage_reported && !due) {
+            let grace = if s.errors.iter().all(|&n| n == 0) {
+                QUIET_REPORT_AFTER
+            } else {
+                FIRST_REPORT_AFTER
+            };
+            if (!s.outage_reported && down_for < grace) || (s.outage_reported && !due) {
                 return None;
             }
             s.outage_reported = true;
@@ -365,6 +377,21 @@ mod tests {
         assert!(matches!(
             l.poll_at(t0 + Duration::from_secs(42)),
             Some(LinkReport::Errors { .. })
+        ));
+    }
+
+    #[test]
+    fn a_quiet_start_is_given_longer_before_it_counts_as_an_outage() {
+        let l = link();
+        let t0 = l.state.lock().unwrap().since;
+        // No error, no answer yet (a group still forming): not an outage.
+        assert_eq!(l.poll_at(t0 + Duration::from_secs(5)), None);
+        assert!(matches!(
+            l.poll_at(t0 + Duration::from_secs(11)),
+            Some(LinkReport::Down {
+                ever_reached: false,
+                ..
+            })
         ));
     }
 
