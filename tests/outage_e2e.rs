@@ -49,6 +49,21 @@ struct Broker {
 }
 
 impl Broker {
+    /// A broker of this test's own, started, in `dir`.
+    fn start(dir: &Path) -> Self {
+        let broker = Self {
+            dir: dir.join("kafka"),
+            port: free_port(),
+            cport: free_port(),
+        };
+        broker.run("start");
+        broker
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     fn script() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-local.sh")
     }
@@ -83,13 +98,8 @@ impl Drop for Broker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stops_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker {
-        dir: dir.path().join("kafka"),
-        port: free_port(),
-        cport: free_port(),
-    };
-    broker.run("start");
-    let brokers = format!("127.0.0.1:{}", broker.port);
+    let broker = Broker::start(dir.path());
+    let brokers = broker.brokers();
     let kafka = KafkaConfig {
         // Far shorter than the outage: batches caught in it time out.
         delivery_timeout_ms: 2_000,
@@ -210,13 +220,8 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stop
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_the_brokers_are_gone_returns_in_bounded_time() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker {
-        dir: dir.path().join("kafka"),
-        port: free_port(),
-        cport: free_port(),
-    };
-    broker.run("start");
-    let kafka = KafkaConfig::for_brokers(format!("127.0.0.1:{}", broker.port));
+    let broker = Broker::start(dir.path());
+    let kafka = KafkaConfig::for_brokers(broker.brokers());
     let topology = TopologyConfig::default();
     create_topics(&kafka.brokers, &topic_specs(&topology))
         .await
