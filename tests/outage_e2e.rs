@@ -95,6 +95,18 @@ impl Drop for Broker {
     }
 }
 
+/// Every processor started, once ready.
+async fn start_ready(cfg: &PipelineConfig) -> (Pipeline, Telemetry) {
+    let telemetry = Telemetry::new().unwrap();
+    let pipeline = Pipeline::start(cfg, &ProcessorKind::ALL, &telemetry).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !telemetry.health.is_ready() {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (pipeline, telemetry)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stops_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,13 +140,7 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stop
     let expected = oracle::exposures(&observations, &live, &cfg.tracing);
     assert!(expected.len() >= 10, "{}", expected.len());
 
-    let telemetry = Telemetry::new().unwrap();
-    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !telemetry.health.is_ready() {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (pipeline, telemetry) = start_ready(&cfg).await;
 
     // The test's own producer waits out the outage (its records are
     // queued, not lost).
@@ -232,13 +238,7 @@ async fn a_stop_while_the_brokers_are_gone_returns_in_bounded_time() {
         state_dir: dir.path().join("state"),
         ..PipelineConfig::default()
     };
-    let telemetry = Telemetry::new().unwrap();
-    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !telemetry.health.is_ready() {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (pipeline, _telemetry) = start_ready(&cfg).await;
     // Some work first, so that offsets are being committed.
     let scenario = nightlife(40, 5).unwrap();
     let publisher = Publisher::new(&cfg.kafka).unwrap();
