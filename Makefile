@@ -5,7 +5,7 @@ CARGO_FLAGS ?=
 # rustup installs cargo in ~/.cargo/bin, which a fresh shell may not have.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench eval
+.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench bench-failover chaos eval
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,7 +46,17 @@ up: ## the pipeline on the real local broker: a simulated city traced, clusters 
 	scripts/up.sh
 
 bench: prereqs-build ## throughput of segmenter + presence-join on RocksDB (release build)
-	$(CARGO) bench -p epitrace-bench $(CARGO_FLAGS)
+	$(CARGO) bench -p epitrace-bench --bench pipeline --bench sim_scale $(CARGO_FLAGS)
+
+chaos: prereqs-test ## the full chaos test: 3 instances (+1 joining and leaving), ~500k feed records, 20 SIGKILLs, 2 broker restarts (release build; CHAOS_GUARANTEE=at_least_once for the other mode)
+	CHAOS_RESIDENTS=$${CHAOS_RESIDENTS:-300} CHAOS_KILLS=$${CHAOS_KILLS:-20} CHAOS_BROKER_RESTARTS=$${CHAOS_BROKER_RESTARTS:-2} \
+		$(CARGO) test --release -p epitrace --test chaos $(CARGO_FLAGS) -- --nocapture
+
+bench-failover: prereqs-test ## failover of a partition of ~1M stored records: changelog restore vs input replay, exactly-once vs at-least-once throughput (release build, local broker)
+	$(CARGO) build --release -p epitrace --bin epitrace $(CARGO_FLAGS)
+	$(CARGO) bench -p epitrace-bench --bench failover --no-run $(CARGO_FLAGS)
+	EPITRACE_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/epitrace" \
+		scripts/with-kafka.sh sh -c 'EPITRACE_BENCH_BROKERS=$$EPITRACE_TEST_BROKERS $(CARGO) bench -p epitrace-bench --bench failover $(CARGO_FLAGS)'
 
 eval: prereqs-test ## the default simulated city through the pipeline on a local broker, then the accuracy report (release build; ~17 min)
 	$(CARGO) build --release --workspace --bins $(CARGO_FLAGS)

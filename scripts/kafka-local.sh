@@ -110,6 +110,11 @@ auto.create.topics.enable=false
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+# A crashed instance's open transaction is aborted within ~2 s of its
+# timeout (default 10 s), so the instance taking its partitions over waits
+# less (exactly-once failover).
+transaction.abort.timed.out.transaction.cleanup.interval.ms=2000
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0

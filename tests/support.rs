@@ -15,12 +15,24 @@ use epitrace_stream::read::{ConsumedRecord, read_to_end};
 #[must_use]
 #[allow(clippy::panic)]
 pub fn brokers() -> String {
+    log_if_asked();
     match std::env::var("EPITRACE_TEST_BROKERS") {
         Ok(b) if !b.trim().is_empty() => b,
         _ => panic!(
             "EPITRACE_TEST_BROKERS is not set: these end-to-end tests need a real Kafka broker. \
              Run them through `make test` or `scripts/with-kafka.sh cargo test -p epitrace-e2e`."
         ),
+    }
+}
+
+/// With `EPITRACE_TEST_LOG` set (an env-filter such as `info`), the
+/// in-process pipeline's logs go to stderr (run with `--nocapture`).
+pub fn log_if_asked() {
+    if let Ok(filter) = std::env::var("EPITRACE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
     }
 }
 

@@ -14,7 +14,7 @@ use epitrace_model::records::{Exposure, ExposureStatus, Visit};
 use epitrace_model::topics::{CASES, EXPOSURES, TIMELINES};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::{OpsConfig, OpsServer, Telemetry};
-use epitrace_processors::topology::{TopologyConfig, topic_specs};
+use epitrace_processors::topology::{TopologyConfig, changelog_specs, topic_specs};
 use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
 use epitrace_sim::nightlife;
 use epitrace_stream::mock::MockKafka;
@@ -41,12 +41,18 @@ pub(crate) async fn run(
     let scenario = nightlife(residents, seed).context("building the scenario")?;
     let mock = MockKafka::start(1).context("starting the mock Kafka cluster")?;
     let topology = TopologyConfig::default();
-    for spec in topic_specs(&topology) {
+    let kafka = KafkaConfig::for_brokers(mock.brokers());
+    // The mock cluster has no CreateTopics: the changelogs too are made
+    // here (compaction is not simulated; nothing in a demo needs it).
+    for spec in topic_specs(&topology)
+        .into_iter()
+        .chain(changelog_specs(&topology, &kafka.group_prefix))
+    {
         mock.create_topic(&spec.name, spec.partitions)?;
     }
     let state = tempfile::tempdir().context("creating a temporary state folder")?;
     let cfg = PipelineConfig {
-        kafka: KafkaConfig::for_brokers(mock.brokers()),
+        kafka,
         tracing: TracingConfig::default(),
         topology,
         state_dir: state.path().to_path_buf(),

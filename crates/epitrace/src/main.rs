@@ -24,9 +24,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use epitrace_model::schema::{SCHEMA_FILES, SchemaSet};
 use epitrace_ops::{OpsServer, Telemetry};
-use epitrace_processors::topology::topic_specs;
+use epitrace_processors::topology::{changelog_specs, is_changelog, topic_specs};
 use epitrace_processors::{Pipeline, ProcessorKind};
-use epitrace_stream::admin::{TopicOutcome, create_topics, purge_topics};
+use epitrace_stream::admin::{
+    TopicOutcome, create_topics, delete_topics, list_topics, purge_topics,
+};
 
 use crate::settings::{Overrides, load};
 
@@ -245,7 +247,8 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             command: TopicsCommand::Create { overrides },
         } => {
             let cfg = load(&overrides)?;
-            let specs = topic_specs(&cfg.topology);
+            let mut specs = topic_specs(&cfg.topology);
+            specs.extend(changelog_specs(&cfg.topology, &cfg.kafka.group_prefix));
             require_kafka(&cfg.kafka)?;
             let results = runtime()?.block_on(create_topics(&cfg.kafka.brokers, &specs))?;
             for (name, outcome) in results {
@@ -264,7 +267,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             let specs = topic_specs(&cfg.topology);
             if !yes {
                 bail!(
-                    "this deletes every record of {} topics on {}; add --yes to confirm",
+                    "this deletes every record of {} topics and every processor state changelog on {}; add --yes to confirm",
                     specs.len(),
                     cfg.kafka.brokers
                 );
@@ -282,6 +285,19 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 } else {
                     writeln!(out, "purged   {topic} ({records} records)")?;
                 }
+            }
+            // The changelogs hold the processors' state (personal data):
+            // deleted, of every group prefix; `epitrace run` creates them
+            // again, empty.
+            let rt = runtime()?;
+            let all = rt.block_on(list_topics(&cfg.kafka.brokers))?;
+            let changelogs: Vec<&str> = all
+                .iter()
+                .map(String::as_str)
+                .filter(|t| is_changelog(t))
+                .collect();
+            for topic in rt.block_on(delete_topics(&cfg.kafka.brokers, &changelogs))? {
+                writeln!(out, "deleted  {topic} (a processor's state changelog)")?;
             }
             Ok(())
         }

@@ -37,6 +37,12 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     /// `epitrace_delivery_retries_total{processor}`.
     pub delivery_retries: IntCounterVec,
+    /// `epitrace_restore_records_total{processor}`.
+    pub restore_records: IntCounterVec,
+    /// `epitrace_restoring_partitions{processor}`.
+    pub restoring_partitions: IntGaugeVec,
+    /// `epitrace_transactions_total{processor, outcome}`.
+    pub transactions: IntCounterVec,
     /// `epitrace_state_size_bytes{processor, store}`.
     pub state_size: IntGaugeVec,
     /// `epitrace_state_keys{processor, store}`.
@@ -80,6 +86,9 @@ impl Metrics {
         "epitrace_assigned_partitions",
         "epitrace_rebalances_total",
         "epitrace_delivery_retries_total",
+        "epitrace_restore_records_total",
+        "epitrace_restoring_partitions",
+        "epitrace_transactions_total",
         "epitrace_state_size_bytes",
         "epitrace_state_keys",
         "epitrace_exposures_emitted_total",
@@ -160,6 +169,21 @@ impl Metrics {
                 "Times a batch's outputs were sent again because the brokers did not acknowledge them in time (its state is written only once they are).",
                 &["processor"],
             )?,
+            restore_records: counter(
+                "epitrace_restore_records_total",
+                "Changelog records applied to local state while restoring assigned partitions.",
+                &["processor"],
+            )?,
+            restoring_partitions: gauge(
+                "epitrace_restoring_partitions",
+                "Partitions whose state is being restored from the changelog now (the processor is not ready meanwhile).",
+                &["processor"],
+            )?,
+            transactions: counter(
+                "epitrace_transactions_total",
+                "Kafka transactions of exactly-once processing, by outcome (committed, aborted).",
+                &["processor", "outcome"],
+            )?,
             state_size: gauge(
                 "epitrace_state_size_bytes",
                 "Approximate bytes of a state store (live SST data plus memtables).",
@@ -224,6 +248,11 @@ impl Metrics {
     pub fn task(self: &Arc<Self>, processor: &'static str) -> TaskMetrics {
         // Exported at 0 from the start, so that rates and alerts work.
         let _ = self.delivery_retries.with_label_values(&[processor]);
+        let _ = self.restore_records.with_label_values(&[processor]);
+        let _ = self.restoring_partitions.with_label_values(&[processor]);
+        for outcome in ["committed", "aborted"] {
+            let _ = self.transactions.with_label_values(&[processor, outcome]);
+        }
         TaskMetrics {
             processor,
             batch_duration: self.batch_duration.with_label_values(&[processor]),
@@ -319,6 +348,30 @@ impl TaskMetrics {
         self.metrics
             .delivery_retries
             .with_label_values(&[self.processor])
+            .inc();
+    }
+
+    /// `n` changelog records applied while restoring.
+    pub fn restored(&self, n: u64) {
+        self.metrics
+            .restore_records
+            .with_label_values(&[self.processor])
+            .inc_by(n);
+    }
+
+    /// How many partitions are being restored now.
+    pub fn restoring(&self, partitions: usize) {
+        self.metrics
+            .restoring_partitions
+            .with_label_values(&[self.processor])
+            .set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    /// A transaction ended with `outcome` (`committed` or `aborted`).
+    pub fn transaction(&self, outcome: &'static str) {
+        self.metrics
+            .transactions
+            .with_label_values(&[self.processor, outcome])
             .inc();
     }
 

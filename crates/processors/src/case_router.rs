@@ -7,7 +7,7 @@
 //!   inputs are co-partitioned with `cases.by-subject`) learns which of its
 //!   subjects are cases and can look back over their stored trails.
 //! - **Time:** outputs carry the input's timestamp.
-//! - **Delivery:** at-least-once with deterministic outputs (see
+//! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); either way with deterministic outputs (see
 //!   `epitrace_engine`): a replay produces identical records.
 //!
 //! A case whose subjects change (UPDATED without one of its earlier

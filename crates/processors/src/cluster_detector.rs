@@ -23,7 +23,7 @@
 //!   timestamp of the batch. Clusters depend only on the evidence, never
 //!   on its order or on batch boundaries; the alerts in between may differ
 //!   on a replay with other batch sizes, the final state may not.
-//! - **Delivery:** at-least-once with deterministic cluster ids
+//! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); either way with deterministic cluster ids
 //!   (consumers upsert by id).
 
 use epitrace_core::{CaseFacts, ClusterConfig, ClusterGraph, PlaceTime};

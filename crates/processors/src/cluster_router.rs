@@ -14,7 +14,7 @@
 //! - **Validation:** each record is decoded first, so a bad one is
 //!   dead-lettered with its original topic and offset, never forwarded.
 //! - **Time:** outputs carry the input's timestamp.
-//! - **Delivery:** at-least-once; a replay forwards identical records,
+//! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); a replay forwards identical records,
 //!   which the detector applies idempotently (upserts by id).
 
 use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};

@@ -22,7 +22,7 @@
 //!   contacts.
 //! - **Time:** `detected_at` is the timestamp of the input that changed the
 //!   exposure (deterministic on replay), not the wall clock.
-//! - **Delivery:** at-least-once with deterministic outputs.
+//! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); either way with deterministic outputs.
 
 use std::collections::BTreeMap;
 

@@ -27,7 +27,7 @@
 //!   tombstone); `by_id` is swept a bounded slice per batch, deleting the
 //!   segments that ended before that cutoff with their index keys. Outputs
 //!   carry the input's timestamp.
-//! - **Delivery:** at-least-once with deterministic outputs. For one pair,
+//! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); either way with deterministic outputs. For one pair,
 //!   every candidate comes from this partition in input order, so the
 //!   aggregator sees a pair's withdrawal before its new overlap.
 

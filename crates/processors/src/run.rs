@@ -1,5 +1,7 @@
-//! Running processors: one RocksDB and one consumer group per processor,
-//! all in this process, stopped together.
+//! Running processors: one consumer group per processor, shared by every
+//! instance of the pipeline; on this instance one RocksDB per processor
+//! and owned partition (`<state_dir>/<processor>/<partition>`), restored
+//! from the processor's changelog; all stopped together.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,9 +11,9 @@ use std::sync::Arc;
 
 use epitrace_core::TracingConfig;
 use epitrace_ops::{OpsConfig, Telemetry};
-use epitrace_state::{KvStore, RocksStore, StoreOptions};
+use epitrace_state::StoreOptions;
 use epitrace_stream::task::TaskStats;
-use epitrace_stream::{KafkaConfig, StreamError, run_task};
+use epitrace_stream::{KafkaConfig, StreamError, TaskDef, run_task};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -96,8 +98,11 @@ pub struct PipelineConfig {
     pub topology: TopologyConfig,
     /// RocksDB tuning.
     pub store: StoreOptions,
-    /// Where each processor keeps its RocksDB (`<state_dir>/<processor>`).
-    /// Default `./epitrace-state`.
+    /// Where this instance keeps its state: one RocksDB per processor and
+    /// owned partition (`<state_dir>/<processor>/<partition>`), restored
+    /// from the changelogs when missing or behind, plus this instance's id
+    /// (`instance-id`). One running instance per folder. Default
+    /// `./epitrace-state`.
     pub state_dir: PathBuf,
     /// The operations endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub metrics: OpsConfig,
@@ -119,6 +124,8 @@ impl Default for PipelineConfig {
 /// A running set of processors.
 #[derive(Debug)]
 pub struct Pipeline {
+    /// Held while running: one instance per state folder.
+    _lock: std::fs::File,
     stop: watch::Sender<bool>,
     tasks: Vec<(ProcessorKind, JoinHandle<Result<(), StreamError>>)>,
     stats: BTreeMap<ProcessorKind, Arc<TaskStats>>,
@@ -160,16 +167,12 @@ impl Pipeline {
                 },
             ));
         }
-        info!(brokers = %cfg.kafka.brokers, "connecting to kafka");
+        let (lock, instance_id) = claim_state_dir(&state_dir)?;
+        info!(brokers = %cfg.kafka.brokers, instance = %instance_id, guarantee = %cfg.kafka.processing_guarantee, "connecting to kafka");
         let mut tasks = Vec::new();
         let mut stats = BTreeMap::new();
         for &kind in kinds {
             let spec = registry::spec(kind);
-            let store: Arc<dyn KvStore> = Arc::new(RocksStore::open(
-                state_dir.join(kind.name()),
-                &spec.store_names(),
-                &cfg.store,
-            )?);
             let task_stats = Arc::new(TaskStats::default());
             stats.insert(kind, Arc::clone(&task_stats));
             let mut rx = rx.clone();
@@ -177,15 +180,53 @@ impl Pipeline {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
             let kafka = cfg.kafka.clone();
-            let processor = (spec.build)(cfg);
+            let built = cfg.clone();
+            let def = TaskDef {
+                name: kind.name(),
+                inputs: spec.inputs.iter().map(|t| (*t).to_owned()).collect(),
+                stores: spec.store_names(),
+                build: Arc::new(move || (spec.build)(&built)),
+                state_dir: state_dir.join(kind.name()),
+                store_options: cfg.store.clone(),
+                instance_id: instance_id.clone(),
+            };
+            let replication = cfg.topology.replication;
+            let delete_retention = cfg.topology.retention.as_millis();
             let t = telemetry.clone();
+            let hooks = epitrace_stream::link::LinkHooks::new(Arc::clone(&telemetry.kafka));
+            let health = telemetry.health.task(kind.name());
+            let failed = health.clone();
             let handle = tokio::spawn(async move {
-                run_task(processor, store, &kafka, task_stats, &t, shutdown).await
+                tokio::pin!(shutdown);
+                let ensured = epitrace_stream::changelog::ensure(
+                    &kafka,
+                    def.name,
+                    &def.inputs,
+                    replication,
+                    delete_retention,
+                    hooks,
+                );
+                tokio::select! {
+                    r = ensured => if let Err(e) = r {
+                        failed.set_failed();
+                        return Err(e);
+                    },
+                    () = &mut shutdown => {
+                        failed.set_stopped();
+                        return Ok(());
+                    }
+                }
+                run_task(def, &kafka, task_stats, &t, health, shutdown).await
             });
             info!(processor = kind.name(), "processor started");
             tasks.push((kind, handle));
         }
-        Ok(Self { stop, tasks, stats })
+        Ok(Self {
+            _lock: lock,
+            stop,
+            tasks,
+            stats,
+        })
     }
 
     /// The counters of each running processor.
@@ -212,7 +253,9 @@ impl Pipeline {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), PipelineError> {
-        let Self { stop, tasks, .. } = self;
+        let Self {
+            stop, tasks, _lock, ..
+        } = self;
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<(
             ProcessorKind,
             Result<(), PipelineError>,
@@ -264,6 +307,46 @@ impl Pipeline {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// Locks `state_dir` for this process (one running instance per folder:
+/// two would share a transactional id and fence each other) and returns the
+/// lock with this instance's id, created on first use.
+fn claim_state_dir(state_dir: &std::path::Path) -> Result<(std::fs::File, String), PipelineError> {
+    let io = |what: &str, e: std::io::Error| {
+        PipelineError::Config(format!("{what} {}: {e}", state_dir.display()))
+    };
+    std::fs::create_dir_all(state_dir).map_err(|e| io("creating", e))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("instance.lock"))
+        .map_err(|e| io("opening the lock of", e))?;
+    lock.try_lock().map_err(|_| {
+        PipelineError::Config(format!(
+            "state directory {} is in use by another epitrace process: give each instance its own state_dir",
+            state_dir.display()
+        ))
+    })?;
+    let id_file = state_dir.join("instance-id");
+    let id = match std::fs::read_to_string(&id_file) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
+        _ => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.write_u32(std::process::id());
+            let id = format!("{:016x}", h.finish());
+            std::fs::write(&id_file, &id).map_err(|e| io("writing the instance id in", e))?;
+            id
+        }
+    };
+    Ok((lock, id))
 }
 
 fn flatten(

@@ -34,7 +34,7 @@
 //!   segment of the subject (the closed ones stored, the open ones of its
 //!   trails) with the new tags, so a case confirmed days
 //!   after its trail was ingested is traced over that trail.
-//! - **Delivery:** at-least-once with deterministic outputs.
+//! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); either way with deterministic outputs.
 //! - **Retention:** by event time, `topology.retention` (21 days) behind
 //!   the stream time (the latest event time processed, which cannot run
 //!   more than a day ahead of the wall clock: later records are

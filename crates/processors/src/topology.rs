@@ -95,6 +95,43 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
     specs
 }
 
+/// The changelog topic of every processor for consumer groups prefixed
+/// `group_prefix` ([`epitrace_stream::changelog`]): compacted, with as many
+/// partitions as the processor's first input. `epitrace run` creates any
+/// that are missing; creating them up front sets their replication.
+#[must_use]
+pub fn changelog_specs(cfg: &TopologyConfig, group_prefix: &str) -> Vec<TopicSpec> {
+    let topics = topic_specs(cfg);
+    crate::registry::REGISTRY
+        .iter()
+        .map(|spec| {
+            let partitions = spec
+                .inputs
+                .first()
+                .and_then(|input| topics.iter().find(|t| t.name == *input))
+                .map_or(cfg.partitions, |t| t.partitions);
+            epitrace_stream::changelog::spec(
+                &epitrace_stream::changelog::topic(group_prefix, spec.name()),
+                partitions,
+                cfg.replication,
+                cfg.retention.as_millis(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `topic` is the changelog of a processor of the registry (for any
+/// group prefix).
+#[must_use]
+pub fn is_changelog(topic: &str) -> bool {
+    crate::registry::REGISTRY.iter().any(|spec| {
+        topic
+            .strip_suffix("-changelog")
+            .and_then(|rest| rest.strip_suffix(spec.name()))
+            .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +141,26 @@ mod tests {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn changelogs_are_compacted_and_partitioned_like_their_first_input() {
+        let cfg = TopologyConfig::default();
+        let specs = changelog_specs(&cfg, "ep");
+        assert_eq!(specs.len(), crate::registry::REGISTRY.len());
+        for s in &specs {
+            assert!(is_changelog(&s.name), "{}", s.name);
+            assert_eq!(config(s, "cleanup.policy").as_deref(), Some("compact"));
+            let want = if s.name == "ep.cluster-detector-changelog" {
+                1
+            } else {
+                4
+            };
+            assert_eq!(s.partitions, want, "{}", s.name);
+        }
+        assert!(!is_changelog("tracing.exposures"));
+        assert!(!is_changelog("segmenter-changelog"));
+        assert!(!is_changelog("x.other-changelog"));
     }
 
     #[test]

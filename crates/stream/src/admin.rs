@@ -152,3 +152,96 @@ pub async fn purge_topics(
     }
     Ok(out)
 }
+
+/// The partition count of each of `topics`, `None` for a topic that does
+/// not exist; the client's errors are reported to `hooks`. Blocking: call
+/// it from `spawn_blocking` in async code.
+///
+/// # Errors
+/// [`StreamError::Kafka`] when the brokers cannot be reached.
+pub fn partition_counts(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+    hooks: crate::link::LinkHooks,
+) -> Result<Vec<(String, Option<i32>)>, StreamError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    // Its client errors count on the Kafka link like the tasks' (an outage
+    // is summarised, not logged per retry).
+    let probe: BaseConsumer<crate::link::LinkContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create_with_context(crate::link::LinkContext::new(hooks))?;
+    let metadata = match probe.fetch_metadata(None, timeout) {
+        Ok(m) => m,
+        Err(e) => {
+            // Serve the client's events, so that its errors ("all brokers
+            // down") reach the link before it is dropped.
+            for _ in 0..4 {
+                let _ = probe.poll(Duration::from_millis(50));
+            }
+            return Err(e.into());
+        }
+    };
+    Ok(topics
+        .iter()
+        .map(|&name| {
+            let count = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none())
+                .and_then(|t| i32::try_from(t.partitions().len()).ok())
+                .filter(|n| *n > 0);
+            (name.to_owned(), count)
+        })
+        .collect())
+}
+
+/// Deletes `topics` (those that exist); returns the names deleted.
+///
+/// # Errors
+/// [`StreamError::Kafka`] when the brokers cannot be reached,
+/// [`StreamError::Admin`] when a deletion is refused.
+pub async fn delete_topics(brokers: &str, topics: &[&str]) -> Result<Vec<String>, StreamError> {
+    if topics.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut deleted = Vec::new();
+    for r in admin.delete_topics(topics, &opts).await? {
+        match r {
+            Ok(name) => deleted.push(name),
+            Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => {
+                return Err(StreamError::Admin(format!("deleting topic {name}: {code}")));
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// The names of every topic of the cluster.
+///
+/// # Errors
+/// [`StreamError::Kafka`] when the brokers cannot be reached.
+pub async fn list_topics(brokers: &str) -> Result<Vec<String>, StreamError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let metadata = probe.fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect())
+    })
+    .await
+    .map_err(|e| StreamError::Admin(e.to_string()))?
+}

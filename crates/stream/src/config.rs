@@ -5,6 +5,54 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
+/// What a processor promises about its outputs when it crashes, is moved or
+/// loses the brokers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Per batch, the outputs, the changelog writes and the input offsets
+    /// commit in one Kafka transaction (`read_committed` consumers see each
+    /// output exactly once); an instance that lost its partitions is
+    /// fenced. The default.
+    #[default]
+    ExactlyOnce,
+    /// Outputs are acknowledged before state and offsets are written: a
+    /// crash replays the unwritten batch and may publish identical
+    /// duplicates (same ids), never lose one. Cheaper per batch.
+    AtLeastOnce,
+}
+
+impl Guarantee {
+    /// The name used in configuration and on the command line.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::ExactlyOnce => "exactly_once",
+            Self::AtLeastOnce => "at_least_once",
+        }
+    }
+}
+
+impl std::fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exactly_once" => Ok(Self::ExactlyOnce),
+            "at_least_once" => Ok(Self::AtLeastOnce),
+            other => Err(format!(
+                "unknown processing guarantee {other:?} (exactly_once or at_least_once)"
+            )),
+        }
+    }
+}
+
 /// How epitrace talks to Kafka. Defaults suit a local broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +74,12 @@ pub struct KafkaConfig {
     /// while the brokers do not answer; see `epitrace_delivery_retries_total`).
     /// Default 60000.
     pub delivery_timeout_ms: u64,
+    /// `exactly_once` (default) or `at_least_once`: see [`Guarantee`].
+    pub processing_guarantee: Guarantee,
+    /// How long a transaction may stay open, in ms (exactly-once only).
+    /// It bounds how long a crashed instance's unfinished transaction holds
+    /// back the instance that takes its partitions over. Default 15000.
+    pub transaction_timeout_ms: u64,
     /// Extra librdkafka consumer properties (override the defaults).
     pub consumer: BTreeMap<String, String>,
     /// Extra librdkafka producer properties (override the defaults).
@@ -41,6 +95,8 @@ impl Default for KafkaConfig {
             batch_max_records: 5000,
             batch_linger_ms: 20,
             delivery_timeout_ms: 60_000,
+            processing_guarantee: Guarantee::ExactlyOnce,
+            transaction_timeout_ms: 15_000,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }
@@ -77,10 +133,36 @@ impl KafkaConfig {
         c
     }
 
+    /// The producer configuration of one processor's transactional
+    /// producer (exactly-once): [`KafkaConfig::producer_config`] plus
+    /// `transactional.id` and the transaction timeout (deliveries must then
+    /// be acknowledged within the transaction timeout).
+    #[must_use]
+    pub fn transactional_producer_config(&self, transactional_id: &str) -> ClientConfig {
+        let mut c = self.producer_config();
+        c.set("transactional.id", transactional_id)
+            .set(
+                "transaction.timeout.ms",
+                self.transaction_timeout_ms.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout_ms
+                    .min(self.transaction_timeout_ms)
+                    .to_string(),
+            );
+        for (k, v) in &self.producer {
+            c.set(k, v);
+        }
+        c
+    }
+
     /// The librdkafka consumer configuration for one processor: its own
-    /// group, no auto-commit (offsets live in the state store), `range`
-    /// assignment so that co-partitioned topics are assigned together,
-    /// `read_committed`, and the earliest offset when nothing is stored.
+    /// group, no auto-commit (offsets live with the state),
+    /// `cooperative-sticky` assignment of the processor's first input
+    /// (the other inputs follow by partition number: see
+    /// [`crate::task`]), `read_committed`, and the earliest offset when
+    /// nothing is stored.
     #[must_use]
     pub fn consumer_config(&self, processor: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -90,7 +172,7 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "range")
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")

@@ -8,12 +8,17 @@
 //! - [`config`]: [`KafkaConfig`], the client settings every processor shares.
 //! - [`task`]: [`run_task`], the Kafka loop around the engine's batch step
 //!   (`epitrace_engine::run_batch`, re-exported here with the [`Processor`]
-//!   trait): consume a batch, run it, produce the outputs, and only then
-//!   write the state together with the input offsets.
-//! - [`publish`]: [`Publisher`], an idempotent producer that sends a batch
-//!   and waits until the broker acknowledged every record.
-//! - [`admin`]: idempotent topic creation.
-//! - [`read`]: reading a topic to its current end (CLI, tests, demo).
+//!   trait): one partition task (store + processor) per owned partition,
+//!   restored from the changelog on assignment; consume a batch, run it,
+//!   publish outputs and changelog records, commit.
+//! - [`changelog`]: the compacted topic behind every processor's stores,
+//!   its record layout and the restore.
+//! - [`publish`]: [`Publisher`], an idempotent (optionally transactional)
+//!   producer that sends a batch and waits until the broker acknowledged
+//!   every record.
+//! - [`admin`]: idempotent topic creation, purging, deletion.
+//! - [`read`]: reading a topic to its current end, and a group's pending
+//!   records (CLI, tests, demo).
 //! - [`link`]: whether the brokers answer — client contexts that count
 //!   librdkafka's errors on the process's
 //!   [`KafkaLink`](epitrace_ops::KafkaLink) instead of logging each retry,
@@ -22,37 +27,49 @@
 //! - [`mock`]: librdkafka's in-process mock cluster, for the zero-install
 //!   demo and fault-injection tests — never the only proof.
 //!
-//! ## The delivery rule
+//! ## Delivery
 //!
-//! Like rust-rdkafka's `at_least_once` example, but with the offsets kept in
-//! the state store rather than in Kafka:
+//! Each batch of input records is processed against a read-your-writes
+//! [`Txn`](epitrace_state::Txn) per owned partition: state changes and the
+//! next input offsets are staged, outputs and dead letters collected. The
+//! staged writes become **changelog records** (see [`changelog`]). Then,
+//! by [`Guarantee`]:
 //!
-//! 1. a batch of input records is processed; state changes are staged in a
-//!    [`Txn`](epitrace_state::Txn), outputs collected;
-//! 2. the outputs (and dead letters) are produced by an idempotent producer
-//!    (`acks=all`) and **every delivery is awaited**;
-//! 3. then the staged state *and the next input offsets* are written to the
-//!    store in one atomic batch.
+//! - **`exactly_once`** (the default): one Kafka transaction holds the
+//!   batch's outputs, dead letters, changelog records and the consumer's
+//!   next offsets (sent with the group's metadata, so an instance whose
+//!   partitions moved is fenced: its commit fails and the transaction is
+//!   aborted). Only after the commit is the local store written (state,
+//!   input offsets and the changelog position, one atomic write). A failed
+//!   transaction is aborted, the processors of its partitions are rebuilt
+//!   and their inputs rewound to the stored offsets: nothing of it was
+//!   visible to `read_committed` consumers, and it is processed again. A
+//!   crash leaves at most an open transaction, aborted by the broker after
+//!   `transaction_timeout_ms` or by the instance's restart.
+//! - **`at_least_once`**: outputs, dead letters and changelog records are
+//!   sent by an idempotent producer and every acknowledgement awaited; then
+//!   the local store is written; the group's offsets are committed for
+//!   monitoring. A crash replays the batch: duplicates, identical to their
+//!   originals (deterministic ids and timestamps), never a loss.
 //!
-//! While the brokers do not acknowledge step 2 (an outage, a slow
-//! cluster), the task keeps the batch and sends the same outputs again with
-//! a backoff — it never writes the state first and never runs the processor
-//! twice on the batch — so an outage of any length costs duplicates
-//! (identical by id), never data and never the task.
+//! While the brokers do not answer, the batch is kept and sent again with
+//! a backoff (at least once) or its transaction retried after an abort
+//! (exactly once): an outage of any length costs time, never data and
+//! never the task.
 //!
-//! A crash before 3 replays the batch from the stored offsets against the
-//! stored state, producing identical outputs (their ids and timestamps are
-//! deterministic), which consumers de-duplicate by id: nothing is lost,
-//! nothing is half-applied. On (re)assignment a partition resumes from the
-//! offset in the store, not from Kafka's committed offset (which is
-//! committed too, after the state, for lag monitoring only).
+//! **Recovery is bounded**: a partition task resumes from its local
+//! store's input offsets when the store is current, and its store resumes
+//! from its changelog checkpoint when it is behind; a missing store is
+//! rebuilt from the changelog. Inputs are never replayed from the start.
 //!
 //! A record that cannot be decoded or is invalid never stops a partition: it
 //! is produced to `pipeline.deadletter` with a reason code and its
-//! topic/partition/offset (step 2), counted, and its offset advances like any
-//! other.
+//! topic/partition/offset (inside the batch's transaction with
+//! exactly-once: an aborted batch's dead letters are never seen, the
+//! replayed batch's are), counted, and its offset advances like any other.
 
 pub mod admin;
+pub mod changelog;
 pub mod config;
 pub mod error;
 pub mod link;
@@ -61,7 +78,9 @@ pub mod publish;
 pub mod read;
 pub mod task;
 
-pub use config::KafkaConfig;
+pub use config::{Guarantee, KafkaConfig};
 pub use error::StreamError;
-pub use publish::{OutputRecord, Publisher};
-pub use task::{Emitted, InputRecord, ProcessError, Processor, TaskStats, run_task};
+pub use publish::{Outgoing, OutputRecord, Publisher};
+pub use task::{
+    BuildProcessor, Emitted, InputRecord, ProcessError, Processor, TaskDef, TaskStats, run_task,
+};

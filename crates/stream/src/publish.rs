@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
@@ -11,8 +13,41 @@ use crate::link::{LinkContext, LinkHooks};
 
 pub use epitrace_engine::OutputRecord;
 
+/// The highest acknowledged offset of each (topic, partition) a send wrote
+/// to.
+pub type Acked = Vec<(String, i32, i64)>;
+
+/// One record to send, borrowed: where it goes and what it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'r> {
+    /// Destination topic.
+    pub topic: &'r str,
+    /// Destination partition; `None` for the partition of the key
+    /// (murmur2, as Java producers do).
+    pub partition: Option<i32>,
+    /// Key bytes.
+    pub key: &'r [u8],
+    /// Value bytes; `None` is a tombstone (a compacted topic's delete).
+    pub payload: Option<&'r [u8]>,
+    /// Record timestamp (ms); `None` for the producer's clock.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl<'r> From<&'r OutputRecord> for Outgoing<'r> {
+    fn from(r: &'r OutputRecord) -> Self {
+        Self {
+            topic: &r.topic,
+            partition: None,
+            key: &r.key,
+            payload: Some(&r.payload),
+            timestamp_ms: r.timestamp_ms,
+        }
+    }
+}
+
 /// An idempotent producer (`acks=all`) that sends batches and waits for the
-/// broker's acknowledgement of every record.
+/// broker's acknowledgement of every record; optionally transactional
+/// ([`Publisher::transactional`]).
 pub struct Publisher {
     producer: FutureProducer<LinkContext>,
     hooks: LinkHooks,
@@ -53,6 +88,83 @@ impl Publisher {
         })
     }
 
+    /// Creates the transactional producer of one processor instance
+    /// (exactly-once): `transactional_id` must be stable across restarts of
+    /// the instance (a restart then aborts what the crashed run left open)
+    /// and unique among instances. Call [`Publisher::init_transactions`]
+    /// before the first transaction.
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] for an invalid configuration.
+    pub fn transactional(
+        cfg: &KafkaConfig,
+        hooks: LinkHooks,
+        transactional_id: &str,
+    ) -> Result<Self, StreamError> {
+        Ok(Self {
+            producer: cfg
+                .transactional_producer_config(transactional_id)
+                .create_with_context(LinkContext::new(hooks.clone()))?,
+            hooks,
+            timeout: Duration::from_millis(cfg.delivery_timeout_ms.min(cfg.transaction_timeout_ms)),
+        })
+    }
+
+    /// Registers the transactional id with its coordinator, fencing any
+    /// older producer with the same id and aborting its open transaction.
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] (transient while the brokers are away).
+    pub async fn init_transactions(&self) -> Result<(), StreamError> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        blocking(move || producer.init_transactions(timeout)).await
+    }
+
+    /// Starts a transaction (local: no request is sent).
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] when a transaction is already open or the
+    /// producer is fenced.
+    pub fn begin(&self) -> Result<(), StreamError> {
+        self.producer.begin_transaction()?;
+        Ok(())
+    }
+
+    /// Adds the consumer's next `offsets` to the open transaction (fenced
+    /// when `group` is of an older generation: the partitions moved) and
+    /// commits it.
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`]; the transaction must then be aborted.
+    pub async fn commit(
+        &self,
+        offsets: TopicPartitionList,
+        group: ConsumerGroupMetadata,
+    ) -> Result<(), StreamError> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        blocking(move || {
+            if offsets.count() > 0 {
+                producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
+            }
+            producer.commit_transaction(timeout)
+        })
+        .await
+    }
+
+    /// Aborts the open transaction: nothing it sent becomes visible to
+    /// `read_committed` consumers.
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] (a fenced or fatally failed producer must be
+    /// created again).
+    pub async fn abort(&self) -> Result<(), StreamError> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        blocking(move || producer.abort_transaction(timeout)).await
+    }
+
     /// Sends every record and returns once all were acknowledged, in order
     /// per partition (idempotence keeps order across retries).
     ///
@@ -60,16 +172,40 @@ impl Publisher {
     /// [`StreamError::Delivery`] for the first record the broker did not
     /// take, [`StreamError::Timeout`] when acknowledgements take longer than
     /// the delivery timeout.
-    pub async fn send_all(&self, records: &[OutputRecord]) -> Result<(), StreamError> {
+    pub async fn send_all(&self, records: &[OutputRecord]) -> Result<Acked, StreamError> {
+        let records: Vec<Outgoing<'_>> = records.iter().map(Outgoing::from).collect();
+        self.send(&records).await
+    }
+
+    /// The hooks its client errors are reported to.
+    #[must_use]
+    pub fn hooks(&self) -> &LinkHooks {
+        &self.hooks
+    }
+
+    /// Sends `records`, each to the partition it names (e.g. a
+    /// changelog's) or, for `None`, to the partition of its key, and
+    /// returns once all were acknowledged, with the highest offset written
+    /// per partition.
+    ///
+    /// # Errors
+    /// As [`Publisher::send_all`].
+    pub async fn send(&self, records: &[Outgoing<'_>]) -> Result<Acked, StreamError> {
         let work = async {
+            let mut acked: Acked = Vec::new();
             let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
             for (i, rec) in records.iter().enumerate() {
                 loop {
-                    let mut fr = FutureRecord::to(&rec.topic)
-                        .key(&rec.key)
-                        .payload(&rec.payload);
+                    let mut fr: FutureRecord<'_, [u8], [u8]> =
+                        FutureRecord::to(rec.topic).key(rec.key);
+                    if let Some(payload) = rec.payload {
+                        fr = fr.payload(payload);
+                    }
                     if let Some(ts) = rec.timestamp_ms {
                         fr = fr.timestamp(ts);
+                    }
+                    if let Some(p) = rec.partition {
+                        fr = fr.partition(p);
                     }
                     match self.producer.send_result(fr) {
                         Ok(fut) => {
@@ -78,11 +214,11 @@ impl Publisher {
                         }
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                             // Let the queue drain: wait for what is in flight.
-                            Self::await_all(records, &mut pending).await?;
+                            Self::await_all(records, &mut pending, &mut acked).await?;
                         }
                         Err((e, _)) => {
                             return Err(StreamError::Delivery {
-                                topic: rec.topic.clone(),
+                                topic: rec.topic.to_owned(),
                                 reason: e.to_string(),
                                 transient: transient(&e),
                             });
@@ -90,11 +226,11 @@ impl Publisher {
                     }
                 }
             }
-            Self::await_all(records, &mut pending).await?;
+            Self::await_all(records, &mut pending, &mut acked).await?;
             if !records.is_empty() {
                 self.hooks.answered();
             }
-            Ok(())
+            Ok(acked)
         };
         tokio::time::timeout(self.timeout, work)
             .await
@@ -104,13 +240,28 @@ impl Publisher {
     }
 
     async fn await_all(
-        records: &[OutputRecord],
+        records: &[Outgoing<'_>],
         pending: &mut Vec<(usize, DeliveryFuture)>,
+        acked: &mut Acked,
     ) -> Result<(), StreamError> {
         for (i, fut) in pending.drain(..) {
-            let topic = || records.get(i).map(|r| r.topic.clone()).unwrap_or_default();
+            let topic = || {
+                records
+                    .get(i)
+                    .map(|r| r.topic.to_owned())
+                    .unwrap_or_default()
+            };
             match fut.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(delivery)) => {
+                    let topic = records.get(i).map_or("", |r| r.topic);
+                    match acked
+                        .iter_mut()
+                        .find(|(t, p, _)| t == topic && *p == delivery.partition)
+                    {
+                        Some(e) => e.2 = e.2.max(delivery.offset),
+                        None => acked.push((topic.to_owned(), delivery.partition, delivery.offset)),
+                    }
+                }
                 Ok(Err((e, _))) => {
                     return Err(StreamError::Delivery {
                         topic: topic(),
@@ -138,6 +289,16 @@ impl Publisher {
         self.producer.flush(self.timeout)?;
         Ok(())
     }
+}
+
+/// Runs a blocking librdkafka call (transactions) off the async workers.
+async fn blocking(
+    f: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
+) -> Result<(), StreamError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StreamError::Timeout(format!("transaction call did not finish: {e}")))??;
+    Ok(())
 }
 
 /// Whether a produce error may pass once the brokers answer again.

@@ -73,33 +73,34 @@ pub fn read_to_end(
         if Instant::now() > deadline {
             return Err(StreamError::Timeout(format!("reading {topic}")));
         }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let msg = msg?;
-        let p = msg.partition();
-        let end = ends.iter().find(|(q, _)| *q == p).map_or(0, |(_, h)| *h);
-        if msg.offset() < end {
-            out.push(ConsumedRecord {
-                partition: p,
-                offset: msg.offset(),
-                key: msg.key().map(<[u8]>::to_vec),
-                payload: msg.payload().map(<[u8]>::to_vec),
-                timestamp_ms: msg.timestamp().to_millis(),
-            });
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+            let msg = msg?;
+            let p = msg.partition();
+            let end = ends.iter().find(|(q, _)| *q == p).map_or(0, |(_, h)| *h);
+            if msg.offset() < end {
+                out.push(ConsumedRecord {
+                    partition: p,
+                    offset: msg.offset(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: msg.timestamp().to_millis(),
+                });
+            }
         }
-        // Transaction markers take offsets too: the last data record may sit
-        // below `end - 1`, so a partition is done once its position reaches
-        // the end.
-        if msg.offset() + 1 >= end && !done.contains(&p) {
-            done.push(p);
-        } else if !done.contains(&p) {
-            let position = consumer
-                .position()?
-                .find_partition(topic, p)
+        // Transaction markers (and aborted records) take offsets too: the
+        // last record read may sit below `end - 1`, or a partition may hold
+        // no record to read at all, so a partition is done once the
+        // consumer's position reaches its end.
+        let position = consumer.position()?;
+        for (p, end) in &ends {
+            if done.contains(p) || !tpl.elements().iter().any(|e| e.partition() == *p) {
+                continue;
+            }
+            let at = position
+                .find_partition(topic, *p)
                 .and_then(|e| e.offset().to_raw());
-            if position.is_some_and(|pos| pos >= end) {
-                done.push(p);
+            if at.is_some_and(|pos| pos >= *end) {
+                done.push(*p);
             }
         }
     }
@@ -139,4 +140,78 @@ fn leader_moving(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::NotCoordinator
         )
     )
+}
+
+/// How many records of `topics` consumer group `group` has not processed
+/// yet: for each partition, the committed records between the group's
+/// committed offset and the end. Transaction markers and aborted records
+/// take offsets but are not records, so a gap that holds only those counts
+/// 0 (checked by reading it, `read_committed`). A partition without a
+/// committed offset counts everything. Blocking.
+///
+/// # Errors
+/// [`StreamError::Kafka`] when the brokers cannot be reached,
+/// [`StreamError::Timeout`] when a gap cannot be read within `timeout`.
+pub fn pending_records(
+    cfg: &KafkaConfig,
+    group: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<u64, StreamError> {
+    let deadline = Instant::now() + timeout;
+    let mut conf = cfg.consumer_config("pending");
+    conf.set("group.id", group);
+    let consumer: BaseConsumer = conf.create()?;
+    let metadata = consumer.fetch_metadata(None, timeout)?;
+    let mut wanted = TopicPartitionList::new();
+    for t in metadata.topics() {
+        if topics.contains(&t.name()) {
+            for p in t.partitions() {
+                wanted.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let mut pending = 0u64;
+    let mut gaps = Vec::new();
+    for e in committed.elements() {
+        let (low, high) = watermarks(&consumer, e.topic(), e.partition(), deadline)?;
+        let from = e
+            .offset()
+            .to_raw()
+            .filter(|o| *o >= 0)
+            .unwrap_or(low)
+            .max(low);
+        if from < high {
+            gaps.push((e.topic().to_owned(), e.partition(), from, high));
+        }
+    }
+    // Read each gap: records count, markers do not.
+    let reader: BaseConsumer = cfg.consumer_config("pending").create()?;
+    for (topic, partition, from, high) in gaps {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(from))?;
+        reader.assign(&tpl)?;
+        loop {
+            if Instant::now() > deadline {
+                return Err(StreamError::Timeout(format!(
+                    "reading {topic}/{partition} from {from}"
+                )));
+            }
+            if let Some(msg) = reader.poll(Duration::from_millis(100)) {
+                let msg = msg?;
+                if msg.offset() < high {
+                    pending += 1;
+                }
+            }
+            let at = reader
+                .position()?
+                .find_partition(&topic, partition)
+                .and_then(|e| e.offset().to_raw());
+            if at.is_some_and(|pos| pos >= high) {
+                break;
+            }
+        }
+    }
+    Ok(pending)
 }
