@@ -254,6 +254,8 @@ fn main() {
     let replay_s = caught_up(&kafka, &eos, Duration::from_secs(3600))
         .duration_since(t)
         .as_secs_f64();
+    // The state gauges refresh every 15 s.
+    std::thread::sleep(Duration::from_secs(16));
     let stored = a.stored_keys();
     println!(
         "replay, exactly-once:  {n} segments in {replay_s:.1} s ({:.0} records/s), {stored:.0} stored records",

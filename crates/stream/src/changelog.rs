@@ -287,7 +287,15 @@ pub fn restore(
     let mut committed_conf = cfg.consumer_config("restore");
     committed_conf
         .set("enable.partition.eof", "false")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        // A restore reads one partition as fast as it can: large fetches,
+        // a deep local queue.
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "67108864")
+        .set("queued.max.messages.kbytes", "1048576")
+        .set("queued.min.messages", "2000000")
+        .set("fetch.wait.max.ms", "10")
+        .set("statistics.interval.ms", "0");
     let consumer: BaseConsumer = committed_conf.create()?;
     let mut uncommitted_conf = cfg.consumer_config("restore");
     uncommitted_conf.set("isolation.level", "read_uncommitted");
@@ -307,6 +315,54 @@ pub fn restore(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(checkpoint))?;
     consumer.assign(&tpl)?;
+    // Reading and decoding on this thread, writing to RocksDB on another:
+    // the two overlap.
+    std::thread::scope(|scope| {
+        let (to_writer, chunks) = std::sync::mpsc::sync_channel::<WriteSet>(2);
+        let writer = scope.spawn(move || -> Result<(), StateError> {
+            for ws in chunks {
+                store.write(ws)?;
+            }
+            Ok(())
+        });
+        let read = read_batches(
+            &consumer,
+            topic,
+            partition,
+            (checkpoint, end),
+            &to_writer,
+            progress,
+        );
+        drop(to_writer);
+        let written = writer
+            .join()
+            .map_err(|_| StreamError::Admin("the restore's writer panicked".into()))?;
+        let (records, applied_to) = read?;
+        written?;
+        Ok(Restored::Done {
+            records,
+            from: checkpoint,
+            to: applied_to,
+        })
+    })
+}
+
+/// Reads the changelog partition from `checkpoint` to `end`, sending
+/// complete batches in chunks to `writer`; returns the records applied
+/// and the new checkpoint.
+fn read_batches(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    (checkpoint, end): (i64, i64),
+    writer: &std::sync::mpsc::SyncSender<WriteSet>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(u64, i64), StreamError> {
+    let send = |ws: WriteSet| {
+        writer
+            .send(ws)
+            .map_err(|_| StreamError::Admin("the restore's writer stopped".into()))
+    };
     // Complete batches not yet written.
     let mut batches = Batches::default();
     let mut complete = WriteSet::new();
@@ -330,7 +386,7 @@ pub fn restore(
                     applied_to = position;
                     if complete_records >= RESTORE_CHUNK {
                         complete.set_offset(topic, partition, applied_to);
-                        store.write(std::mem::take(&mut complete))?;
+                        send(std::mem::take(&mut complete))?;
                         complete_records = 0;
                         progress(records);
                     }
@@ -372,13 +428,9 @@ pub fn restore(
         );
     }
     complete.set_offset(topic, partition, applied_to);
-    store.write(complete)?;
+    send(complete)?;
     progress(records);
-    Ok(Restored::Done {
-        records,
-        from: checkpoint,
-        to: applied_to,
-    })
+    Ok((records, applied_to))
 }
 
 /// The end of the changelog partition once no transaction is open on it
