@@ -206,6 +206,30 @@ fn get(url: &str) -> Option<(u16, String)> {
     epitrace_ops::get(url).ok()
 }
 
+/// Kills the child when the test fails before stopping it (no process
+/// left behind).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn stop(child: &mut Child, signal: &str) {
     let _ = Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -219,21 +243,23 @@ fn run_without_a_broker_retries_not_ready_with_one_summary_line_and_stops_on_sig
     let metrics_port = closed_port();
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("run.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_epitrace"))
-        .args([
-            "run",
-            "--brokers",
-            &brokers,
-            "--state-dir",
-            state.path().join("state").to_str().unwrap(),
-            "--set",
-            &format!("metrics.listen=127.0.0.1:{metrics_port}"),
-        ])
-        .env("RUST_LOG", "info,rdkafka=warn")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_epitrace"))
+            .args([
+                "run",
+                "--brokers",
+                &brokers,
+                "--state-dir",
+                state.path().join("state").to_str().unwrap(),
+                "--set",
+                &format!("metrics.listen=127.0.0.1:{metrics_port}"),
+            ])
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     let base = format!("http://127.0.0.1:{metrics_port}");
     // Within 10 s: one line naming the address and the fix.
