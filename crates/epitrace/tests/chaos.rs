@@ -175,6 +175,7 @@ struct Instance {
     log: PathBuf,
     child: Option<Child>,
     starts: u32,
+    started_at: Instant,
 }
 
 impl Instance {
@@ -185,6 +186,7 @@ impl Instance {
             log: dir.join(name).join("run.log"),
             child: None,
             starts: 0,
+            started_at: Instant::now(),
         }
     }
 
@@ -216,6 +218,7 @@ impl Instance {
             .unwrap();
         self.child = Some(child);
         self.starts += 1;
+        self.started_at = Instant::now();
     }
 
     fn kill(&mut self) {
@@ -225,8 +228,13 @@ impl Instance {
         }
     }
 
-    /// SIGTERM, then wait for a clean exit.
+    /// SIGTERM, then wait for a clean exit. A process signalled in its
+    /// first moments, before it handles signals, would just die: an
+    /// instance restarted a moment ago is given 2 s first.
     fn stop(&mut self) {
+        if let Some(wait) = Duration::from_secs(2).checked_sub(self.started_at.elapsed()) {
+            thread::sleep(wait);
+        }
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
