@@ -132,13 +132,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Opens each processor's store and starts its task on the current
-    /// tokio runtime, reporting to `telemetry` (the caller serves it; see
-    /// [`epitrace_ops::OpsServer`]).
+    /// Claims the state folder (one process per folder) and starts each
+    /// processor's task on the current tokio runtime, reporting to
+    /// `telemetry` (the caller serves it; see [`epitrace_ops::OpsServer`]).
+    /// Each task first makes sure its changelog exists, then joins its
+    /// consumer group; stores are opened and restored per partition as
+    /// partitions are assigned.
     ///
     /// # Errors
-    /// [`PipelineError::Config`] for an invalid tracing configuration,
-    /// [`PipelineError::State`] when a store cannot be opened.
+    /// [`PipelineError::Config`] for an invalid tracing configuration or a
+    /// state folder that cannot be claimed (in use by another process).
     pub fn start(
         cfg: &PipelineConfig,
         kinds: &[ProcessorKind],
