@@ -151,7 +151,10 @@ impl Instance {
                 "--set",
                 &format!("metrics.listen=127.0.0.1:{metrics}"),
             ])
-            .env("RUST_LOG", "info,librdkafka=error,rdkafka=error")
+            .env(
+                "RUST_LOG",
+                "info,epitrace_stream::changelog=debug,librdkafka=error,rdkafka=error",
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -288,6 +291,16 @@ fn main() {
         .as_secs_f64();
     let (restored, restore_s) = restore_of_partition_0(&b.log)
         .unwrap_or_else(|| panic!("B never restored partition 0; see {}", b.log.display()));
+    if let Some(line) = std::fs::read_to_string(&b.log)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("restore timings") && l.contains("records=1"))
+    {
+        println!(
+            "B's restore: {}",
+            line.split("changelog:").last().unwrap_or(line).trim()
+        );
+    }
     b.stop();
     println!(
         "failover: partition 0 caught up on B {failover_s:.1} s after A was killed; restore {restored} changelog records in {restore_s:.1} s ({:.0} records/s)",

@@ -47,7 +47,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::admin::TopicSpec;
 use crate::config::KafkaConfig;
@@ -319,12 +319,16 @@ pub fn restore(
     // the two overlap.
     std::thread::scope(|scope| {
         let (to_writer, chunks) = std::sync::mpsc::sync_channel::<WriteSet>(2);
-        let writer = scope.spawn(move || -> Result<(), StateError> {
+        let writer = scope.spawn(move || -> Result<Duration, StateError> {
+            let mut busy = Duration::ZERO;
             for ws in chunks {
+                let t = Instant::now();
                 store.write(ws)?;
+                busy += t.elapsed();
             }
-            Ok(())
+            Ok(busy)
         });
+        let started = Instant::now();
         let read = read_batches(
             &consumer,
             topic,
@@ -337,8 +341,17 @@ pub fn restore(
         let written = writer
             .join()
             .map_err(|_| StreamError::Admin("the restore's writer panicked".into()))?;
-        let (records, applied_to) = read?;
-        written?;
+        let (records, applied_to, waited) = read?;
+        let busy = written?;
+        // Where a restore's time goes: reading and decoding (this thread),
+        // writing (the writer), and this thread waiting for the writer.
+        debug!(
+            records,
+            seconds = started.elapsed().as_secs_f64(),
+            writing_s = busy.as_secs_f64(),
+            waiting_for_writer_s = waited.as_secs_f64(),
+            "restore timings"
+        );
         Ok(Restored::Done {
             records,
             from: checkpoint,
@@ -348,8 +361,8 @@ pub fn restore(
 }
 
 /// Reads the changelog partition from `checkpoint` to `end`, sending
-/// complete batches in chunks to `writer`; returns the records applied
-/// and the new checkpoint.
+/// complete batches in chunks to `writer`; returns the records applied,
+/// the new checkpoint and how long it waited for the writer.
 fn read_batches(
     consumer: &BaseConsumer,
     topic: &str,
@@ -357,11 +370,15 @@ fn read_batches(
     (checkpoint, end): (i64, i64),
     writer: &std::sync::mpsc::SyncSender<WriteSet>,
     progress: &mut dyn FnMut(u64),
-) -> Result<(u64, i64), StreamError> {
-    let send = |ws: WriteSet| {
-        writer
+) -> Result<(u64, i64, Duration), StreamError> {
+    let mut waited = Duration::ZERO;
+    let mut send = |ws: WriteSet| {
+        let t = Instant::now();
+        let sent = writer
             .send(ws)
-            .map_err(|_| StreamError::Admin("the restore's writer stopped".into()))
+            .map_err(|_| StreamError::Admin("the restore's writer stopped".into()));
+        waited += t.elapsed();
+        sent
     };
     // Complete batches not yet written.
     let mut batches = Batches::default();
@@ -430,7 +447,7 @@ fn read_batches(
     complete.set_offset(topic, partition, applied_to);
     send(complete)?;
     progress(records);
-    Ok((records, applied_to))
+    Ok((records, applied_to, waited))
 }
 
 /// The end of the changelog partition once no transaction is open on it
