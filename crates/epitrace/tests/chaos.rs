@@ -124,15 +124,18 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn run(&self, what: &str) {
-        let out = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka-local.sh"))
+    fn command(&self, what: &str) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka-local.sh"))
             .arg(what)
             .env("KAFKA_LOCAL_DIR", &self.dir)
             .env("KAFKA_LOCAL_PORT", self.port.to_string())
-            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string())
-            .output()
-            .unwrap();
+            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string());
+        c
+    }
+
+    fn run(&self, what: &str) {
+        let out = self.command(what).output().unwrap();
         assert!(
             out.status.success(),
             "kafka-local {what}: {}{}",
@@ -144,13 +147,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka-local.sh"))
-            .arg("stop")
-            .env("KAFKA_LOCAL_DIR", &self.dir)
-            .env("KAFKA_LOCAL_PORT", self.port.to_string())
-            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string())
-            .output();
+        let _ = self.command("stop").output();
     }
 }
 
