@@ -14,14 +14,11 @@
 )]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
-use epitrace_e2e::{parse_exposition, read_all, total};
+use epitrace_e2e::{LocalBroker, parse_exposition, read_all, total};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{Exposure, ExposureStatus};
 use epitrace_model::topics::{CASES, EXPOSURES};
@@ -32,68 +29,6 @@ use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
 use epitrace_sim::nightlife;
 use epitrace_stream::admin::create_topics;
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A local broker of this test's own; stopped when dropped.
-struct Broker {
-    dir: PathBuf,
-    port: u16,
-    cport: u16,
-}
-
-impl Broker {
-    /// A broker of this test's own, started, in `dir`.
-    fn start(dir: &Path) -> Self {
-        let broker = Self {
-            dir: dir.join("kafka"),
-            port: free_port(),
-            cport: free_port(),
-        };
-        broker.run("start");
-        broker
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-local.sh")
-    }
-
-    fn command(&self, what: &str) -> Command {
-        let mut c = Command::new("bash");
-        c.arg(Self::script())
-            .arg(what)
-            .env("KAFKA_LOCAL_DIR", &self.dir)
-            .env("KAFKA_LOCAL_PORT", self.port.to_string())
-            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string());
-        c
-    }
-
-    fn run(&self, what: &str) {
-        let out = self.command(what).output().unwrap();
-        assert!(
-            out.status.success(),
-            "kafka-local {what}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.command("stop").output();
-    }
-}
 
 /// Every processor started, once ready.
 async fn start_ready(cfg: &PipelineConfig) -> (Pipeline, Telemetry) {
@@ -110,7 +45,7 @@ async fn start_ready(cfg: &PipelineConfig) -> (Pipeline, Telemetry) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stops_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
+    let broker = LocalBroker::start(dir.path());
     let brokers = broker.brokers();
     let kafka = KafkaConfig {
         // Far shorter than the outage: batches caught in it time out.
@@ -226,7 +161,7 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stop
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_the_brokers_are_gone_returns_in_bounded_time() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
+    let broker = LocalBroker::start(dir.path());
     let kafka = KafkaConfig::for_brokers(broker.brokers());
     let topology = TopologyConfig::default();
     create_topics(&kafka.brokers, &topic_specs(&topology))
@@ -265,7 +200,7 @@ async fn a_stop_while_the_brokers_are_gone_returns_in_bounded_time() {
     // (the close then waits for an answer that never comes).
     let stopping_broker = std::thread::spawn({
         let (dir, port, cport) = (broker.dir.clone(), broker.port, broker.cport);
-        move || Broker { dir, port, cport }.run("stop")
+        move || LocalBroker { dir, port, cport }.run("stop")
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopping = Instant::now();

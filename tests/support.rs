@@ -211,3 +211,84 @@ pub fn total(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
         .map(|s| s.value)
         .sum()
 }
+
+/// A free TCP port on the loopback interface (for a broker or an
+/// operations endpoint of a test's own).
+#[must_use]
+#[allow(clippy::unwrap_used)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A local broker of a test's own (`scripts/kafka-local.sh` on free ports,
+/// its data under `dir`), for tests that stop and restart it; stopped when
+/// dropped.
+#[derive(Debug)]
+pub struct LocalBroker {
+    /// Its data folder (`KAFKA_LOCAL_DIR`).
+    pub dir: std::path::PathBuf,
+    /// Its client port.
+    pub port: u16,
+    /// Its controller port.
+    pub cport: u16,
+}
+
+impl LocalBroker {
+    /// A broker started in `dir/kafka`.
+    ///
+    /// # Panics
+    /// When the broker does not start.
+    #[must_use]
+    pub fn start(dir: &std::path::Path) -> Self {
+        let broker = Self {
+            dir: dir.join("kafka"),
+            port: free_port(),
+            cport: free_port(),
+        };
+        broker.run("start");
+        broker
+    }
+
+    /// Its bootstrap address.
+    #[must_use]
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `scripts/kafka-local.sh <what>` for this broker.
+    #[must_use]
+    pub fn command(&self, what: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("bash");
+        c.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-local.sh"))
+            .arg(what)
+            .env("KAFKA_LOCAL_DIR", &self.dir)
+            .env("KAFKA_LOCAL_PORT", self.port.to_string())
+            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string());
+        c
+    }
+
+    /// Runs `scripts/kafka-local.sh <what>` (`start`, `stop`).
+    ///
+    /// # Panics
+    /// When the script fails.
+    #[allow(clippy::unwrap_used, clippy::panic)]
+    pub fn run(&self, what: &str) {
+        let out = self.command(what).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kafka-local {what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        let _ = self.command("stop").output();
+    }
+}

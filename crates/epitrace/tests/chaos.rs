@@ -53,12 +53,12 @@
 )]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use epitrace_e2e::{LocalBroker, free_port};
 use epitrace_model::EventTime;
 use epitrace_model::codec::{DecodeOptions, decode_single_object};
 use epitrace_model::records::{ClusterAlert, Exposure, ExposureStatus, SegmentUpdate, Visit};
@@ -69,14 +69,6 @@ use epitrace_processors::topology::{
 use epitrace_stream::KafkaConfig;
 use epitrace_stream::read::{pending_records, read_to_end};
 use epitrace_tools::query::live_clusters;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -99,55 +91,6 @@ impl Rng {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-/// A local broker of this test's own; stopped when dropped.
-struct Broker {
-    dir: PathBuf,
-    port: u16,
-    cport: u16,
-}
-
-impl Broker {
-    fn start(dir: &Path) -> Self {
-        let b = Self {
-            dir: dir.join("kafka"),
-            port: free_port(),
-            cport: free_port(),
-        };
-        b.run("start");
-        b
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn command(&self, what: &str) -> Command {
-        let mut c = Command::new("bash");
-        c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka-local.sh"))
-            .arg(what)
-            .env("KAFKA_LOCAL_DIR", &self.dir)
-            .env("KAFKA_LOCAL_PORT", self.port.to_string())
-            .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string());
-        c
-    }
-
-    fn run(&self, what: &str) {
-        let out = self.command(what).output().unwrap();
-        assert!(
-            out.status.success(),
-            "kafka-local {what}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.command("stop").output();
     }
 }
 
@@ -514,7 +457,7 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
     let add: bool = env_or("CHAOS_ADD", 1u8) == 1;
 
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
+    let broker = LocalBroker::start(dir.path());
     let brokers = broker.brokers();
     let kafka = KafkaConfig::for_brokers(&brokers);
     epitrace(&["topics", "create", "--brokers", &brokers]);
