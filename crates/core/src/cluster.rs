@@ -74,6 +74,9 @@ pub struct CaseFacts {
     pub infectious_from: EventTime,
     /// Confirmation time: breaks ties of `infectious_from`.
     pub confirmed_at: EventTime,
+    /// End of the infectious period; `None` while the case is open (an
+    /// open case never expires, see [`ClusterGraph::expire`]).
+    pub infectious_until: Option<EventTime>,
     /// A retracted case belongs to no cluster.
     pub retracted: bool,
 }
@@ -84,6 +87,7 @@ impl From<&CaseEvent> for CaseFacts {
             subjects: e.subjects.clone(),
             infectious_from: e.infectious_from,
             confirmed_at: e.confirmed_at,
+            infectious_until: e.infectious_until,
             retracted: e.status == CaseStatus::Retracted,
         }
     }
@@ -169,6 +173,30 @@ impl Node {
     fn live(&self) -> Option<&CaseFacts> {
         self.facts.as_ref().filter(|f| !f.retracted)
     }
+
+    /// The latest event time of the case: the end of its infectious period
+    /// or of any of its visits and exposures, whichever is later. `None`
+    /// for an open case and for evidence whose case event has not arrived.
+    fn horizon(&self) -> Option<EventTime> {
+        let until = self.facts.as_ref()?.infectious_until?;
+        Some(
+            self.visits
+                .values()
+                .chain(self.exposures.values())
+                .map(|p| p.end)
+                .fold(until, EventTime::max),
+        )
+    }
+}
+
+/// What [`ClusterGraph::expire`] forgot.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Cases whose evidence is gone from the graph (and is to go from the
+    /// stores).
+    pub cases: Vec<CaseId>,
+    /// Live clusters forgotten with their cases: their last alert stands.
+    pub clusters: Vec<ClusterId>,
 }
 
 /// A connected group of cases and the links of each, as the walk found them.
@@ -559,6 +587,89 @@ impl ClusterGraph {
         })
     }
 
+    /// Forgets, silently, what can no longer change: every connected group
+    /// of live cases whose every case ended (its infectious period, visits
+    /// and exposures) before `cutoff`, and every retracted case that ended
+    /// before it. Their clusters' last alerts stand (no alert is emitted).
+    ///
+    /// Exact as long as no evidence arrives about times before `cutoff`,
+    /// and `cutoff` lies more than [`ClusterConfig::revisit_window`] and
+    /// [`ClusterConfig::max_incubation`] behind the newest evidence: then
+    /// no new case can link to a forgotten one, so forgetting changes no
+    /// later cluster. Open cases (no `infectious_until`), cases whose
+    /// evidence changed since the last [`Self::detect`] and evidence
+    /// without its case event are kept.
+    pub fn expire(&mut self, cutoff: EventTime) -> Expired {
+        let ended = |g: &Self, c: &CaseId| {
+            !g.dirty.contains(c)
+                && g.nodes
+                    .get(c)
+                    .and_then(Node::horizon)
+                    .is_some_and(|h| h < cutoff)
+        };
+        let mut out = Expired::default();
+        let mut seen: BTreeSet<CaseId> = BTreeSet::new();
+        let candidates: Vec<CaseId> = self
+            .nodes
+            .keys()
+            .filter(|c| ended(self, c))
+            .cloned()
+            .collect();
+        for case in candidates {
+            if seen.contains(&case) {
+                continue;
+            }
+            if !self.is_live(&case) {
+                seen.insert(case.clone());
+                out.cases.push(case);
+                continue;
+            }
+            let group = self.component(&case);
+            let all_ended = group.cases.iter().all(|c| ended(self, c));
+            seen.extend(group.cases.iter().cloned());
+            if all_ended {
+                out.cases.extend(group.cases);
+            }
+        }
+        let mut clusters: BTreeSet<ClusterId> = BTreeSet::new();
+        for case in &out.cases {
+            self.forget(case);
+            if let Some(id) = self.case_cluster.remove(case) {
+                clusters.insert(id);
+            }
+        }
+        for id in &clusters {
+            self.live.remove(id);
+        }
+        out.clusters = clusters.into_iter().collect();
+        out
+    }
+
+    /// Removes a case's node and every index entry of it.
+    fn forget(&mut self, case: &CaseId) {
+        let Some(node) = self.nodes.remove(case) else {
+            return;
+        };
+        if let Some(facts) = &node.facts {
+            for s in &facts.subjects {
+                remove_from(&mut self.subject_cases, s, case);
+            }
+        }
+        for (vid, p) in &node.visits {
+            if let Some(bucket) = p.cell.parent(self.place_res)
+                && let Some(set) = self.places.get_mut(&bucket)
+            {
+                set.remove(&(case.clone(), vid.clone()));
+                if set.is_empty() {
+                    self.places.remove(&bucket);
+                }
+            }
+        }
+        for contact in node.exposures.keys() {
+            remove_from(&mut self.exposed_to, contact, case);
+        }
+    }
+
     /// Recomputes the clusters around the cases changed since the last call
     /// and returns the alerts that bring the published clusters up to date,
     /// stamped `at`. The alerts are also the graph's new published state.
@@ -762,6 +873,7 @@ mod tests {
             subjects: vec![subject(n)],
             infectious_from: t(from_h),
             confirmed_at: t(from_h + 48.0),
+            infectious_until: Some(t(from_h + 72.0)),
             retracted: false,
         }
     }
@@ -1083,6 +1195,53 @@ mod tests {
         assert_eq!(
             statuses(&g.detect(t(106.0)).unwrap()),
             vec![(ClusterStatus::Updated, names(&[2, 3, 4]))]
+        );
+    }
+
+    #[test]
+    fn expire_forgets_only_groups_that_ended_and_changes_no_later_cluster() {
+        let build = || {
+            let mut g = graph();
+            for n in 1..=3 {
+                g.set_case(&case(n), facts(n, f64::from(n)));
+                g.set_visit(&case(n), &vid(n, 0), stay(0, 10.0, 2.0));
+            }
+            // Linked to an open case: kept although 5 and 6 ended.
+            for n in 5..=7 {
+                let mut f = facts(n, f64::from(n));
+                if n == 7 {
+                    f.infectious_until = None;
+                }
+                g.set_case(&case(n), f);
+                g.set_visit(&case(n), &vid(n, 0), stay(3, 10.0, 2.0));
+            }
+            g.detect(t(100.0)).unwrap();
+            g
+        };
+        let mut g = build();
+        assert_eq!(live(&g).len(), 2);
+        // Nothing ended before the cutoff yet: nothing is forgotten.
+        assert_eq!(g.expire(t(50.0)), Expired::default());
+        let gone = g.expire(t(1000.0));
+        assert_eq!(gone.cases, vec![case(1), case(2), case(3)]);
+        assert_eq!(gone.clusters, vec![cluster_id(&case(1)).unwrap()]);
+        assert_eq!(
+            live(&g).into_values().collect::<Vec<_>>(),
+            vec![(names(&[5, 6, 7]), case(5).to_string())]
+        );
+        // Later evidence: the same alerts with and without the expiry.
+        let mut kept = build();
+        for g in [&mut g, &mut kept] {
+            for n in 8..=10 {
+                g.set_case(&case(n), facts(n, 1000.0 + f64::from(n)));
+                g.set_visit(&case(n), &vid(n, 0), stay(0, 1010.0, 2.0));
+            }
+        }
+        let later = g.detect(t(1100.0)).unwrap();
+        assert_eq!(later, kept.detect(t(1100.0)).unwrap());
+        assert_eq!(
+            statuses(&later),
+            vec![(ClusterStatus::New, names(&[8, 9, 10]))]
         );
     }
 

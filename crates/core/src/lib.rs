@@ -58,7 +58,7 @@ pub mod testkit;
 pub mod timeline;
 
 pub use cellkey::CellKey;
-pub use cluster::{CaseFacts, ClusterGraph, PlaceTime};
+pub use cluster::{CaseFacts, ClusterGraph, Expired, PlaceTime};
 pub use config::{ClusterConfig, TracingConfig};
 pub use duration::Span;
 pub use error::CoreError;

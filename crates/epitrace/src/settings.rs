@@ -230,6 +230,16 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
         cfg.topology.partitions > 0,
         "topology.partitions must be positive"
     );
+    let retention = cfg.topology.retention;
+    let cluster = &cfg.tracing.cluster;
+    anyhow::ensure!(
+        retention > cluster.revisit_window && retention > cluster.max_incubation,
+        "topology.retention ({retention}) must be longer than tracing.cluster.revisit_window \
+         ({}) and tracing.cluster.max_incubation ({}): the cluster detector forgets cases that \
+         ended a retention ago, which must be too long ago to link to a new case",
+        cluster.revisit_window,
+        cluster.max_incubation
+    );
     anyhow::ensure!(
         cfg.topology.replication > 0,
         "topology.replication must be positive"
@@ -298,6 +308,21 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(load_with(&o, env(&[])).unwrap().kafka.brokers, "b:2");
+    }
+
+    #[test]
+    fn a_retention_shorter_than_the_cluster_windows_is_refused() {
+        let o = Overrides {
+            set: vec!["topology.retention=10d".into()],
+            ..Overrides::default()
+        };
+        let err = format!("{:#}", load_with(&o, env(&[])).unwrap_err());
+        assert!(err.contains("max_incubation"), "{err}");
+        let o = Overrides {
+            set: vec!["topology.retention=15d".into()],
+            ..Overrides::default()
+        };
+        assert!(load_with(&o, env(&[])).is_ok());
     }
 
     #[test]

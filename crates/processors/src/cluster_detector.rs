@@ -13,9 +13,17 @@
 //!     cluster.
 //!
 //!   In memory, the [`ClusterGraph`] (see `epitrace_core::cluster` for the
-//!   rule), rebuilt from the stores when the task starts. Nothing expires
-//!   yet: the state is a few records per case, and it is deleted with the
-//!   rest of the personal data when the response ends.
+//!   rule), rebuilt from the stores when the task starts.
+//! - **Retention:** by event time, once per day of stream time (the latest
+//!   visit end, exposure window end or confirmation seen; records more than
+//!   a day past the wall clock are dead-lettered before they move it): a
+//!   group of linked cases that all ended (infectious period, visits,
+//!   exposures) more than `topology.retention` behind the stream time is
+//!   forgotten with its evidence and its `published` entry, silently — its
+//!   last alert stands on the compacted topic (`ClusterGraph::expire`).
+//!   Open cases are kept. `topology.retention` must exceed
+//!   `cluster.revisit_window` and `cluster.max_incubation` (checked at
+//!   start), so no new case can link to a forgotten one.
 //! - **Output:** `tracing.clusters` (key = cluster id, compacted):
 //!   [`ClusterAlert`]s NEW, GROWING, UPDATED, MERGED (with `merged_into`)
 //!   and DISSOLVED, once per batch for the clusters the batch changed.
@@ -33,7 +41,9 @@ use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{CaseEvent, ClusterAlert, ClusterStatus, Exposure, Visit};
 use epitrace_state::Txn;
 
-use crate::common::{OrFatal, case_member_key, decode, decode_value, encode_value, prefix_end};
+use crate::common::{
+    OrFatal, case_member_key, case_prefix, decode, decode_value, encode_value, prefix_end,
+};
 use crate::topology::{CASES, CLUSTER_EVIDENCE, CLUSTERS, EXPOSURES, TIMELINES};
 
 /// Store of case events.
@@ -70,6 +80,13 @@ pub struct ClusterDetector {
     emitted: [u64; 5],
     /// Event time of the last record (for the lag metric).
     last_event_ms: Option<i64>,
+    /// How long ended cases are kept behind the stream time (ms); `None`
+    /// keeps everything.
+    retention_ms: Option<i64>,
+    /// The latest event time seen: the clock retention runs on.
+    stream_time_ms: Option<i64>,
+    /// The day (of the retention cutoff) of the last expiry.
+    expired_day: Option<i64>,
 }
 
 impl ClusterDetector {
@@ -85,7 +102,54 @@ impl ClusterDetector {
             batch_ts: None,
             emitted: [0; 5],
             last_event_ms: None,
+            retention_ms: None,
+            stream_time_ms: None,
+            expired_day: None,
         }
+    }
+
+    /// Forgets groups of cases that ended `retention_ms` behind the stream
+    /// time (see the module docs, Retention).
+    #[must_use]
+    pub const fn with_retention(mut self, retention_ms: i64) -> Self {
+        self.retention_ms = Some(retention_ms);
+        self
+    }
+
+    /// Once per day of stream time: forgets what ended a retention ago,
+    /// in the graph and in the stores.
+    fn expire(&mut self, txn: &mut Txn<'_>) -> Result<(), ProcessError> {
+        let (Some(retention), Some(now)) = (self.retention_ms, self.stream_time_ms) else {
+            return Ok(());
+        };
+        let cutoff_ms = now.saturating_sub(retention);
+        let day = cutoff_ms.div_euclid(epitrace_model::time::DAY_MS);
+        if self.expired_day.is_some_and(|d| d >= day) {
+            return Ok(());
+        }
+        let Some(graph) = self.graph.as_mut() else {
+            return Ok(());
+        };
+        let Ok(cutoff) = EventTime::from_millis("cutoff", cutoff_ms) else {
+            return Ok(());
+        };
+        let gone = graph.expire(cutoff);
+        for case in &gone.cases {
+            txn.delete(CASE_STATE, case.as_str().as_bytes().to_vec());
+            let prefix = case_prefix(case);
+            for store in [VISITS, EXPOSURE_STATE] {
+                txn.delete_range(store, prefix.clone(), prefix_end(&prefix));
+            }
+        }
+        for id in &gone.clusters {
+            txn.delete(PUBLISHED, id.as_str().as_bytes().to_vec());
+        }
+        self.expired_day = Some(day);
+        Ok(())
+    }
+
+    fn advance_stream_time(&mut self, event_ms: i64) {
+        self.stream_time_ms = Some(self.stream_time_ms.map_or(event_ms, |t| t.max(event_ms)));
     }
 
     /// The graph, rebuilt from the stores when first needed.
@@ -142,6 +206,7 @@ impl Processor for ClusterDetector {
             }
             self.graph(txn)?
                 .set_visit(&v.case_id, &v.visit_id, PlaceTime::of_visit(&v));
+            self.advance_stream_time(v.end.as_millis());
             v.end.as_millis()
         } else if source == EXPOSURES.as_bytes() {
             let e: Exposure = decode(record)?;
@@ -153,6 +218,11 @@ impl Processor for ClusterDetector {
                 txn.delete(EXPOSURE_STATE, key);
             }
             self.graph(txn)?.set_exposure(&e.case_id, e.contact, place);
+            // Event time: the exposure's last window (`detected_at` is a
+            // processing timestamp, not a clock retention may run on).
+            if let Some(end) = e.windows.iter().map(|w| w.end().as_millis()).max() {
+                self.advance_stream_time(end);
+            }
             e.detected_at.as_millis()
         } else if source == CASES.as_bytes() {
             let e: CaseEvent = decode(record)?;
@@ -162,6 +232,7 @@ impl Processor for ClusterDetector {
                 encode_value(&e)?,
             );
             self.graph(txn)?.set_case(&e.case_id, CaseFacts::from(&e));
+            self.advance_stream_time(e.confirmed_at.as_millis());
             e.confirmed_at.as_millis()
         } else {
             return Err(ProcessError::Rejected {
@@ -183,6 +254,33 @@ impl Processor for ClusterDetector {
         let Some(ts) = self.batch_ts.take() else {
             return Ok(());
         };
+        self.detect(ts, txn, out)?;
+        self.expire(txn)
+    }
+
+    fn last_event_time_ms(&self) -> Option<i64> {
+        self.last_event_ms
+    }
+
+    fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
+        let counts = std::mem::take(&mut self.emitted);
+        KINDS
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| (Emitted::ClusterAlert, *kind, n))
+            .collect()
+    }
+}
+
+impl ClusterDetector {
+    /// Publishes the alerts of the clusters this batch changed.
+    fn detect(
+        &mut self,
+        ts: i64,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
         let Some(graph) = self.graph.as_mut().filter(|g| g.has_changes()) else {
             return Ok(());
         };
@@ -206,19 +304,5 @@ impl Processor for ClusterDetector {
             });
         }
         Ok(())
-    }
-
-    fn last_event_time_ms(&self) -> Option<i64> {
-        self.last_event_ms
-    }
-
-    fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
-        let counts = std::mem::take(&mut self.emitted);
-        KINDS
-            .iter()
-            .zip(counts)
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| (Emitted::ClusterAlert, *kind, n))
-            .collect()
     }
 }

@@ -9,6 +9,13 @@
 //!   - `emitted`: case | 0 | contact → the last [`Exposure`] published;
 //!   - `cases`: case → the latest [`CaseEvent`] (its pseudonyms, whether it
 //!     was retracted).
+//! - **Retention:** by event time (the latest overlap end or confirmation
+//!   seen; records more than a day past the wall clock are dead-lettered
+//!   before they move it). Each batch sweeps a slice of the `cases` store
+//!   and deletes every entry of a case whose infectious period ended more
+//!   than `topology.retention` behind the stream time (open cases are
+//!   kept); candidates whose overlap ended before that cutoff are ignored.
+//!   Silent downstream: published exposures stand.
 //! - **Output:** `tracing.exposures` (key = contact pseudonym, so the
 //!   telecom or card company holding the raw id can notify): an
 //!   [`Exposure`] NEW when the rule is first met, UPDATED when its windows
@@ -64,7 +71,17 @@ pub struct ExposureAggregator {
     emitted: [u64; 3],
     /// Event time of the last record (for the lag metric).
     last_event_ms: Option<i64>,
+    /// How long ended cases are kept behind the stream time (ms); `None`
+    /// keeps everything.
+    retention_ms: Option<i64>,
+    /// The latest event time seen: the clock retention runs on.
+    stream_time_ms: Option<i64>,
+    /// Where the retention sweep of `cases` goes on.
+    sweep_cursor: Vec<u8>,
 }
+
+/// Committed `cases` entries looked at by one batch's retention sweep.
+const SWEEP_SLICE: usize = 256;
 
 impl ExposureAggregator {
     /// The stores it needs.
@@ -78,7 +95,70 @@ impl ExposureAggregator {
             dirty: BTreeMap::new(),
             emitted: [0; 3],
             last_event_ms: None,
+            retention_ms: None,
+            stream_time_ms: None,
+            sweep_cursor: Vec::new(),
         }
+    }
+
+    /// Keeps a case's state until its infectious period ended
+    /// `retention_ms` behind the stream time (see the module docs,
+    /// Retention).
+    #[must_use]
+    pub const fn with_retention(mut self, retention_ms: i64) -> Self {
+        self.retention_ms = Some(retention_ms);
+        self
+    }
+
+    fn advance_stream_time(&mut self, event_ms: i64) {
+        self.stream_time_ms = Some(self.stream_time_ms.map_or(event_ms, |t| t.max(event_ms)));
+    }
+
+    /// The retention cutoff, when there is one.
+    fn cutoff_ms(&self) -> Option<i64> {
+        Some(self.stream_time_ms?.saturating_sub(self.retention_ms?))
+    }
+
+    /// Retention: a slice of [`SWEEP_SLICE`] committed case entries per
+    /// batch (resuming where the last ended, wrapping around); a case that
+    /// ended before the cutoff goes with its ledgers and published
+    /// exposures.
+    fn sweep(&mut self, txn: &mut Txn<'_>) -> Result<(), ProcessError> {
+        let Some(cutoff) = self.cutoff_ms() else {
+            return Ok(());
+        };
+        let from = std::mem::take(&mut self.sweep_cursor);
+        let slice = txn
+            .base()
+            .scan_limit(CASE_STATE, &from, &[0xff; 80], SWEEP_SLICE)
+            .or_fatal()?;
+        if slice.len() == SWEEP_SLICE
+            && let Some((last, _)) = slice.last()
+        {
+            let mut next = last.clone();
+            next.push(0);
+            self.sweep_cursor = next;
+        }
+        for (key, _) in slice {
+            // This batch's version, if it changed the case.
+            let Some(bytes) = txn.get(CASE_STATE, &key).or_fatal()? else {
+                continue;
+            };
+            let case: CaseEvent = decode_value(&bytes)?;
+            if case
+                .infectious_until
+                .is_none_or(|u| u.as_millis() >= cutoff)
+            {
+                continue;
+            }
+            let prefix = case_prefix(&case.case_id);
+            for store in [LEDGERS, EMITTED] {
+                txn.delete_range(store, prefix.clone(), prefix_end(&prefix));
+            }
+            txn.delete(CASE_STATE, key);
+            self.dirty.retain(|(c, _), _| *c != case.case_id);
+        }
+        Ok(())
     }
 
     /// A heuristic score for ordering notifications, not a probability of
@@ -195,6 +275,11 @@ impl ExposureAggregator {
         ts: Option<i64>,
         txn: &mut Txn<'_>,
     ) -> Result<(), ProcessError> {
+        if let (Some(w), Some(cutoff)) = (&c.overlap, self.cutoff_ms())
+            && w.end().as_millis() < cutoff
+        {
+            return Ok(());
+        }
         if let Some(bytes) = txn
             .get(CASE_STATE, c.case_id.as_str().as_bytes())
             .or_fatal()?
@@ -278,6 +363,7 @@ impl Processor for ExposureAggregator {
                 check_key(record, c.case_id.as_str().as_bytes(), "the case id")?;
                 if let Some(w) = &c.overlap {
                     self.last_event_ms = Some(w.end().as_millis());
+                    self.advance_stream_time(w.end().as_millis());
                 }
                 self.candidate(&c, ts, txn)
             }
@@ -285,6 +371,7 @@ impl Processor for ExposureAggregator {
                 let e: CaseEvent = decode(record)?;
                 check_key(record, e.case_id.as_str().as_bytes(), "the case id")?;
                 self.last_event_ms = Some(e.confirmed_at.as_millis());
+                self.advance_stream_time(e.confirmed_at.as_millis());
                 self.case_event(&e, ts, txn)
             }
             _ => Err(unexpected_topic(self.name(), record)),
@@ -316,6 +403,6 @@ impl Processor for ExposureAggregator {
             };
             self.reassess(&case, contact, &ledger, ts, txn, out)?;
         }
-        Ok(())
+        self.sweep(txn)
     }
 }

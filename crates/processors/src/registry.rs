@@ -30,9 +30,14 @@ pub enum Retention {
     /// entries whose event time is older than `topology.retention` behind
     /// the stream time.
     Sweep,
-    /// Entries are replaced or deleted by the processor's logic only (e.g.
-    /// a retracted case); not yet bounded by time.
-    ByLogic,
+    /// A case's entries go with the case, once its infectious period ended
+    /// more than `topology.retention` behind the stream time (an open case
+    /// is kept).
+    ByCase,
+    /// A cluster's entries go once every case of its linked group ended
+    /// more than `topology.retention` behind the stream time (see
+    /// `ClusterGraph::expire`).
+    ByGroup,
 }
 
 /// A store a processor declares.
@@ -180,22 +185,27 @@ pub const REGISTRY: &[ProcessorSpec] = &[
                 exposure_aggregator::LEDGERS,
                 "case id · 0 · contact(16)",
                 "ContactLedger (core codec)",
-                Retention::ByLogic,
+                Retention::ByCase,
             ),
             store(
                 exposure_aggregator::EMITTED,
                 "case id · 0 · contact",
                 "last Exposure published",
-                Retention::ByLogic,
+                Retention::ByCase,
             ),
             store(
                 exposure_aggregator::CASE_STATE,
                 "case id",
                 "latest CaseEvent",
-                Retention::ByLogic,
+                Retention::ByCase,
             ),
         ],
-        build: |cfg| Box::new(ExposureAggregator::new(&cfg.tracing)),
+        build: |cfg| {
+            Box::new(
+                ExposureAggregator::new(&cfg.tracing)
+                    .with_retention(cfg.topology.retention.as_millis()),
+            )
+        },
     },
     ProcessorSpec {
         kind: ProcessorKind::ClusterRouter,
@@ -215,28 +225,33 @@ pub const REGISTRY: &[ProcessorSpec] = &[
                 cluster_detector::CASE_STATE,
                 "case id",
                 "latest CaseEvent",
-                Retention::ByLogic,
+                Retention::ByGroup,
             ),
             store(
                 cluster_detector::VISITS,
                 "case id · 0 · visit id",
                 "latest live Visit",
-                Retention::ByLogic,
+                Retention::ByGroup,
             ),
             store(
                 cluster_detector::EXPOSURE_STATE,
                 "case id · 0 · contact(16)",
                 "latest live Exposure",
-                Retention::ByLogic,
+                Retention::ByGroup,
             ),
             store(
                 cluster_detector::PUBLISHED,
                 "cluster id",
                 "last ClusterAlert of each live cluster",
-                Retention::ByLogic,
+                Retention::ByGroup,
             ),
         ],
-        build: |cfg| Box::new(ClusterDetector::new(&cfg.tracing.cluster)),
+        build: |cfg| {
+            Box::new(
+                ClusterDetector::new(&cfg.tracing.cluster)
+                    .with_retention(cfg.topology.retention.as_millis()),
+            )
+        },
     },
 ];
 

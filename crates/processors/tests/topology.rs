@@ -386,3 +386,80 @@ fn segmenter_and_join_forget_subjects_older_than_the_retention_behind_the_stream
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason_code.as_str(), "timestamp_in_future");
 }
+
+#[test]
+fn exposure_aggregator_and_cluster_detector_forget_cases_that_ended_a_retention_ago() {
+    use epitrace_model::EventTime;
+    use epitrace_model::records::{CaseEvent, CaseStatus};
+    const DAY: i64 = 86_400_000;
+    let mut s = scenario();
+    for c in &mut s.cases {
+        c.infectious_until = Some(c.confirmed_at);
+    }
+    let last = s
+        .cases
+        .iter()
+        .map(|c| c.confirmed_at.as_millis())
+        .max()
+        .unwrap();
+    let mut driver = run(&s);
+    let count = |driver: &TopologyDriver, processor: &str, store: &str| {
+        driver
+            .store(processor)
+            .unwrap()
+            .scan(store, &[], &[0xff; 80])
+            .unwrap()
+            .len()
+    };
+    let agg = "exposure-aggregator";
+    let det = "cluster-detector";
+    let cases = s
+        .cases
+        .iter()
+        .map(|c| &c.case_id)
+        .collect::<BTreeSet<_>>()
+        .len();
+    assert_eq!(count(&driver, agg, "cases"), cases);
+    assert!(count(&driver, agg, "ledgers") > 0);
+    assert!(count(&driver, agg, "emitted") > 0);
+    assert_eq!(count(&driver, det, "cases"), cases);
+    assert!(count(&driver, det, "visits") > 0);
+    assert!(count(&driver, det, "exposures") > 0);
+    assert_eq!(count(&driver, det, "published"), 1);
+    let alerts = driver.read(CLUSTERS).len();
+    let exposures = driver.read(EXPOSURES).len();
+    // A case confirmed later moves the stream time.
+    let later = |driver: &mut TopologyDriver, n: u8, days: i64| {
+        let at = |ms: i64| EventTime::from_millis("t", ms).unwrap();
+        let e = CaseEvent {
+            case_id: CaseId::new(format!("KR-LATER-{n}")).unwrap(),
+            subjects: vec![SubjectId::from_bytes([0xa0 + n; 16])],
+            confirmed_at: at(last + days * DAY),
+            symptom_onset: None,
+            infectious_from: at(last + (days - 2) * DAY),
+            infectious_until: None,
+            status: CaseStatus::Confirmed,
+        };
+        let payload = encode_single_object(&e).unwrap();
+        driver.pipe(CASES, Some(e.case_id.as_str().as_bytes()), Some(&payload));
+        driver.run().unwrap();
+    };
+    // 20 days on: everything kept (retention 21 days).
+    later(&mut driver, 1, 20);
+    assert_eq!(count(&driver, agg, "cases"), cases + 1);
+    assert_eq!(count(&driver, det, "published"), 1);
+    // 30 days on: the night's cases are forgotten by both, with their
+    // evidence and their cluster; the open later cases are kept.
+    later(&mut driver, 2, 30);
+    for store in ["ledgers", "emitted"] {
+        assert_eq!(count(&driver, agg, store), 0, "{agg} {store}");
+    }
+    assert_eq!(count(&driver, agg, "cases"), 2);
+    for store in ["visits", "exposures", "published"] {
+        assert_eq!(count(&driver, det, store), 0, "{det} {store}");
+    }
+    assert_eq!(count(&driver, det, "cases"), 2);
+    // Silently: no alert or exposure was published for the forgetting.
+    assert_eq!(driver.read(CLUSTERS).len(), alerts);
+    assert_eq!(driver.read(EXPOSURES).len(), exposures);
+}
