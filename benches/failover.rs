@@ -12,6 +12,11 @@
 //!    batch published at the kill must then be processed. Reported: the
 //!    restore time (B's log) against the replay time, and the whole
 //!    failover (kill → the partition caught up on B).
+//! 4. **Failover with a standby**: instances D and E in a fresh group with
+//!    `kafka.num_standby = 1` process the same input; whichever does not
+//!    own partition 0 keeps a standby copy of it. The owner is SIGKILLed
+//!    and a small batch published; reported: what the survivor restored
+//!    (only the tail its copy missed) and the whole failover.
 //!
 //! Needs a broker (`EPITRACE_BENCH_BROKERS`, set by `make bench-failover`
 //! through `scripts/with-kafka.sh`) and the `epitrace` binary of the same
@@ -132,6 +137,7 @@ impl Instance {
         brokers: &str,
         group: &str,
         guarantee: &str,
+        extra: &[&str],
     ) -> Self {
         let metrics = free_port();
         let log = dir.join(format!("{name}.log"));
@@ -151,6 +157,7 @@ impl Instance {
                 "--set",
                 &format!("metrics.listen=127.0.0.1:{metrics}"),
             ])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 "info,epitrace_stream::changelog=debug,librdkafka=error,rdkafka=error",
@@ -168,15 +175,30 @@ impl Instance {
 
     /// Sum of `epitrace_state_keys` (RocksDB's estimate).
     fn stored_keys(&self) -> f64 {
-        let mut s = TcpStream::connect(("127.0.0.1", self.metrics)).unwrap();
+        self.metric("epitrace_state_keys{")
+    }
+
+    /// Sum of a metric's samples whose line starts with `prefix`.
+    fn metric(&self, prefix: &str) -> f64 {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.metrics)) else {
+            return 0.0;
+        };
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         text.lines()
-            .filter(|l| l.starts_with("epitrace_state_keys{"))
+            .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum()
+    }
+
+    /// Whether its log says it keeps a standby copy of partition 0.
+    fn keeps_standby_of_0(&self) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("keeping a standby copy") && l.contains("partition=0 "))
     }
 
     fn stop(mut self) {
@@ -252,7 +274,7 @@ fn main() {
     let (eos, alo) = (format!("{run}-eos"), format!("{run}-alo"));
 
     // 1. Replay, exactly-once.
-    let a = Instance::start(&bin, dir.path(), "a", &brokers, &eos, "exactly_once");
+    let a = Instance::start(&bin, dir.path(), "a", &brokers, &eos, "exactly_once", &[]);
     let t = Instant::now();
     let replay_s = caught_up(&kafka, &eos, Duration::from_secs(3600))
         .duration_since(t)
@@ -266,7 +288,7 @@ fn main() {
     );
 
     // 2. The same, at-least-once.
-    let c = Instance::start(&bin, dir.path(), "c", &brokers, &alo, "at_least_once");
+    let c = Instance::start(&bin, dir.path(), "c", &brokers, &alo, "at_least_once", &[]);
     let t = Instant::now();
     let alo_s = caught_up(&kafka, &alo, Duration::from_secs(3600))
         .duration_since(t)
@@ -284,7 +306,7 @@ fn main() {
     let killed = Instant::now();
     a.child.kill().unwrap();
     let _ = a.child.wait();
-    let b = Instance::start(&bin, dir.path(), "b", &brokers, &eos, "exactly_once");
+    let b = Instance::start(&bin, dir.path(), "b", &brokers, &eos, "exactly_once", &[]);
     publish(&kafka, &segments(1_000, n));
     let failover_s = caught_up(&kafka, &eos, Duration::from_secs(600))
         .duration_since(killed)
@@ -309,5 +331,68 @@ fn main() {
     println!(
         "restore vs replay: {:.1}x faster (target >= 10x); failover {failover_s:.1} s (target < 30 s)",
         replay_s / restore_s.max(1e-3)
+    );
+
+    // 4. With a standby: D and E share the group, one keeps a copy.
+    let sb = format!("{run}-sb");
+    let standby = ["--set", "kafka.num_standby=1"];
+    let d = Instance::start(
+        &bin,
+        dir.path(),
+        "d",
+        &brokers,
+        &sb,
+        "exactly_once",
+        &standby,
+    );
+    let e = Instance::start(
+        &bin,
+        dir.path(),
+        "e",
+        &brokers,
+        &sb,
+        "exactly_once",
+        &standby,
+    );
+    caught_up(&kafka, &sb, Duration::from_secs(3600));
+    // The copy follows the changelog: wait until it stops growing.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut owner, survivor) = loop {
+        if e.keeps_standby_of_0() {
+            break (d, e);
+        }
+        if d.keeps_standby_of_0() {
+            break (e, d);
+        }
+        assert!(Instant::now() < deadline, "no standby copy of partition 0");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut last = -1.0;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = survivor.metric("epitrace_standby_records_total{");
+        if now > 0.0 && (now - last).abs() < f64::EPSILON {
+            break;
+        }
+        last = now;
+    }
+    let killed = Instant::now();
+    owner.child.kill().unwrap();
+    let _ = owner.child.wait();
+    publish(&kafka, &segments(1_000, n + 1_000));
+    let failover_s = caught_up(&kafka, &sb, Duration::from_secs(600))
+        .duration_since(killed)
+        .as_secs_f64();
+    let (restored, warm_s) = restore_of_partition_0(&survivor.log).unwrap_or_else(|| {
+        panic!(
+            "the survivor never restored partition 0; see {}",
+            survivor.log.display()
+        )
+    });
+    survivor.stop();
+    println!(
+        "failover with a standby: partition 0 caught up {failover_s:.1} s after its owner was killed; \
+         the standby restored {restored} changelog records in {warm_s:.2} s ({:.0}x faster than the replay)",
+        replay_s / warm_s.max(1e-3)
     );
 }

@@ -17,6 +17,7 @@
 //! | `CHAOS_BROKER_RESTARTS` | 1 | broker restarts |
 //! | `CHAOS_GUARANTEE` | `exactly_once` | or `at_least_once` |
 //! | `CHAOS_SEED` | 1 | seed of the moments and victims |
+//! | `CHAOS_STANDBY` | 1 | `kafka.num_standby` of the chaos instances (the reference has none) |
 //!
 //! Two runs never publish byte-identical streams, even without faults: the
 //! co-partitioned inputs of a processor interleave differently (a case tag
@@ -38,7 +39,10 @@
 //!   and input partition: no input record is in two committed batches, so
 //!   no output was published twice. At least once, the steps back are the
 //!   replayed batches (printed);
-//! - dead letters: as many as the reference's with exactly-once.
+//! - dead letters: as many as the reference's with exactly-once;
+//! - with standbys, that copies were kept (a partition moving to an
+//!   instance with a copy restores from it, and the answers above must
+//!   still be equal).
 //!
 //! Records and byte-identical copies per topic are printed for both runs.
 //!
@@ -130,7 +134,7 @@ impl Instance {
         }
     }
 
-    fn start(&mut self, brokers: &str, group: &str, guarantee: &str) {
+    fn start(&mut self, brokers: &str, group: &str, guarantee: &str, standby: u32) {
         std::fs::create_dir_all(self.log.parent().unwrap()).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -150,6 +154,8 @@ impl Instance {
                 &format!("kafka.processing_guarantee={guarantee}"),
                 "--set",
                 &format!("metrics.listen=127.0.0.1:{}", free_port()),
+                "--set",
+                &format!("kafka.num_standby={standby}"),
             ])
             .env("RUST_LOG", "info,librdkafka=error,rdkafka=error")
             .stdout(Stdio::null())
@@ -455,6 +461,7 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
     // Knobs to tell faults from the pipeline's own nondeterminism.
     let instances: usize = env_or("CHAOS_INSTANCES", 3);
     let add: bool = env_or("CHAOS_ADD", 1u8) == 1;
+    let standby: u32 = env_or("CHAOS_STANDBY", 1);
 
     let dir = tempfile::tempdir().unwrap();
     let broker = LocalBroker::start(dir.path());
@@ -492,7 +499,7 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
     // 1. The reference: one instance, uninterrupted.
     let started = Instant::now();
     let mut reference = vec![Instance::new(dir.path(), "reference")];
-    reference[0].start(&brokers, "ref", &guarantee);
+    reference[0].start(&brokers, "ref", &guarantee, 0);
     wait_caught_up(&kafka, "ref", Duration::from_secs(1800), &mut reference);
     let started_ref = started.elapsed();
     let clean_s = started_ref.as_secs_f64();
@@ -513,7 +520,7 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
         .map(|i| Instance::new(dir.path(), &format!("instance-{i}")))
         .collect();
     for i in fleet.iter_mut().take(instances) {
-        i.start(&brokers, "chaos", &guarantee);
+        i.start(&brokers, "chaos", &guarantee, standby);
     }
     // Spread the events over about the clean run's duration.
     let events = kills + restarts + if add { 2 } else { 0 };
@@ -554,7 +561,7 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
                     fleet[victim].name
                 );
                 thread::sleep(Duration::from_millis(rng.below(1500)));
-                fleet[victim].start(&brokers, "chaos", &guarantee);
+                fleet[victim].start(&brokers, "chaos", &guarantee, standby);
             }
             "broker" => {
                 println!("{:>6.1} s: broker restart", started.elapsed().as_secs_f64());
@@ -567,7 +574,7 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
                     "{:>6.1} s: instance-4 joins",
                     started.elapsed().as_secs_f64()
                 );
-                fleet[3].start(&brokers, "chaos", &guarantee);
+                fleet[3].start(&brokers, "chaos", &guarantee, standby);
             }
             _ => {
                 println!(
@@ -613,6 +620,44 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
             *extra, 0,
             "{topic}: final answers the uninterrupted run has not"
         );
+    }
+    let log_lines = |needle: &str| -> usize {
+        fleet
+            .iter()
+            .map(|i| {
+                std::fs::read_to_string(&i.log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(needle))
+                    .count()
+            })
+            .sum()
+    };
+    let copies = log_lines("keeping a standby copy");
+    let restored: u64 = fleet
+        .iter()
+        .flat_map(|i| {
+            std::fs::read_to_string(&i.log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("partition state restored"))
+                .filter_map(|l| {
+                    let at = l.find("records=")? + "records=".len();
+                    l[at..]
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    println!(
+        "standby copies opened (kafka.num_standby={standby}): {copies}; partition restores: {}, {restored} changelog records restored in all",
+        log_lines("partition state restored")
+    );
+    if standby > 0 && instances > 1 {
+        assert!(copies > 0, "no standby copy was ever kept");
     }
     if exactly_once {
         assert_eq!(back, 0, "records processed twice under exactly-once");

@@ -41,6 +41,10 @@ pub struct Metrics {
     pub restore_records: IntCounterVec,
     /// `epitrace_restoring_partitions{processor}`.
     pub restoring_partitions: IntGaugeVec,
+    /// `epitrace_standby_partitions{processor}`.
+    pub standby_partitions: IntGaugeVec,
+    /// `epitrace_standby_records_total{processor}`.
+    pub standby_records: IntCounterVec,
     /// `epitrace_transactions_total{processor, outcome}`.
     pub transactions: IntCounterVec,
     /// `epitrace_state_size_bytes{processor, store}`.
@@ -88,6 +92,8 @@ impl Metrics {
         "epitrace_delivery_retries_total",
         "epitrace_restore_records_total",
         "epitrace_restoring_partitions",
+        "epitrace_standby_partitions",
+        "epitrace_standby_records_total",
         "epitrace_transactions_total",
         "epitrace_state_size_bytes",
         "epitrace_state_keys",
@@ -179,6 +185,16 @@ impl Metrics {
                 "Partitions whose state is being restored from the changelog now (the processor is not ready meanwhile).",
                 &["processor"],
             )?,
+            standby_partitions: gauge(
+                "epitrace_standby_partitions",
+                "Partitions of which this instance keeps a standby copy (kafka.num_standby).",
+                &["processor"],
+            )?,
+            standby_records: counter(
+                "epitrace_standby_records_total",
+                "Changelog records applied to standby copies.",
+                &["processor"],
+            )?,
             transactions: counter(
                 "epitrace_transactions_total",
                 "Kafka transactions of exactly-once processing, by outcome (committed, aborted).",
@@ -250,6 +266,8 @@ impl Metrics {
         let _ = self.delivery_retries.with_label_values(&[processor]);
         let _ = self.restore_records.with_label_values(&[processor]);
         let _ = self.restoring_partitions.with_label_values(&[processor]);
+        let _ = self.standby_partitions.with_label_values(&[processor]);
+        let _ = self.standby_records.with_label_values(&[processor]);
         for outcome in ["committed", "aborted"] {
             let _ = self.transactions.with_label_values(&[processor, outcome]);
         }
@@ -365,6 +383,22 @@ impl TaskMetrics {
             .restoring_partitions
             .with_label_values(&[self.processor])
             .set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    /// How many standby copies are open now.
+    pub fn standby(&self, partitions: usize) {
+        self.metrics
+            .standby_partitions
+            .with_label_values(&[self.processor])
+            .set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    /// `n` changelog records applied to standby copies.
+    pub fn standby_applied(&self, n: u64) {
+        self.metrics
+            .standby_records
+            .with_label_values(&[self.processor])
+            .inc_by(n);
     }
 
     /// A transaction ended with `outcome` (`committed` or `aborted`).

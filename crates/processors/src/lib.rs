@@ -45,6 +45,7 @@
 pub mod case_router;
 pub mod cluster_detector;
 pub mod cluster_router;
+pub mod codecs;
 mod common;
 pub mod error;
 pub mod exposure_aggregator;

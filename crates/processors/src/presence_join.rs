@@ -94,7 +94,7 @@ fn encode_indexed(u: &SegmentUpdate) -> Vec<u8> {
 }
 
 /// Reads [`encode_indexed`] back; anything malformed is corrupt state.
-fn decode_indexed(bytes: &[u8]) -> Result<SegmentUpdate, ProcessError> {
+pub(crate) fn decode_indexed(bytes: &[u8]) -> Result<SegmentUpdate, ProcessError> {
     let corrupt = |what: &str| ProcessError::Fatal(format!("corrupt presence index value: {what}"));
     let mut r = bytes;
     let mut take = |n: usize| -> Result<&[u8], ProcessError> {

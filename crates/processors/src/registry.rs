@@ -10,6 +10,7 @@ use epitrace_state::MemStore;
 use crate::case_router::CaseRouter;
 use crate::cluster_detector::{self, ClusterDetector};
 use crate::cluster_router::ClusterRouter;
+use crate::codecs::{KeyCodec, ValueCodec};
 use crate::error::PipelineError;
 use crate::exposure_aggregator::{self, ExposureAggregator};
 use crate::presence_join::{self, PresenceJoin};
@@ -45,10 +46,10 @@ pub enum Retention {
 pub struct StoreSpec {
     /// The store's name (a RocksDB column family).
     pub name: &'static str,
-    /// Key layout.
-    pub key: &'static str,
+    /// Key layout, and whose data a key names.
+    pub key: KeyCodec,
     /// Value encoding.
-    pub value: &'static str,
+    pub value: ValueCodec,
     /// How entries leave it.
     pub retention: Retention,
 }
@@ -90,8 +91,8 @@ pub const EXTERNAL_INPUTS: &[&str] = &[TELECOM, CARD, CHECKIN, CASES];
 
 const fn store(
     name: &'static str,
-    key: &'static str,
-    value: &'static str,
+    key: KeyCodec,
+    value: ValueCodec,
     retention: Retention,
 ) -> StoreSpec {
     StoreSpec {
@@ -120,20 +121,20 @@ pub const REGISTRY: &[ProcessorSpec] = &[
         stores: &[
             store(
                 segmenter::TRAILS,
-                "subject(16) · feed(1)",
-                "SubjectTrail (core codec)",
+                KeyCodec::SubjectFeed,
+                ValueCodec::SubjectTrail,
                 Retention::Sweep,
             ),
             store(
                 segmenter::SUBJECT_SEGMENTS,
-                "subject · lane(4) · start(8) · first cell(8)",
-                "closed Segment (core codec)",
+                KeyCodec::SegmentId,
+                ValueCodec::Segment,
                 Retention::Sweep,
             ),
             store(
                 segmenter::TAGS,
-                "subject · case id",
-                "SubjectCase (version byte + Avro datum)",
+                KeyCodec::SubjectCase,
+                ValueCodec::SubjectCase,
                 Retention::Sweep,
             ),
         ],
@@ -151,20 +152,20 @@ pub const REGISTRY: &[ProcessorSpec] = &[
         stores: &[
             store(
                 presence_join::BY_ID,
-                "subject · lane · start · first cell",
-                "segment + case tags (compact, v1)",
+                KeyCodec::SegmentId,
+                ValueCodec::IndexedSegment,
                 Retention::Sweep,
             ),
             store(
                 presence_join::PRESENCE,
-                "bucket(8) · cell key(8) · segment id",
-                "empty",
+                KeyCodec::BucketCellSegment,
+                ValueCodec::Empty,
                 Retention::TimeBuckets,
             ),
             store(
                 presence_join::PATIENTS,
-                "bucket(8) · cell key(8) · segment id",
-                "empty",
+                KeyCodec::BucketCellSegment,
+                ValueCodec::Empty,
                 Retention::TimeBuckets,
             ),
         ],
@@ -183,20 +184,20 @@ pub const REGISTRY: &[ProcessorSpec] = &[
         stores: &[
             store(
                 exposure_aggregator::LEDGERS,
-                "case id · 0 · contact(16)",
-                "ContactLedger (core codec)",
+                KeyCodec::CaseContact,
+                ValueCodec::ContactLedger,
                 Retention::ByCase,
             ),
             store(
                 exposure_aggregator::EMITTED,
-                "case id · 0 · contact",
-                "last Exposure published",
+                KeyCodec::CaseContact,
+                ValueCodec::Exposure,
                 Retention::ByCase,
             ),
             store(
                 exposure_aggregator::CASE_STATE,
-                "case id",
-                "latest CaseEvent",
+                KeyCodec::Case,
+                ValueCodec::CaseEvent,
                 Retention::ByCase,
             ),
         ],
@@ -223,26 +224,26 @@ pub const REGISTRY: &[ProcessorSpec] = &[
         stores: &[
             store(
                 cluster_detector::CASE_STATE,
-                "case id",
-                "latest CaseEvent",
+                KeyCodec::Case,
+                ValueCodec::CaseEvent,
                 Retention::ByGroup,
             ),
             store(
                 cluster_detector::VISITS,
-                "case id · 0 · visit id",
-                "latest live Visit",
+                KeyCodec::CaseVisit,
+                ValueCodec::Visit,
                 Retention::ByGroup,
             ),
             store(
                 cluster_detector::EXPOSURE_STATE,
-                "case id · 0 · contact(16)",
-                "latest live Exposure",
+                KeyCodec::CaseContact,
+                ValueCodec::Exposure,
                 Retention::ByGroup,
             ),
             store(
                 cluster_detector::PUBLISHED,
-                "cluster id",
-                "last ClusterAlert of each live cluster",
+                KeyCodec::Cluster,
+                ValueCodec::ClusterAlert,
                 Retention::ByGroup,
             ),
         ],

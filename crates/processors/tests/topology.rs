@@ -463,3 +463,38 @@ fn exposure_aggregator_and_cluster_detector_forget_cases_that_ended_a_retention_
     assert_eq!(driver.read(CLUSTERS).len(), alerts);
     assert_eq!(driver.read(EXPOSURES).len(), exposures);
 }
+
+#[test]
+fn every_stored_entry_decodes_with_the_codecs_its_store_declares() {
+    let s = scenario();
+    let driver = run(&s);
+    let case_ids: BTreeSet<&str> = s.cases.iter().map(|c| c.case_id.as_str()).collect();
+    for spec in REGISTRY {
+        for store in spec.stores {
+            let entries = driver
+                .store(spec.name())
+                .unwrap()
+                .scan(store.name, &[], &[0xff; 128])
+                .unwrap();
+            assert!(
+                !entries.is_empty(),
+                "{}/{}: nothing stored to check",
+                spec.name(),
+                store.name
+            );
+            for (k, v) in &entries {
+                let owner = store
+                    .key
+                    .decode(k)
+                    .unwrap_or_else(|e| panic!("{}/{}: {e}", spec.name(), store.name));
+                if let Some(case) = &owner.case {
+                    assert!(case_ids.contains(case.as_str()), "{case}");
+                }
+                store
+                    .value
+                    .check(v)
+                    .unwrap_or_else(|e| panic!("{}/{}: {e}", spec.name(), store.name));
+            }
+        }
+    }
+}

@@ -80,6 +80,13 @@ pub struct KafkaConfig {
     /// It bounds how long a crashed instance's unfinished transaction holds
     /// back the instance that takes its partitions over. Default 15000.
     pub transaction_timeout_ms: u64,
+    /// Standby replicas: how many other instances keep a warm copy of each
+    /// partition's state by tailing its changelog, so that a partition
+    /// moving to one of them restores only the tail it missed (see
+    /// `epitrace_stream::standby`). Placement follows the consumer group;
+    /// copies cost each instance disk and a changelog reader per
+    /// processor. Default 0 (none).
+    pub num_standby: usize,
     /// Extra librdkafka consumer properties (override the defaults).
     pub consumer: BTreeMap<String, String>,
     /// Extra librdkafka producer properties (override the defaults).
@@ -97,6 +104,7 @@ impl Default for KafkaConfig {
             delivery_timeout_ms: 60_000,
             processing_guarantee: Guarantee::ExactlyOnce,
             transaction_timeout_ms: 15_000,
+            num_standby: 0,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }

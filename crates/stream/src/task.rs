@@ -49,6 +49,7 @@ use crate::config::{Guarantee, KafkaConfig};
 use crate::error::StreamError;
 use crate::link::{LinkHooks, forward_error, forward_log};
 use crate::publish::{Outgoing, Publisher};
+use crate::standby::{Handoff, Standby, StandbySpec};
 
 pub use epitrace_engine::{
     DEADLETTER_TOPIC, Emitted, InputRecord, OutputRecord, ProcessError, Processor,
@@ -127,7 +128,12 @@ struct TaskContext {
     metrics: TaskMetrics,
     health: TaskHealth,
     hooks: LinkHooks,
+    /// Shared with the standby thread: a store is open in one place.
+    handoff: Arc<Handoff>,
 }
+
+/// How long an assignment waits for the standby thread to close its copy.
+const HANDOFF_WAIT: Duration = Duration::from_secs(30);
 
 impl TaskContext {
     fn parts(&self) -> MutexGuard<'_, BTreeMap<i32, Part>> {
@@ -168,6 +174,7 @@ impl TaskContext {
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             hooks: self.hooks.clone(),
+            handoff: Arc::clone(&self.handoff),
         }
     }
 
@@ -198,8 +205,23 @@ impl TaskContext {
         )?)
     }
 
-    /// Opens and restores partition `p`'s store.
+    /// Opens and restores partition `p`'s store, taking it from the
+    /// standby thread first when it keeps a copy of it.
     fn restore_part(&self, p: i32) -> Result<Part, StreamError> {
+        if !self.handoff.claim(p, HANDOFF_WAIT) {
+            self.handoff.release(p);
+            return Err(StreamError::Admin(format!(
+                "the standby copy of partition {p} was not closed in time"
+            )));
+        }
+        let restored = self.restore_claimed(p);
+        if restored.is_err() {
+            self.handoff.release(p);
+        }
+        restored
+    }
+
+    fn restore_claimed(&self, p: i32) -> Result<Part, StreamError> {
         let started = Instant::now();
         let mut last_log = Instant::now();
         let reported = std::cell::Cell::new(0u64);
@@ -371,6 +393,8 @@ impl TaskContext {
                 if let Err(e) = part.store.flush() {
                     warn!(partition = p, error = %e, "flushing state on revocation");
                 }
+                drop(part);
+                self.handoff.release(*p);
                 closed += 1;
             }
         }
@@ -469,8 +493,32 @@ pub async fn run_task(
     let metrics = telemetry.metrics.task(name);
     let span = info_span!("processor", processor = name);
     let hooks = LinkHooks::new(Arc::clone(&telemetry.kafka));
+    let handoff = Arc::new(Handoff::default());
+    let changelog_topic = changelog::topic(&cfg.group_prefix, name);
+    let _standby = if cfg.num_standby > 0 && !def.stores.is_empty() {
+        let spec = StandbySpec {
+            processor: name,
+            group: format!("{}.{name}", cfg.group_prefix),
+            member_client_id: member_client_id(cfg, name, &def.instance_id),
+            primary: def.inputs.first().cloned().unwrap_or_default(),
+            changelog: changelog_topic.clone(),
+            replicas: cfg.num_standby,
+            state_dir: def.state_dir.clone(),
+            stores: def.stores.clone(),
+            store_options: def.store_options.clone(),
+        };
+        Some(Standby::start(
+            spec,
+            cfg,
+            Arc::clone(&handoff),
+            metrics.clone(),
+        )?)
+    } else {
+        None
+    };
     let context = TaskContext {
-        changelog: changelog::topic(&cfg.group_prefix, name),
+        handoff,
+        changelog: changelog_topic,
         def,
         kafka: cfg.clone(),
         parts: Mutex::new(BTreeMap::new()),
@@ -517,6 +565,10 @@ async fn drive(
         |context: TaskContext| -> Result<BoundedClose<StreamConsumer<TaskContext>>, StreamError> {
             let consumer = BoundedClose::new(
                 cfg.consumer_config(name)
+                    .set(
+                        "client.id",
+                        member_client_id(cfg, name, &context.def.instance_id),
+                    )
                     .create_with_context::<_, StreamConsumer<TaskContext>>(context)?,
             );
             consumer.subscribe(&[primary.as_str()])?;
@@ -667,6 +719,13 @@ fn commit_positions(consumer: &StreamConsumer<TaskContext>) {
 }
 
 /// The transactional id of `processor` on this instance.
+/// The `client.id` of this instance's member of a processor's group: it
+/// names the instance, so that standby placement can find itself in the
+/// group's description.
+fn member_client_id(cfg: &KafkaConfig, processor: &str, instance: &str) -> String {
+    format!("{}.{processor}.{instance}", cfg.client_id)
+}
+
 fn transactional_id(cfg: &KafkaConfig, processor: &str, instance: &str) -> String {
     format!("{}.{processor}.{instance}", cfg.group_prefix)
 }
