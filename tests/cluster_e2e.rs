@@ -170,7 +170,12 @@ fn clusters(items: &[(&[&str], &str)]) -> Clusters {
 
 async fn purge_all(kafka: &KafkaConfig) {
     let specs = topic_specs(&TopologyConfig::default());
-    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    // audit.log is never purged (it proves what was done).
+    let names: Vec<&str> = specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| *n != epitrace_model::topics::AUDIT)
+        .collect();
     purge_topics(&kafka.brokers, &names).await.unwrap();
 }
 

@@ -87,6 +87,11 @@ enum Command {
     /// clusters that contain it. Audited: appends a record to audit.log
     /// (--actor, --purpose) before printing anything.
     Case(query::CaseArgs),
+    /// The audit trail: `audit verify` checks audit.log's hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Check or list the configuration.
     Config {
         #[command(subcommand)]
@@ -158,6 +163,21 @@ enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain of audit.log: exit 0 when it is intact,
+    /// 1 naming the first record that breaks it (altered, removed,
+    /// reordered or forked records, an undecodable record, a log whose
+    /// start was cut).
+    Verify {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// How long reading the log may take, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TopicsCommand {
     /// Create every topic epitrace uses (partitions, retention, compaction
     /// per DESIGN §3). Existing topics are left as they are.
@@ -165,17 +185,49 @@ enum TopicsCommand {
         #[command(flatten)]
         overrides: Overrides,
     },
-    /// Delete every record of every epitrace topic (Kafka DeleteRecords):
-    /// the end-of-response erasure of personal data in Kafka. The topics
-    /// stay; compacted ones refuse and are reported. State stores are
+    /// Delete every record of every epitrace topic but audit.log (Kafka
+    /// DeleteRecords) and every processor state changelog: the
+    /// end-of-response erasure of personal data in Kafka. The topics stay;
+    /// compacted ones refuse and are reported. audit.log is kept — it is
+    /// the proof of what was done — and the purge itself is recorded on
+    /// it first (nothing is deleted when that fails). State stores are
     /// separate: delete each processor's state directory too.
     Purge {
         /// Confirm: without it nothing is deleted.
         #[arg(long)]
         yes: bool,
+        /// Who purges, recorded on audit.log ([A-Za-z0-9._:-], at most 128
+        /// bytes).
+        #[arg(long, env = "EPITRACE_ACTOR", default_value = "operator")]
+        actor: String,
+        /// Why, recorded on audit.log.
+        #[arg(long, env = "EPITRACE_PURPOSE", default_value = "end of response")]
+        purpose: String,
         #[command(flatten)]
         overrides: Overrides,
     },
+}
+
+/// The audit entry of a purge.
+fn purge_entry(actor: &str, purpose: &str) -> Result<epitrace_tools::audit::AuditEntry> {
+    use epitrace_model::records::{AuditAction, AuditOutcome, Role};
+    use epitrace_model::{ActorId, EventTime, Text};
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(epitrace_tools::audit::AuditEntry {
+        at: EventTime::from_millis("at", ms)?,
+        actor: ActorId::new(actor).with_context(|| format!("--actor {actor:?}"))?,
+        role: Role::Operator,
+        action: AuditAction::Purge,
+        resource: Text::new(
+            "resource",
+            "every epitrace topic but audit.log, and the changelogs",
+        )?,
+        case_id: None,
+        purpose: Text::new("purpose", purpose).context("--purpose")?,
+        outcome: AuditOutcome::Allowed,
+    })
 }
 
 fn init_logging(format: LogFormat) {
@@ -243,6 +295,34 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
     match cli.command {
         Command::Schemas { json } => schemas(json, out),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    overrides,
+                    timeout_s,
+                },
+        } => {
+            let cfg = load(&overrides)?;
+            require_kafka(&cfg.kafka)?;
+            let report = epitrace_tools::audit::verify_log(
+                &cfg.kafka,
+                std::time::Duration::from_secs(timeout_s),
+            )?;
+            match report.seqs {
+                None => writeln!(out, "audit.log is empty: nothing to verify")?,
+                Some((first, last)) => writeln!(
+                    out,
+                    "audit.log: {} records, seq {first} to {last}: the chain is intact{}",
+                    report.records,
+                    if first > 0 {
+                        format!(" (records before seq {first} were deleted by retention)")
+                    } else {
+                        String::new()
+                    }
+                )?,
+            }
+            Ok(())
+        }
         Command::Topics {
             command: TopicsCommand::Create { overrides },
         } => {
@@ -261,19 +341,42 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             Ok(())
         }
         Command::Topics {
-            command: TopicsCommand::Purge { yes, overrides },
+            command:
+                TopicsCommand::Purge {
+                    yes,
+                    actor,
+                    purpose,
+                    overrides,
+                },
         } => {
             let cfg = load(&overrides)?;
             let specs = topic_specs(&cfg.topology);
+            let names: Vec<&str> = specs
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|n| *n != epitrace_model::topics::AUDIT)
+                .collect();
             if !yes {
                 bail!(
                     "this deletes every record of {} topics and every processor state changelog on {}; add --yes to confirm",
-                    specs.len(),
+                    names.len(),
                     cfg.kafka.brokers
                 );
             }
+            let entry = purge_entry(&actor, &purpose)?;
             require_kafka(&cfg.kafka)?;
-            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            let recorded = runtime()?
+                .block_on(epitrace_tools::audit::append(
+                    &cfg.kafka,
+                    entry,
+                    std::time::Duration::from_secs(60),
+                ))
+                .context("the purge could not be recorded on audit.log, so nothing was deleted")?;
+            writeln!(
+                out,
+                "recorded the purge on audit.log (seq {})",
+                recorded.record.seq
+            )?;
             for (topic, records, refused) in
                 runtime()?.block_on(purge_topics(&cfg.kafka.brokers, &names))?
             {

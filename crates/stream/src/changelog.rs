@@ -52,6 +52,7 @@ use tracing::{debug, info, warn};
 use crate::admin::TopicSpec;
 use crate::config::KafkaConfig;
 use crate::error::StreamError;
+use crate::link::{LinkContext, LinkHooks};
 
 const STATE: u8 = 0x00;
 const OFFSET: u8 = 0x01;
@@ -278,6 +279,7 @@ pub enum Restored {
 /// or a record is corrupt.
 pub fn restore(
     cfg: &KafkaConfig,
+    hooks: &LinkHooks,
     topic: &str,
     partition: i32,
     store: &dyn KvStore,
@@ -296,10 +298,14 @@ pub fn restore(
         .set("queued.min.messages", "2000000")
         .set("fetch.wait.max.ms", "10")
         .set("statistics.interval.ms", "0");
-    let consumer: BaseConsumer = committed_conf.create()?;
+    // Client errors are counted on the process's Kafka link, not logged
+    // one by one (an outage must not flood the log).
+    let consumer: BaseConsumer<LinkContext> =
+        committed_conf.create_with_context(LinkContext::new(hooks.clone()))?;
     let mut uncommitted_conf = cfg.consumer_config("restore");
     uncommitted_conf.set("isolation.level", "read_uncommitted");
-    let probe: BaseConsumer = uncommitted_conf.create()?;
+    let probe: BaseConsumer<LinkContext> =
+        uncommitted_conf.create_with_context(LinkContext::new(hooks.clone()))?;
 
     let end = settled_end(cfg, &consumer, &probe, topic, partition)?;
     if checkpoint > end {
@@ -364,7 +370,7 @@ pub fn restore(
 /// complete batches in chunks to `writer`; returns the records applied,
 /// the new checkpoint and how long it waited for the writer.
 fn read_batches(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<LinkContext>,
     topic: &str,
     partition: i32,
     (checkpoint, end): (i64, i64),
@@ -455,8 +461,8 @@ fn read_batches(
 /// twice the transaction timeout; after that the last stable offset.
 fn settled_end(
     cfg: &KafkaConfig,
-    committed: &BaseConsumer,
-    uncommitted: &BaseConsumer,
+    committed: &BaseConsumer<LinkContext>,
+    uncommitted: &BaseConsumer<LinkContext>,
     topic: &str,
     partition: i32,
 ) -> Result<i64, StreamError> {

@@ -64,4 +64,32 @@ impl StreamError {
             _ => false,
         }
     }
+
+    /// Whether a transactional operation failed because another producer
+    /// with the same transactional id took over (this one is fenced) or a
+    /// transaction is still being completed: starting again with a new
+    /// producer may succeed at once.
+    #[must_use]
+    pub fn is_txn_contention(&self) -> bool {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+        let fenced = |c: C| {
+            matches!(
+                c,
+                C::ProducerFenced | C::InvalidProducerEpoch | C::ConcurrentTransactions
+            )
+        };
+        match self {
+            Self::Kafka(KafkaError::Transaction(t)) => {
+                t.is_retriable() || t.txn_requires_abort() || fenced(t.code())
+            }
+            Self::Kafka(e) => e.rdkafka_error_code().is_some_and(fenced),
+            Self::Delivery { reason, .. } => {
+                // A fenced producer purges its queue: the records of the
+                // failed transaction report `PurgeQueue`.
+                let r = reason.to_ascii_lowercase();
+                r.contains("fenced") || r.contains("epoch") || r.contains("purgequeue")
+            }
+            _ => false,
+        }
+    }
 }

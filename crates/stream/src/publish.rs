@@ -153,6 +153,16 @@ impl Publisher {
         .await
     }
 
+    /// Commits the open transaction (records only, no consumer offsets).
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`]; the transaction must then be aborted.
+    pub async fn commit_records(&self) -> Result<(), StreamError> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        blocking(move || producer.commit_transaction(timeout)).await
+    }
+
     /// Aborts the open transaction: nothing it sent becomes visible to
     /// `read_committed` consumers.
     ///

@@ -41,6 +41,30 @@ pub fn read_to_end(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<ConsumedRecord>, StreamError> {
+    read_range(cfg, topic, None, timeout)
+}
+
+/// Reads at most the last `last` offsets of every partition of `topic`
+/// (fewer records when some of those offsets are transaction markers or
+/// aborted records), as [`read_to_end`] does.
+///
+/// # Errors
+/// As [`read_to_end`].
+pub fn read_tail(
+    cfg: &KafkaConfig,
+    topic: &str,
+    last: i64,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, StreamError> {
+    read_range(cfg, topic, Some(last), timeout)
+}
+
+fn read_range(
+    cfg: &KafkaConfig,
+    topic: &str,
+    last: Option<i64>,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, StreamError> {
     let deadline = Instant::now() + timeout;
     let mut conf = cfg.consumer_config("reader");
     conf.set("group.id", format!("{}.reader", cfg.group_prefix));
@@ -59,7 +83,11 @@ pub fn read_to_end(
         let (low, high) = watermarks(&consumer, topic, *p, deadline)?;
         ends.push((*p, high));
         if high > low {
-            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+            let from = match last {
+                Some(n) => Offset::Offset(high.saturating_sub(n.max(1)).max(low)),
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(topic, *p, from)?;
             remaining += 1;
         }
     }

@@ -48,6 +48,7 @@ use tracing::{debug, info, warn};
 use crate::changelog::Batches;
 use crate::config::KafkaConfig;
 use crate::error::StreamError;
+use crate::link::{LinkContext, LinkHooks};
 
 /// Which partitions of a processor are open here, as the active task's or
 /// as a standby copy: a store is open in one place at a time.
@@ -157,6 +158,7 @@ impl Standby {
     pub fn start(
         spec: StandbySpec,
         kafka: &KafkaConfig,
+        hooks: LinkHooks,
         handoff: Arc<Handoff>,
         metrics: TaskMetrics,
     ) -> Result<Self, StreamError> {
@@ -164,7 +166,10 @@ impl Standby {
         conf.set("enable.partition.eof", "false")
             .set("isolation.level", "read_committed")
             .set("statistics.interval.ms", "0");
-        let consumer: BaseConsumer = conf.create()?;
+        // Client errors are counted on the process's Kafka link, not logged
+        // one by one (an outage must not flood the log).
+        let consumer: BaseConsumer<LinkContext> =
+            conf.create_with_context(LinkContext::new(hooks))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -207,7 +212,7 @@ struct Copy {
 
 struct Copies {
     spec: StandbySpec,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LinkContext>,
     handoff: Arc<Handoff>,
     metrics: TaskMetrics,
     open: BTreeMap<i32, Copy>,

@@ -236,8 +236,14 @@ impl TaskContext {
             }
         };
         let mut store = self.open_store(p)?;
-        let mut outcome =
-            changelog::restore(&self.kafka, &self.changelog, p, &store, &mut progress)?;
+        let mut outcome = changelog::restore(
+            &self.kafka,
+            &self.hooks,
+            &self.changelog,
+            p,
+            &store,
+            &mut progress,
+        )?;
         if let Restored::Stale { checkpoint, end } = outcome {
             warn!(
                 partition = p,
@@ -250,7 +256,14 @@ impl TaskContext {
             std::fs::remove_dir_all(&dir).map_err(epitrace_state::StateError::from)?;
             reported.set(0);
             store = self.open_store(p)?;
-            outcome = changelog::restore(&self.kafka, &self.changelog, p, &store, &mut progress)?;
+            outcome = changelog::restore(
+                &self.kafka,
+                &self.hooks,
+                &self.changelog,
+                p,
+                &store,
+                &mut progress,
+            )?;
         }
         if let Restored::Done { records, from, to } = outcome {
             info!(
@@ -510,6 +523,7 @@ pub async fn run_task(
         Some(Standby::start(
             spec,
             cfg,
+            hooks.clone(),
             Arc::clone(&handoff),
             metrics.clone(),
         )?)

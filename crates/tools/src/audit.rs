@@ -15,17 +15,22 @@
 //! Removing, reordering or altering a record therefore breaks the chain at
 //! that record ([`verify_chain`]).
 //!
-//! ## Appending
+//! ## Appending: one writer at a time
 //!
-//! [`append`] reads `audit.log` to its end (every partition), takes the
-//! record with the highest `seq` as the previous one, chains the new record
-//! to it and produces it with key `"audit"` (so every record lands in one
-//! partition, in order), waiting for the broker's acknowledgement. Writers
-//! are not coordinated: two readers appending at the same instant can both
-//! take the same `seq`, which [`verify_chain`] then reports as a fork. The
-//! log's retention (`topology.audit_retention`) deletes its oldest records,
-//! so a chain read back may start after seq 0; [`verify_chain`] accepts that
-//! suffix.
+//! Every writer of a deployment — the CLI readers, the investigators' API —
+//! appends through an [`AuditWriter`]: a transactional producer whose
+//! transactional id is the same for all of them ([`WRITER_ID`]). A writer
+//! starting (`init_transactions`) fences every other and aborts what they
+//! left open; it then reads the log's tail (`read_committed`), chains its
+//! record to the one with the highest `seq` and commits it in a
+//! transaction. A fenced writer's commit fails, so it starts again: it
+//! fences the others in turn, reads the tail anew and retries. Only the
+//! latest writer can commit, and it read the tail after every earlier
+//! commit, so concurrent writers — in one process or many — never fork the
+//! chain: they take turns. Records are produced with key `"audit"`, so the
+//! whole chain is one partition, in order. The log's retention
+//! (`topology.audit_retention`) deletes its oldest records, so a chain read
+//! back may start after seq 0; [`verify_chain`] accepts that suffix.
 
 use std::time::Duration;
 
@@ -33,6 +38,8 @@ use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{AuditAction, AuditOutcome, AuditRecord, Role};
 use epitrace_model::topics::AUDIT;
 use epitrace_model::{ActorId, CaseId, EventTime, Text, encode_datum};
+use epitrace_stream::link::LinkHooks;
+use epitrace_stream::read::read_tail;
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
 use sha2::{Digest, Sha256};
 
@@ -44,6 +51,15 @@ pub const GENESIS: [u8; 32] = [0; 32];
 /// The key every audit record is produced with, so that the whole log is
 /// one partition in append order.
 pub const AUDIT_KEY: &[u8] = b"audit";
+
+/// The transactional id every [`AuditWriter`] uses, whatever its group
+/// prefix: `audit.log` is one log per cluster, so its writers must fence
+/// each other.
+pub const WRITER_ID: &str = "epitrace.audit-writer";
+
+/// Offsets of the log's tail read first when looking for its last record
+/// (doubled until one is found).
+const TAIL: i64 = 64;
 
 /// One access, before it is placed in the chain: everything of an
 /// [`AuditRecord`] but `seq`, `prev_hash` and `hash`.
@@ -173,6 +189,75 @@ pub fn read_audit(
     crate::query::read_all(kafka, AUDIT, timeout)
 }
 
+/// What [`verify_log`] found in an intact log.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LogReport {
+    /// Records in the log.
+    pub records: usize,
+    /// `seq` of the first and the last record (`None` for an empty log).
+    pub seqs: Option<(i64, i64)>,
+}
+
+/// Reads the whole of `audit.log` (`read_committed`) and checks it: every
+/// record decodes, all sit in one partition, the chain verifies
+/// ([`verify_chain`]), and a log whose first record is at offset 0 starts
+/// at seq 0 (a later start is only legitimate when retention deleted the
+/// oldest records, which moves the log's start). Blocking.
+///
+/// # Errors
+/// [`ToolError::AuditChain`] naming the first record that breaks the
+/// chain; [`ToolError::Audit`] for an undecodable record, records in more
+/// than one partition, or a log that starts after seq 0 at offset 0;
+/// [`ToolError::Stream`] when the log cannot be read.
+pub fn verify_log(kafka: &KafkaConfig, timeout: Duration) -> Result<LogReport, ToolError> {
+    let raw = epitrace_stream::read::read_to_end(kafka, AUDIT, timeout)?;
+    let mut partitions: Vec<i32> = raw.iter().map(|r| r.partition).collect();
+    partitions.dedup();
+    if partitions.len() > 1 {
+        return Err(ToolError::Audit {
+            reason: format!("audit.log: records in partitions {partitions:?}, not one chain"),
+        });
+    }
+    let mut records = Vec::with_capacity(raw.len());
+    for r in &raw {
+        let decoded = r.payload.as_deref().map(|p| {
+            epitrace_model::codec::decode_single_object::<AuditRecord>(
+                p,
+                &epitrace_model::codec::DecodeOptions::default(),
+            )
+        });
+        match decoded {
+            Some(Ok(rec)) => records.push(rec),
+            _ => {
+                return Err(ToolError::Audit {
+                    reason: format!(
+                        "audit.log: the record at offset {} does not decode (after seq {})",
+                        r.offset,
+                        records.last().map_or(-1, |p: &AuditRecord| p.seq)
+                    ),
+                });
+            }
+        }
+    }
+    verify_chain(&records)?;
+    if let (Some(first), Some(raw_first)) = (records.first(), raw.first())
+        && first.seq != 0
+        && raw_first.offset == 0
+    {
+        return Err(ToolError::AuditChain {
+            seq: first.seq,
+            reason: "the log starts after seq 0 although nothing was deleted from its start",
+        });
+    }
+    Ok(LogReport {
+        records: records.len(),
+        seqs: records
+            .first()
+            .zip(records.last())
+            .map(|(a, b)| (a.seq, b.seq)),
+    })
+}
+
 /// What [`append`] wrote.
 #[derive(Clone, PartialEq, Debug)]
 pub struct Appended {
@@ -183,42 +268,165 @@ pub struct Appended {
     pub undecodable: usize,
 }
 
-/// Appends `entry` to `audit.log`: reads the log to its end (blocking, on
-/// tokio's blocking pool), chains the entry to the record with the highest
-/// `seq` ([`next_record`]; the later one in log order on a tie), produces it
-/// single-object encoded with key [`AUDIT_KEY`] and returns once the broker
-/// acknowledged it. Only then may the caller show what the entry covers.
+/// The writer of `audit.log` (see the module docs, Appending): holds the
+/// last record it committed, so that a long-lived writer (the API) reads
+/// the log only when it starts or was fenced.
+pub struct AuditWriter {
+    kafka: KafkaConfig,
+    publisher: Option<Publisher>,
+    /// The chain's last record as this writer knows it; `None` until read
+    /// (after start and after being fenced).
+    last: Option<Option<AuditRecord>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field(
+                "last_seq",
+                &self.last.as_ref().map(|l| l.as_ref().map(|r| r.seq)),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// A writer; it takes its turn (fences the others) on the first append.
+    /// `timeout` bounds each append, retries included.
+    #[must_use]
+    pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Self {
+        Self {
+            kafka: kafka.clone(),
+            publisher: None,
+            last: None,
+            timeout,
+        }
+    }
+
+    /// Appends `entry`, chained to the last record, and returns once its
+    /// transaction committed: only then may the caller show what the entry
+    /// covers. A writer fenced by another starts again (reads the tail
+    /// anew) until `timeout`.
+    ///
+    /// # Errors
+    /// [`ToolError::Stream`] when the brokers do not take the record within
+    /// the timeout; [`ToolError::Audit`] when reading the log fails;
+    /// [`ToolError::Model`] as [`chain_hash`].
+    pub async fn append(&mut self, entry: AuditEntry) -> Result<Appended, ToolError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut attempt: u32 = 0;
+        loop {
+            match self.try_append(&entry).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    // Start over with a fresh producer (a fenced one is
+                    // unusable). Another writer's turn is waited out until
+                    // the timeout; any other failure (the brokers away) is
+                    // tried once more.
+                    self.publisher = None;
+                    self.last = None;
+                    attempt += 1;
+                    let contended = matches!(&e, ToolError::Stream(s) if s.is_txn_contention());
+                    let pause = Duration::from_millis(20 * u64::from(attempt.min(25)));
+                    if (!contended && attempt >= 2)
+                        || tokio::time::Instant::now() + pause >= deadline
+                    {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    async fn try_append(&mut self, entry: &AuditEntry) -> Result<Appended, ToolError> {
+        let mut undecodable = 0;
+        if self.publisher.is_none() {
+            let p = Publisher::transactional(&self.kafka, LinkHooks::detached(), WRITER_ID)?;
+            p.init_transactions().await?;
+            self.publisher = Some(p);
+        }
+        if self.last.is_none() {
+            let (last, bad) = read_last(&self.kafka, self.timeout).await?;
+            undecodable = bad;
+            self.last = Some(last);
+        }
+        let (Some(publisher), Some(last)) = (&self.publisher, &self.last) else {
+            return Err(ToolError::Audit {
+                reason: "audit writer not initialised".into(),
+            });
+        };
+        let record = next_record(last.as_ref(), entry.clone())?;
+        publisher.begin()?;
+        let sent = publisher
+            .send_all(&[OutputRecord {
+                topic: AUDIT.to_owned(),
+                key: AUDIT_KEY.to_vec(),
+                payload: encode_single_object(&record)?,
+                timestamp_ms: Some(record.at.as_millis()),
+            }])
+            .await;
+        let committed = match sent {
+            Ok(_) => publisher.commit_records().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            let _ = publisher.abort().await;
+            return Err(e.into());
+        }
+        self.last = Some(Some(record.clone()));
+        Ok(Appended {
+            record,
+            undecodable,
+        })
+    }
+}
+
+/// The record with the highest `seq` in the log's tail (the later one in
+/// log order on a tie; the whole log when the tail holds none), and how
+/// many records did not decode.
+async fn read_last(
+    kafka: &KafkaConfig,
+    timeout: Duration,
+) -> Result<(Option<AuditRecord>, usize), ToolError> {
+    let cfg = kafka.clone();
+    tokio::task::spawn_blocking(move || -> Result<_, ToolError> {
+        let mut tail = TAIL;
+        loop {
+            let raw = read_tail(&cfg, AUDIT, tail, timeout)?;
+            let (records, bad) = crate::query::decode_all::<AuditRecord>(&raw);
+            if let Some(last) = records.iter().rev().max_by_key(|r| r.seq) {
+                return Ok((Some(last.clone()), bad));
+            }
+            if i64::try_from(raw.len()).unwrap_or(i64::MAX) < tail / 2 && tail >= 1 << 16 {
+                let (all, bad) = read_audit(&cfg, timeout)?;
+                return Ok((all.iter().rev().max_by_key(|r| r.seq).cloned(), bad));
+            }
+            if tail >= 1 << 20 {
+                let (all, bad) = read_audit(&cfg, timeout)?;
+                return Ok((all.iter().rev().max_by_key(|r| r.seq).cloned(), bad));
+            }
+            tail *= 4;
+        }
+    })
+    .await
+    .map_err(|e| ToolError::Audit {
+        reason: format!("reading audit.log: {e}"),
+    })?
+}
+
+/// Appends one entry with a writer of its own ([`AuditWriter`]): what a
+/// one-shot CLI command does.
 ///
 /// # Errors
-/// [`ToolError::Stream`] when the log cannot be read or the record is not
-/// acknowledged; [`ToolError::Audit`] when the read task fails;
-/// [`ToolError::Model`] as [`chain_hash`].
+/// As [`AuditWriter::append`].
 pub async fn append(
     kafka: &KafkaConfig,
     entry: AuditEntry,
     timeout: Duration,
 ) -> Result<Appended, ToolError> {
-    let cfg = kafka.clone();
-    let (log, undecodable) = tokio::task::spawn_blocking(move || read_audit(&cfg, timeout))
-        .await
-        .map_err(|e| ToolError::Audit {
-            reason: format!("reading audit.log: {e}"),
-        })??;
-    let prev = log.iter().max_by_key(|r| r.seq);
-    let record = next_record(prev, entry)?;
-    let publisher = Publisher::new(kafka)?;
-    publisher
-        .send_all(&[OutputRecord {
-            topic: AUDIT.to_owned(),
-            key: AUDIT_KEY.to_vec(),
-            payload: encode_single_object(&record)?,
-            timestamp_ms: Some(record.at.as_millis()),
-        }])
-        .await?;
-    Ok(Appended {
-        record,
-        undecodable,
-    })
+    AuditWriter::new(kafka, timeout).append(entry).await
 }
 
 #[cfg(test)]

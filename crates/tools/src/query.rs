@@ -13,7 +13,7 @@ use epitrace_model::records::{ClusterAlert, ClusterStatus, Visit};
 use epitrace_model::topics::{CLUSTERS, TIMELINES};
 use epitrace_model::{AvroRecord, CaseId, ClusterId, VisitId};
 use epitrace_stream::KafkaConfig;
-use epitrace_stream::read::read_to_end;
+use epitrace_stream::read::{ConsumedRecord, read_to_end};
 
 use crate::ToolError;
 
@@ -54,6 +54,12 @@ pub(crate) fn read_all<R: AvroRecord>(
     timeout: Duration,
 ) -> Result<(Vec<R>, usize), ToolError> {
     let records = read_to_end(kafka, topic, timeout)?;
+    Ok(decode_all(&records))
+}
+
+/// Decodes records read back; returns the decoded ones, in order, and how
+/// many did not decode.
+pub(crate) fn decode_all<R: AvroRecord>(records: &[ConsumedRecord]) -> (Vec<R>, usize) {
     let mut bad = 0;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
@@ -66,7 +72,7 @@ pub(crate) fn read_all<R: AvroRecord>(
             _ => bad += 1,
         }
     }
-    Ok((out, bad))
+    (out, bad)
 }
 
 /// Reads every record of `tracing.clusters`, blocking; returns the records
