@@ -71,6 +71,7 @@ async fn publish_city(
             batch: 5_000,
             now: None,
             exposure: tracing.exposure.clone(),
+            providers: epitrace_processors::run::FeedsConfig::default().providers,
         };
         let summary = produce(
             &opts,

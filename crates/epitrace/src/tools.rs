@@ -279,6 +279,7 @@ pub(crate) fn produce_cmd(args: &ProduceArgs, out: &mut impl Write) -> Result<()
         batch: args.batch.max(1),
         now: now(),
         exposure: cfg.tracing.exposure.clone(),
+        providers: cfg.feeds.providers.clone(),
     };
     let terminal = io::stderr().is_terminal();
     let mut last = Instant::now();

@@ -76,6 +76,9 @@ pub struct RowConverter {
     pseudonyms: Pseudonymizer,
     exposure: ExposureConfig,
     now: Option<EventTime>,
+    /// Accepted values of the `provider` and `issuer` columns; empty
+    /// accepts any identifier.
+    providers: Vec<String>,
 }
 
 /// Reads a feed file row by row.
@@ -130,6 +133,14 @@ impl FeedReader {
     pub const fn feed(&self) -> Feed {
         self.feed
     }
+
+    /// Accepts only these values in the `provider` and `issuer` columns
+    /// (see [`RowConverter::with_providers`]).
+    #[must_use]
+    pub fn with_providers(mut self, providers: Vec<String>) -> Self {
+        self.converter = self.converter.with_providers(providers);
+        self
+    }
 }
 
 impl RowConverter {
@@ -146,14 +157,24 @@ impl RowConverter {
             pseudonyms,
             exposure,
             now,
+            providers: Vec::new(),
         }
+    }
+
+    /// Accepts only these values in the `provider` (telecom) and `issuer`
+    /// (card) columns, so that an identifier put in the wrong column is
+    /// refused; empty accepts any identifier.
+    #[must_use]
+    pub fn with_providers(mut self, providers: Vec<String>) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// Converts one row of `feed` (values in [`Feed::columns`] order).
     ///
     /// # Errors
     /// A [`RowError`] naming the line, the column and the reason.
-    pub fn convert(&self, feed: Feed, row: &RawRow) -> Result<Produced, RowError> {
+    pub fn convert<'a>(&self, feed: Feed, row: &'a RawRow) -> Result<Produced, RowError> {
         let cols = feed.columns();
         let get = |name: &'static str| -> Result<&str, RowError> {
             let i = cols
@@ -168,8 +189,34 @@ impl RowConverter {
         };
         let opt = |name: &'static str| get(name).map(|v| (!v.is_empty()).then_some(v));
         let line = row.line;
-        let model =
-            |field: &'static str| move |e: ModelError| RowError::new(line, field, e.to_string());
+        let model = |field: &'static str| {
+            let allowed = cols.iter().find(|c| c.name == field).map_or("", |c| c.doc);
+            move |e: ModelError| RowError::new(line, field, redacted(&e, allowed))
+        };
+        // A free-text identifier column: refuses what looks like a raw
+        // phone or card number (an identifier in the wrong column), and
+        // for provider columns anything not configured.
+        let ident = |name: &'static str, v: &'a str| -> Result<&'a str, RowError> {
+            if looks_like_raw_id(v) {
+                return Err(RowError::new(
+                    line,
+                    name,
+                    "looks like a raw phone or card number; refused so that it never leaves this process",
+                ));
+            }
+            Ok(v)
+        };
+        let provider = |name: &'static str| -> Result<ProviderId, RowError> {
+            let v = ident(name, get(name)?)?;
+            if !self.providers.is_empty() && !self.providers.iter().any(|p| p == v) {
+                return Err(RowError::new(
+                    line,
+                    name,
+                    "not one of the configured providers (feeds.providers)",
+                ));
+            }
+            ProviderId::new(v).map_err(model(name))
+        };
         let time = |name: &'static str| -> Result<EventTime, RowError> {
             parse_time(name, get(name)?).map_err(|e| RowError::new(line, name, e))
         };
@@ -195,21 +242,24 @@ impl RowConverter {
         let produced = match feed {
             Feed::Telecom => Produced::Ping(LocationPing {
                 subject: subject("msisdn", IdKind::Msisdn, get("msisdn")?)?,
-                provider: ProviderId::new(get("provider")?).map_err(model("provider"))?,
+                provider: provider("provider")?,
                 observed_at: time("observed_at")?,
                 position: position()?,
                 accuracy: AccuracyM::new(float("accuracy_m")?).map_err(model("accuracy_m"))?,
                 source: LocationSource::from_symbol(&get("source")?.to_ascii_uppercase())
                     .map_err(model("source"))?,
                 site_id: opt("site_id")?
+                    .map(|v| ident("site_id", v))
+                    .transpose()?
                     .map(SiteId::new)
                     .transpose()
                     .map_err(model("site_id"))?,
             }),
             Feed::Card => Produced::Card(CardTransaction {
                 subject: subject("card_number", IdKind::Card, get("card_number")?)?,
-                issuer: ProviderId::new(get("issuer")?).map_err(model("issuer"))?,
-                merchant_id: MerchantId::new(get("merchant_id")?).map_err(model("merchant_id"))?,
+                issuer: provider("issuer")?,
+                merchant_id: MerchantId::new(ident("merchant_id", get("merchant_id")?)?)
+                    .map_err(model("merchant_id"))?,
                 mcc: Mcc::new(
                     get("mcc")?
                         .parse::<i64>()
@@ -222,7 +272,8 @@ impl RowConverter {
             }),
             Feed::Checkin => Produced::Checkin(VenueCheckin {
                 subject: subject("msisdn", IdKind::Msisdn, get("msisdn")?)?,
-                venue_id: VenueId::new(get("venue_id")?).map_err(model("venue_id"))?,
+                venue_id: VenueId::new(ident("venue_id", get("venue_id")?)?)
+                    .map_err(model("venue_id"))?,
                 position: position()?,
                 observed_at: time("checkin_at")?,
                 checkout_at: opt_time("checkout_at")?,
@@ -248,7 +299,8 @@ impl RowConverter {
                 let confirmed_at = time("confirmed_at")?;
                 let symptom_onset = opt_time("symptom_onset")?;
                 Produced::Case(CaseEvent {
-                    case_id: CaseId::new(get("case_id")?).map_err(model("case_id"))?,
+                    case_id: CaseId::new(ident("case_id", get("case_id")?)?)
+                        .map_err(model("case_id"))?,
                     subjects,
                     confirmed_at,
                     symptom_onset,
@@ -282,7 +334,7 @@ impl RowConverter {
             Produced::Checkin(r) => rules(r, self.now),
             Produced::Case(r) => rules(r, self.now),
         }
-        .map_err(|e| RowError::new(line, "row", e.to_string()))
+        .map_err(|e| RowError::new(line, "row", redacted(&e, "")))
     }
 }
 
@@ -293,6 +345,71 @@ impl Iterator for FeedReader {
         let row = self.rows.next()?;
         Some(row.and_then(|r| self.converter.convert(self.feed, &r)))
     }
+}
+
+/// A model error as a reason that never repeats the value (a value in the
+/// wrong column may be someone's phone number): the rule it broke, and for
+/// an unknown symbol the `allowed` ones.
+fn redacted(e: &ModelError, allowed: &str) -> String {
+    match e {
+        ModelError::UnknownSymbol { .. } => format!("not one of: {allowed}"),
+        ModelError::InvalidIdentifier { reason, .. } => format!("invalid identifier: {reason}"),
+        ModelError::InvalidText { reason, .. } | ModelError::InvalidRecord { reason, .. } => {
+            (*reason).to_owned()
+        }
+        ModelError::InvalidLatitude(_) => "latitude is not a finite number in [-90, 90]".into(),
+        ModelError::InvalidLongitude(_) => "longitude is not a finite number in [-180, 180]".into(),
+        ModelError::InvalidAccuracy(_) => "not a finite number in [0, 100000] m".into(),
+        ModelError::TimestampOutOfRange { field, .. } => {
+            format!("{field} is outside 2000-01-01 .. 2100-01-01")
+        }
+        ModelError::TimestampInFuture { field, skew_ms, .. } => format!(
+            "{field} is more than {} h after this producer's clock",
+            skew_ms / epitrace_model::time::HOUR_MS
+        ),
+        ModelError::TimestampOrder { field, .. } => {
+            format!("{field} is before the time it must follow")
+        }
+        other => format!("invalid ({})", other.reason_code()),
+    }
+}
+
+/// Whether a free-text value looks like a raw phone or card number: once
+/// spaces, dashes, dots and brackets are dropped, only digits (and a
+/// leading `+`) remain, and they are a Korean mobile number (`01` then 8–9
+/// digits, or `+82 1…`), or 13–19 digits passing the Luhn check (a card).
+#[must_use]
+pub(crate) fn looks_like_raw_id(value: &str) -> bool {
+    let mut digits = String::with_capacity(value.len());
+    for (i, c) in value.trim().chars().enumerate() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '+' if i == 0 => {}
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return false,
+        }
+    }
+    let mobile = (digits.starts_with("01") && (10..=11).contains(&digits.len()))
+        || (digits.starts_with("821") && (11..=12).contains(&digits.len()));
+    mobile || ((13..=19).contains(&digits.len()) && luhn(&digits))
+}
+
+fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
 }
 
 fn csv_rows(
@@ -328,7 +445,24 @@ fn csv_rows(
         .iter()
         .any(|c| !c.optional && !found.iter().any(|h| h == c.name));
     if unknown || missing {
-        return Err(header_error(found.join(",")));
+        // Only what looks like a column name is quoted: a file without a
+        // header has a row of values — personal data — in its place.
+        let shown: Vec<&str> = found
+            .iter()
+            .map(|h| {
+                let name_like = !h.is_empty()
+                    && h.len() <= 32
+                    && h.bytes().any(|b| b.is_ascii_lowercase())
+                    && h.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if name_like {
+                    h.as_str()
+                } else {
+                    "<not a column name>"
+                }
+            })
+            .collect();
+        return Err(header_error(shown.join(",")));
     }
     let index: Vec<Option<usize>> = cols
         .iter()

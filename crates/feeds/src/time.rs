@@ -17,9 +17,9 @@ const fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 fn number(s: &str, what: &str) -> Result<i64, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("bad {what} {s:?}"));
+        return Err(format!("bad {what}"));
     }
-    s.parse().map_err(|_| format!("bad {what} {s:?}"))
+    s.parse().map_err(|_| format!("bad {what}"))
 }
 
 /// Parses a timestamp (see the module docs) into an [`EventTime`].
@@ -29,11 +29,12 @@ fn number(s: &str, what: &str) -> Result<i64, String> {
 pub fn parse_time(field: &'static str, s: &str) -> Result<EventTime, String> {
     let s = s.trim();
     let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse::<i64>().map_err(|e| e.to_string())?
+        s.parse::<i64>()
+            .map_err(|_| "epoch milliseconds out of range".to_owned())?
     } else {
         rfc3339(s)?
     };
-    EventTime::from_millis(field, ms).map_err(|e| e.to_string())
+    EventTime::from_millis(field, ms).map_err(|_| "outside 2000-01-01 .. 2100-01-01".to_owned())
 }
 
 fn rfc3339(s: &str) -> Result<i64, String> {
@@ -45,9 +46,7 @@ fn rfc3339(s: &str) -> Result<i64, String> {
         || b[13] != b':'
         || b[16] != b':'
     {
-        return Err(format!(
-            "{s:?} is not RFC 3339 (2020-05-02T13:05:00Z) or epoch milliseconds"
-        ));
+        return Err("not RFC 3339 (2020-05-02T13:05:00Z) or epoch milliseconds".to_owned());
     }
     let (y, mo, d) = (
         number(&s[0..4], "year")?,
@@ -84,14 +83,14 @@ fn rfc3339(s: &str) -> Result<i64, String> {
         || mi > 59
         || se > 59
     {
-        return Err(format!("{s:?} is not a valid date and time"));
+        return Err("not a valid date and time".to_owned());
     }
     let mut rest = &s[19..];
     let mut frac_ms = 0;
     if let Some(r) = rest.strip_prefix('.') {
         let digits = r.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("{s:?}: empty fraction"));
+            return Err("empty fraction of a second".to_owned());
         }
         let f = &r[..digits];
         let padded = format!("{:0<3}", &f[..f.len().min(3)]);
@@ -108,7 +107,7 @@ fn rfc3339(s: &str) -> Result<i64, String> {
             sign * (number(&rest[1..3], "offset hours")? * HOUR_MS
                 + number(&rest[4..6], "offset minutes")? * MINUTE_MS)
         }
-        _ => return Err(format!("{s:?}: expected Z or an offset like +09:00")),
+        _ => return Err("expected Z or an offset like +09:00 after the time".to_owned()),
     };
     Ok(
         days_from_civil(y, mo, d) * DAY_MS

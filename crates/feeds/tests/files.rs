@@ -140,3 +140,62 @@ fn cases_take_lists_and_a_default_infectious_start() {
     );
     assert!(r[2].as_ref().unwrap_err().reason.contains("bogus"));
 }
+
+/// The auditor's case: a phone number in the wrong column, and values that
+/// must not come back in error messages.
+#[test]
+fn identifiers_in_the_wrong_column_are_refused_and_no_error_echoes_a_value() {
+    let text = "msisdn,provider,observed_at,lat,lng,accuracy_m,source,site_id\n\
+        +821012345678,010-5555-8888,2020-05-02T00:00:00Z,37.5,126.9,150,CELL,\n\
+        +821012345678,telco-a,2020-05-02T00:00:00Z,37.5,126.9,150,010-5555-8888,\n\
+        +821012345678,telco-z,2020-05-02T00:00:00Z,37.5,126.9,150,CELL,\n\
+        +821012345678,telco-a,2020-05-02T00:00:00Z,37.5,126.9,150,CELL,4111 1111 1111 1111\n\
+        +821012345678,telco-a,2020-05-02T99:00:00Z,37.5,126.9,150,CELL,\n\
+        +821012345678,telco-a,2020-05-02T00:00:00Z,97.5555,126.9,150,CELL,\n\
+        +821012345678,telco-a,2020-05-02T00:00:00Z,37.5,126.9,150,CELL,S-88\n";
+    let providers = vec!["telco-a".to_owned(), "telco-b".to_owned()];
+    let results: Vec<_> = reader(text, Feed::Telecom, Format::Csv)
+        .unwrap()
+        .with_providers(providers)
+        .collect();
+    let errors: Vec<(u64, &str)> = results[..6]
+        .iter()
+        .map(|r| {
+            let e = r.as_ref().unwrap_err();
+            let text = e.to_string();
+            for value in ["5555", "8888", "telco-z", "1111", "99:00", "97.5"] {
+                assert!(!text.contains(value), "a value came back: {text}");
+            }
+            (e.line, e.field)
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (2, "provider"),
+            (3, "source"),
+            (4, "provider"),
+            (5, "site_id"),
+            (6, "observed_at"),
+            (7, "lat/lng"),
+        ]
+    );
+    assert!(results[6].is_ok(), "{:?}", results[6]);
+    let e = results[1].as_ref().unwrap_err().to_string();
+    assert!(e.contains("CELL, GPS or WIFI"), "{e}");
+    // A business registration number (10 digits, not a mobile) is a fine
+    // merchant id; a card number is not.
+    let cards = "card_number,issuer,merchant_id,mcc,observed_at,lat,lng,accuracy_m\n\
+        4111111111111111,card-a,123-45-67890,5812,2020-05-02T00:00:00Z,37.5,126.9,30\n\
+        4111111111111111,card-a,5500 0000 0000 0004,5812,2020-05-02T00:00:00Z,37.5,126.9,30\n";
+    let r: Vec<_> = reader(cards, Feed::Card, Format::Csv).unwrap().collect();
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    assert_eq!(r[1].as_ref().unwrap_err().field, "merchant_id");
+    // A file without its header: the row in its place is not quoted.
+    let headless = "+821055558888,telco-a,2020-05-02T00:00:00Z,37.5,126.9,150,CELL,\n";
+    let Err(e) = reader(headless, Feed::Telecom, Format::Csv) else {
+        panic!("a headless file was read");
+    };
+    let e = e.to_string();
+    assert!(!e.contains("5555") && !e.contains("telco-a"), "{e}");
+}

@@ -106,6 +106,30 @@ pub struct PipelineConfig {
     pub state_dir: PathBuf,
     /// The operations endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub metrics: OpsConfig,
+    /// What `epitrace produce` accepts from providers.
+    pub feeds: FeedsConfig,
+}
+
+/// What `epitrace produce` accepts from providers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    /// The values the `provider` (telecom) and `issuer` (card) columns may
+    /// take: a value outside this list — e.g. a phone number put in the
+    /// wrong column — refuses the row. Empty accepts any identifier.
+    /// Default: the simulator's providers (`telco-a`, `telco-b`,
+    /// `telco-c`, `card-a`, `card-b`); set your own.
+    pub providers: Vec<String>,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        Self {
+            providers: ["telco-a", "telco-b", "telco-c", "card-a", "card-b"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -117,6 +141,7 @@ impl Default for PipelineConfig {
             store: StoreOptions::default(),
             state_dir: PathBuf::from("epitrace-state"),
             metrics: OpsConfig::default(),
+            feeds: FeedsConfig::default(),
         }
     }
 }

@@ -75,12 +75,14 @@ impl StreamError {
         let fenced = |c: C| {
             matches!(
                 c,
-                C::ProducerFenced | C::InvalidProducerEpoch | C::ConcurrentTransactions
+                C::Fenced | C::ProducerFenced | C::InvalidProducerEpoch | C::ConcurrentTransactions
             )
         };
         match self {
+            // A fatal transactional error leaves the producer unusable:
+            // a new one (which fences the old) is the way on.
             Self::Kafka(KafkaError::Transaction(t)) => {
-                t.is_retriable() || t.txn_requires_abort() || fenced(t.code())
+                t.is_retriable() || t.txn_requires_abort() || t.is_fatal() || fenced(t.code())
             }
             Self::Kafka(e) => e.rdkafka_error_code().is_some_and(fenced),
             Self::Delivery { reason, .. } => {

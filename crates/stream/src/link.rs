@@ -69,20 +69,41 @@ pub fn classify_code(code: RDKafkaErrorCode) -> LinkErrorKind {
 #[derive(Debug, Clone)]
 pub struct LinkHooks {
     link: Option<Arc<KafkaLink>>,
+    /// Client errors are expected and returned to the caller anyway (e.g.
+    /// a transactional writer fenced by another): logged at debug only.
+    quiet: bool,
 }
 
 impl LinkHooks {
     /// Hooks that report to `link`.
     #[must_use]
     pub const fn new(link: Arc<KafkaLink>) -> Self {
-        Self { link: Some(link) }
+        Self {
+            link: Some(link),
+            quiet: false,
+        }
     }
 
     /// Hooks of a client that belongs to no pipeline (a CLI command, a
     /// test): errors are logged, as librdkafka's default does.
     #[must_use]
     pub const fn detached() -> Self {
-        Self { link: None }
+        Self {
+            link: None,
+            quiet: false,
+        }
+    }
+
+    /// Hooks of a client whose errors its caller handles from the results
+    /// (a transactional writer that expects to be fenced and starts
+    /// again): client errors and librdkafka's error lines are logged at
+    /// debug only.
+    #[must_use]
+    pub const fn quiet() -> Self {
+        Self {
+            link: None,
+            quiet: true,
+        }
     }
 
     /// The link, if any.
@@ -115,6 +136,7 @@ impl LinkHooks {
                 link.error(classify(error));
                 debug!(error = %error, reason, "kafka client error (counted)");
             }
+            None if self.quiet => debug!(error = %error, reason, "kafka client error"),
             None => tracing::error!(error = %error, reason, "kafka client error"),
         }
     }
@@ -123,7 +145,7 @@ impl LinkHooks {
         // Connection failures (facility FAIL) repeat on every reconnect:
         // with a link they are counted through the error callback that
         // accompanies them and summarised by the watcher.
-        if self.link.is_some() && (fac == "FAIL" || fac == "ERROR") {
+        if self.quiet || (self.link.is_some() && (fac == "FAIL" || fac == "ERROR")) {
             debug!(facility = fac, message, "librdkafka");
             return;
         }

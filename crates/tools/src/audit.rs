@@ -343,7 +343,7 @@ impl AuditWriter {
     async fn try_append(&mut self, entry: &AuditEntry) -> Result<Appended, ToolError> {
         let mut undecodable = 0;
         if self.publisher.is_none() {
-            let p = Publisher::transactional(&self.kafka, LinkHooks::detached(), WRITER_ID)?;
+            let p = Publisher::transactional(&self.kafka, LinkHooks::quiet(), WRITER_ID)?;
             p.init_transactions().await?;
             self.publisher = Some(p);
         }

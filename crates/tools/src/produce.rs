@@ -33,6 +33,9 @@ pub struct ProduceOptions {
     pub now: Option<EventTime>,
     /// The exposure rule's look-back (default infectious start of cases).
     pub exposure: ExposureConfig,
+    /// Accepted values of the `provider` and `issuer` columns (empty:
+    /// any identifier), from `feeds.providers`.
+    pub providers: Vec<String>,
 }
 
 /// How a run went.
@@ -97,7 +100,8 @@ pub async fn produce(
         pseudonyms,
         opts.exposure.clone(),
         opts.now,
-    )?;
+    )?
+    .with_providers(opts.providers.clone());
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut batch: Vec<OutputRecord> = Vec::with_capacity(opts.batch.max(1));
