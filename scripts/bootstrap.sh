@@ -83,6 +83,7 @@ check() {
   have cmake || need cmake cmake
   have pkg-config || need pkg-config pkg-config
   have_header zlib.h || need "zlib headers" zlib1g-dev
+  have_header openssl/ssl.h || need "OpenSSL headers" libssl-dev
   have_libclang || need libclang libclang-dev
   if [ "$scope" != build ]; then
     if have rustup && have cargo; then

@@ -50,7 +50,7 @@ async fn purge_all(kafka: &KafkaConfig) {
         .map(|s| s.name.as_str())
         .filter(|n| *n != epitrace_model::topics::AUDIT)
         .collect();
-    purge_topics(&kafka.brokers, &names).await.unwrap();
+    purge_topics(kafka, &names).await.unwrap();
 }
 
 /// Publishes a city's four feed files; returns the feed records published.
@@ -198,7 +198,7 @@ async fn a_simulated_city_through_producers_pipeline_and_eval() {
         group_prefix: unique("city"),
         ..KafkaConfig::for_brokers(brokers())
     };
-    create_topics(&kafka.brokers, &topic_specs(&TopologyConfig::default()))
+    create_topics(&kafka, &topic_specs(&TopologyConfig::default()))
         .await
         .unwrap();
     // Start from empty topics: what other tests left is not this city's.

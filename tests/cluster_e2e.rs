@@ -176,7 +176,7 @@ async fn purge_all(kafka: &KafkaConfig) {
         .map(|s| s.name.as_str())
         .filter(|n| *n != epitrace_model::topics::AUDIT)
         .collect();
-    purge_topics(&kafka.brokers, &names).await.unwrap();
+    purge_topics(kafka, &names).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +187,7 @@ async fn two_clusters_and_a_chain_on_a_real_broker() {
         group_prefix: unique("clusters"),
         ..KafkaConfig::for_brokers(brokers())
     };
-    create_topics(&kafka.brokers, &topic_specs(&TopologyConfig::default()))
+    create_topics(&kafka, &topic_specs(&TopologyConfig::default()))
         .await
         .unwrap();
     purge_all(&kafka).await;

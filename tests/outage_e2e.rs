@@ -53,7 +53,7 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stop
         ..KafkaConfig::for_brokers(&brokers)
     };
     let topology = TopologyConfig::default();
-    create_topics(&kafka.brokers, &topic_specs(&topology))
+    create_topics(&kafka, &topic_specs(&topology))
         .await
         .unwrap();
 
@@ -164,7 +164,7 @@ async fn a_stop_while_the_brokers_are_gone_returns_in_bounded_time() {
     let broker = LocalBroker::start(dir.path());
     let kafka = KafkaConfig::for_brokers(broker.brokers());
     let topology = TopologyConfig::default();
-    create_topics(&kafka.brokers, &topic_specs(&topology))
+    create_topics(&kafka, &topic_specs(&topology))
         .await
         .unwrap();
     let cfg = PipelineConfig {
@@ -200,7 +200,15 @@ async fn a_stop_while_the_brokers_are_gone_returns_in_bounded_time() {
     // (the close then waits for an answer that never comes).
     let stopping_broker = std::thread::spawn({
         let (dir, port, cport) = (broker.dir.clone(), broker.port, broker.cport);
-        move || LocalBroker { dir, port, cport }.run("stop")
+        move || {
+            LocalBroker {
+                dir,
+                port,
+                cport,
+                secured: None,
+            }
+            .run("stop");
+        }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopping = Instant::now();

@@ -70,11 +70,11 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         ..KafkaConfig::for_brokers(brokers())
     };
     let topology = TopologyConfig::default();
-    create_topics(&kafka.brokers, &topic_specs(&topology))
+    create_topics(&kafka, &topic_specs(&topology))
         .await
         .unwrap();
     // Creating them again is harmless.
-    create_topics(&kafka.brokers, &topic_specs(&topology))
+    create_topics(&kafka, &topic_specs(&topology))
         .await
         .unwrap();
     // Start from empty topics (an earlier run on this broker may have left
@@ -86,7 +86,7 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         .map(String::as_str)
         .filter(|n| *n != epitrace_model::topics::AUDIT)
         .collect();
-    purge_topics(&kafka.brokers, &names).await.unwrap();
+    purge_topics(&kafka, &names).await.unwrap();
 
     let scenario = nightlife(RESIDENTS, 42).unwrap();
     let state = tempfile::tempdir().unwrap();

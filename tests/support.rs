@@ -235,6 +235,9 @@ pub struct LocalBroker {
     pub port: u16,
     /// Its controller port.
     pub cport: u16,
+    /// Its SASL_SSL port and the PEM file of its key and certificates,
+    /// when it has one ([`LocalBroker::start_secured`]).
+    pub secured: Option<(u16, std::path::PathBuf)>,
 }
 
 impl LocalBroker {
@@ -248,9 +251,36 @@ impl LocalBroker {
             dir: dir.join("kafka"),
             port: free_port(),
             cport: free_port(),
+            secured: None,
         };
         broker.run("start");
         broker
+    }
+
+    /// A broker with a SASL_SSL listener too (SCRAM over TLS, the ACL
+    /// authorizer on; the PLAINTEXT listener's anonymous principal is the
+    /// super user), its key and certificate chain in `tls_pem`.
+    ///
+    /// # Panics
+    /// When the broker does not start.
+    #[must_use]
+    pub fn start_secured(dir: &std::path::Path, tls_pem: &std::path::Path) -> Self {
+        let broker = Self {
+            dir: dir.join("kafka"),
+            port: free_port(),
+            cport: free_port(),
+            secured: Some((free_port(), tls_pem.to_path_buf())),
+        };
+        broker.run("start");
+        broker
+    }
+
+    /// Its SASL_SSL bootstrap address, when it has one.
+    #[must_use]
+    pub fn secured_brokers(&self) -> Option<String> {
+        self.secured
+            .as_ref()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
     }
 
     /// Its bootstrap address.
@@ -268,6 +298,10 @@ impl LocalBroker {
             .env("KAFKA_LOCAL_DIR", &self.dir)
             .env("KAFKA_LOCAL_PORT", self.port.to_string())
             .env("KAFKA_LOCAL_CONTROLLER_PORT", self.cport.to_string());
+        if let Some((port, pem)) = &self.secured {
+            c.env("KAFKA_LOCAL_SASL_SSL_PORT", port.to_string())
+                .env("KAFKA_LOCAL_TLS_PEM", pem);
+        }
         c
     }
 

@@ -330,7 +330,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             let mut specs = topic_specs(&cfg.topology);
             specs.extend(changelog_specs(&cfg.topology, &cfg.kafka.group_prefix));
             require_kafka(&cfg.kafka)?;
-            let results = runtime()?.block_on(create_topics(&cfg.kafka.brokers, &specs))?;
+            let results = runtime()?.block_on(create_topics(&cfg.kafka, &specs))?;
             for (name, outcome) in results {
                 let what = match outcome {
                     TopicOutcome::Created => "created",
@@ -378,7 +378,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 recorded.record.seq
             )?;
             for (topic, records, refused) in
-                runtime()?.block_on(purge_topics(&cfg.kafka.brokers, &names))?
+                runtime()?.block_on(purge_topics(&cfg.kafka, &names))?
             {
                 if refused {
                     writeln!(
@@ -393,13 +393,13 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             // deleted, of every group prefix; `epitrace run` creates them
             // again, empty.
             let rt = runtime()?;
-            let all = rt.block_on(list_topics(&cfg.kafka.brokers))?;
+            let all = rt.block_on(list_topics(&cfg.kafka))?;
             let changelogs: Vec<&str> = all
                 .iter()
                 .map(String::as_str)
                 .filter(|t| is_changelog(t))
                 .collect();
-            for topic in rt.block_on(delete_topics(&cfg.kafka.brokers, &changelogs))? {
+            for topic in rt.block_on(delete_topics(&cfg.kafka, &changelogs))? {
                 writeln!(out, "deleted  {topic} (a processor's state changelog)")?;
             }
             Ok(())

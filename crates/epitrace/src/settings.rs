@@ -252,6 +252,10 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
         !cfg.kafka.brokers.trim().is_empty(),
         "kafka.brokers is empty"
     );
+    cfg.kafka
+        .security
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [kafka.security] configuration: {e}"))?;
     Ok(())
 }
 

@@ -443,8 +443,11 @@ fn purge_outputs(brokers: &str) {
     // `epitrace topics purge` purges every topic; the feeds must stay, so
     // the outputs are purged through the library.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(epitrace_stream::admin::purge_topics(brokers, &topics))
-        .unwrap();
+    rt.block_on(epitrace_stream::admin::purge_topics(
+        &KafkaConfig::for_brokers(brokers),
+        &topics,
+    ))
+    .unwrap();
 }
 
 #[test]

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::config::KafkaConfig;
 use crate::error::StreamError;
 
 /// A topic to create.
@@ -38,12 +38,10 @@ pub enum TopicOutcome {
 /// [`StreamError::Kafka`] when the brokers cannot be reached or refuse a
 /// topic for another reason than its existence.
 pub async fn create_topics(
-    brokers: &str,
+    cfg: &KafkaConfig,
     specs: &[TopicSpec],
 ) -> Result<Vec<(String, TopicOutcome)>, StreamError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = cfg.base_config().create()?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
@@ -83,17 +81,15 @@ pub async fn create_topics(
 /// [`StreamError::Kafka`] when the brokers cannot be reached,
 /// [`StreamError::Admin`] for a topic that does not exist.
 pub async fn purge_topics(
-    brokers: &str,
+    cfg: &KafkaConfig,
     topics: &[&str],
 ) -> Result<Vec<(String, i64, bool)>, StreamError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
 
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = cfg.base_config().create()?;
+    let probe: BaseConsumer = cfg
+        .base_config()
         .set("group.id", "epitrace-purge")
         .create()?;
     let timeout = Duration::from_secs(10);
@@ -160,7 +156,7 @@ pub async fn purge_topics(
 /// # Errors
 /// [`StreamError::Kafka`] when the brokers cannot be reached.
 pub fn partition_counts(
-    brokers: &str,
+    cfg: &KafkaConfig,
     topics: &[&str],
     timeout: Duration,
     hooks: crate::link::LinkHooks,
@@ -169,8 +165,8 @@ pub fn partition_counts(
 
     // Its client errors count on the Kafka link like the tasks' (an outage
     // is summarised, not logged per retry).
-    let probe: BaseConsumer<crate::link::LinkContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let probe: BaseConsumer<crate::link::LinkContext> = cfg
+        .base_config()
         .create_with_context(crate::link::LinkContext::new(hooks))?;
     let metadata = match probe.fetch_metadata(None, timeout) {
         Ok(m) => m,
@@ -202,13 +198,11 @@ pub fn partition_counts(
 /// # Errors
 /// [`StreamError::Kafka`] when the brokers cannot be reached,
 /// [`StreamError::Admin`] when a deletion is refused.
-pub async fn delete_topics(brokers: &str, topics: &[&str]) -> Result<Vec<String>, StreamError> {
+pub async fn delete_topics(cfg: &KafkaConfig, topics: &[&str]) -> Result<Vec<String>, StreamError> {
     if topics.is_empty() {
         return Ok(Vec::new());
     }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = cfg.base_config().create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut deleted = Vec::new();
     for r in admin.delete_topics(topics, &opts).await? {
@@ -227,14 +221,12 @@ pub async fn delete_topics(brokers: &str, topics: &[&str]) -> Result<Vec<String>
 ///
 /// # Errors
 /// [`StreamError::Kafka`] when the brokers cannot be reached.
-pub async fn list_topics(brokers: &str) -> Result<Vec<String>, StreamError> {
+pub async fn list_topics(cfg: &KafkaConfig) -> Result<Vec<String>, StreamError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
 
-    let brokers = brokers.to_owned();
+    let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
-        let probe: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
+        let probe: BaseConsumer = cfg.base_config().create()?;
         let metadata = probe.fetch_metadata(None, Duration::from_secs(10))?;
         Ok(metadata
             .topics()

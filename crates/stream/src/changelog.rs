@@ -526,12 +526,12 @@ pub async fn ensure(
     let mut missing_since: Option<Instant> = None;
     let mut attempt = 0u32;
     let counts = loop {
-        let brokers = cfg.brokers.clone();
+        let client = cfg.clone();
         let topics = wanted.clone();
         let h = hooks.clone();
         let counts = tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-            crate::admin::partition_counts(&brokers, &refs, Duration::from_secs(3), h)
+            crate::admin::partition_counts(&client, &refs, Duration::from_secs(3), h)
         })
         .await
         .map_err(|e| StreamError::Admin(e.to_string()))?;
@@ -585,7 +585,7 @@ pub async fn ensure(
         }
         None => {
             crate::admin::create_topics(
-                &cfg.brokers,
+                cfg,
                 &[spec(&name, partitions, replication, delete_retention_ms)],
             )
             .await?;

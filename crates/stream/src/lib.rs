@@ -79,7 +79,7 @@ pub mod read;
 pub mod standby;
 pub mod task;
 
-pub use config::{Guarantee, KafkaConfig};
+pub use config::{Guarantee, KafkaConfig, Secret, SecurityConfig, SecurityProtocol};
 pub use error::StreamError;
 pub use publish::{Outgoing, OutputRecord, Publisher};
 pub use task::{
