@@ -98,6 +98,7 @@ check() {
       need "java 17+ (found $(java_major))" default-jre-headless
     fi
     have mvn || need "mvn (Maven)" maven
+    have openssl || need "openssl (test certificates)" openssl
   fi
 }
 

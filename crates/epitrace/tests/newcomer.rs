@@ -41,6 +41,7 @@ fn bare_path(without: &[&str]) -> tempfile::TempDir {
         "pkg-config",
         "java",
         "mvn",
+        "openssl",
     ];
     let home = std::env::var("HOME").unwrap_or_default();
     let search: Vec<PathBuf> = std::env::var("PATH")

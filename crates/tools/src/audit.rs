@@ -328,7 +328,7 @@ impl AuditWriter {
                     self.last = None;
                     attempt += 1;
                     let contended = matches!(&e, ToolError::Stream(s) if s.is_txn_contention());
-                    let pause = Duration::from_millis(20 * u64::from(attempt.min(25)));
+                    let pause = backoff(attempt);
                     if (!contended && attempt >= 2)
                         || tokio::time::Instant::now() + pause >= deadline
                     {
@@ -381,6 +381,19 @@ impl AuditWriter {
             undecodable,
         })
     }
+}
+
+/// How long a fenced writer waits before its next turn: random (so that
+/// writers fenced together do not start again together and fence each
+/// other forever) within a window that doubles per attempt, from 100 ms up
+/// to 3 s.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::BuildHasher;
+    let window_ms = (100u64 << attempt.min(5)).min(3_000);
+    // A hasher seeded at random per call: cheap randomness without a
+    // dependency.
+    let r = std::collections::hash_map::RandomState::new().hash_one(attempt);
+    Duration::from_millis(r % (window_ms + 1))
 }
 
 /// The record with the highest `seq` in the log's tail (the later one in
