@@ -138,6 +138,9 @@ transaction.state.log.num.partitions=8
 # timeout (default 10 s), so the instance taking its partitions over waits
 # less (exactly-once failover).
 transaction.abort.timed.out.transaction.cleanup.interval.ms=2000
+# A deleted topic's files are removed 1 s after the deletion (default 60 s),
+# so that \`epitrace purge\` can verify the data is gone from disk promptly.
+file.delete.delay.ms=1000
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0

@@ -10,6 +10,7 @@
 //! crates together.
 
 mod demo;
+mod purge;
 mod query;
 mod settings;
 mod tools;
@@ -76,6 +77,12 @@ enum Command {
     /// Kafka, pseudonymising raw phone and card numbers, validating every
     /// row (bad rows reported by file and line, skipped and counted).
     Produce(tools::ProduceArgs),
+    /// End of response: delete personal data everywhere epitrace keeps it
+    /// (every topic but audit.log deleted and created again empty, every
+    /// changelog, the state folder), scan for canary subjects until none is
+    /// left, then destroy the pseudonym key; each step recorded on
+    /// audit.log.
+    Purge(purge::PurgeArgs),
     /// Score the published exposures against a simulator's ground truth:
     /// precision, recall and F1, by contact setting and by data source.
     Eval(tools::EvalArgs),
@@ -466,6 +473,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         }
         Command::Sim(args) => tools::sim(&args, out),
         Command::Produce(args) => tools::produce_cmd(&args, out),
+        Command::Purge(args) => purge::purge_cmd(&args, out),
         Command::Eval(args) => tools::eval_cmd(&args, out),
         Command::Clusters(args) => query::clusters_cmd(&args, out),
         Command::Case(args) => query::case_cmd(&args, out),

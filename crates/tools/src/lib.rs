@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod eval;
 pub mod produce;
+pub mod purge;
 pub mod query;
 
 /// Errors of the tools.
