@@ -215,28 +215,6 @@ enum TopicsCommand {
     },
 }
 
-/// The audit entry of a purge.
-fn purge_entry(actor: &str, purpose: &str) -> Result<epitrace_tools::audit::AuditEntry> {
-    use epitrace_model::records::{AuditAction, AuditOutcome, Role};
-    use epitrace_model::{ActorId, EventTime, Text};
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Ok(epitrace_tools::audit::AuditEntry {
-        at: EventTime::from_millis("at", ms)?,
-        actor: ActorId::new(actor).with_context(|| format!("--actor {actor:?}"))?,
-        role: Role::Operator,
-        action: AuditAction::Purge,
-        resource: Text::new(
-            "resource",
-            "every epitrace topic but audit.log, and the changelogs",
-        )?,
-        case_id: None,
-        purpose: Text::new("purpose", purpose).context("--purpose")?,
-        outcome: AuditOutcome::Allowed,
-    })
-}
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
@@ -370,7 +348,11 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                     cfg.kafka.brokers
                 );
             }
-            let entry = purge_entry(&actor, &purpose)?;
+            let entry = purge::purge_entry(
+                &actor,
+                &purpose,
+                "every epitrace topic but audit.log, and the changelogs",
+            )?;
             require_kafka(&cfg.kafka)?;
             let recorded = runtime()?
                 .block_on(epitrace_tools::audit::append(

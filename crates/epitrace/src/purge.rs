@@ -73,18 +73,23 @@ pub(crate) struct PurgeArgs {
 }
 
 fn entry(args: &PurgeArgs, resource: &str) -> Result<AuditEntry> {
+    purge_entry(&args.actor, &args.purpose, resource)
+}
+
+/// The audit entry of a purge by `actor` (an operator) of `resource`, at
+/// the wall clock (`epitrace purge` and `topics purge`).
+pub(crate) fn purge_entry(actor: &str, purpose: &str, resource: &str) -> Result<AuditEntry> {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     Ok(AuditEntry {
         at: EventTime::from_millis("at", ms)?,
-        actor: ActorId::new(args.actor.as_str())
-            .with_context(|| format!("--actor {:?}", args.actor))?,
+        actor: ActorId::new(actor).with_context(|| format!("--actor {actor:?}"))?,
         role: Role::Operator,
         action: AuditAction::Purge,
         resource: Text::new("resource", resource)?,
         case_id: None,
-        purpose: Text::new("purpose", args.purpose.as_str()).context("--purpose")?,
+        purpose: Text::new("purpose", purpose).context("--purpose")?,
         outcome: AuditOutcome::Allowed,
     })
 }

@@ -9,7 +9,7 @@ use epitrace_model::records::{
     CaseTag, ObservationSource, SegmentRef, SegmentUpdate, SegmentUpdateKind,
 };
 use epitrace_model::{CaseId, EventTime, ModelError, SubjectId};
-use epitrace_state::StateError;
+use epitrace_state::{StateError, Txn};
 
 /// Decodes a single-object frame, rejecting timestamps more than a day after
 /// the batch's wall-clock time. A failure is a dead letter, with the
@@ -103,6 +103,35 @@ impl<T> OrFatal<T> for Result<T, ModelError> {
 }
 
 pub(crate) use epitrace_state::keys::i64_key;
+
+/// Committed entries of a store looked at by one batch's retention sweep.
+pub(crate) const SWEEP_SLICE: usize = 256;
+
+/// The keys of the next slice of a retention sweep of `store`: at most
+/// [`SWEEP_SLICE`] committed keys from `cursor` on. `cursor` moves past the
+/// slice, or back to the start after the last one, so that the whole store
+/// is swept continuously at a bounded cost per batch. Callers read each
+/// key's current version through the transaction (this batch may have
+/// changed it).
+pub(crate) fn sweep_slice(
+    txn: &Txn<'_>,
+    store: &str,
+    cursor: &mut Vec<u8>,
+) -> Result<Vec<Vec<u8>>, ProcessError> {
+    let from = std::mem::take(cursor);
+    let slice = txn
+        .base()
+        .scan_limit(store, &from, &[0xff; 256], SWEEP_SLICE)
+        .or_fatal()?;
+    if slice.len() == SWEEP_SLICE
+        && let Some((last, _)) = slice.last()
+    {
+        let mut next = last.clone();
+        next.push(0);
+        *cursor = next;
+    }
+    Ok(slice.into_iter().map(|(k, _)| k).collect())
+}
 
 /// `case id | 0 | member`: a per-case store key (an exposure's contact, a
 /// visit's id). Case ids never contain a 0 byte, so a case's keys are one

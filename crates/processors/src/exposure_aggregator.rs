@@ -44,7 +44,7 @@ use epitrace_state::Txn;
 
 use crate::common::{
     OrFatal, case_member_key, case_prefix, check_key, decode, decode_value, encode_value,
-    prefix_end, segment_key, unexpected_topic,
+    prefix_end, segment_key, sweep_slice, unexpected_topic,
 };
 use crate::topology::{CANDIDATES, CASES, EXPOSURES};
 
@@ -79,9 +79,6 @@ pub struct ExposureAggregator {
     /// Where the retention sweep of `cases` goes on.
     sweep_cursor: Vec<u8>,
 }
-
-/// Committed `cases` entries looked at by one batch's retention sweep.
-const SWEEP_SLICE: usize = 256;
 
 impl ExposureAggregator {
     /// The stores it needs.
@@ -119,7 +116,7 @@ impl ExposureAggregator {
         Some(self.stream_time_ms?.saturating_sub(self.retention_ms?))
     }
 
-    /// Retention: a slice of [`SWEEP_SLICE`] committed case entries per
+    /// Retention: a slice of `SWEEP_SLICE` committed case entries per
     /// batch (resuming where the last ended, wrapping around); a case that
     /// ended before the cutoff goes with its ledgers and published
     /// exposures.
@@ -127,19 +124,7 @@ impl ExposureAggregator {
         let Some(cutoff) = self.cutoff_ms() else {
             return Ok(());
         };
-        let from = std::mem::take(&mut self.sweep_cursor);
-        let slice = txn
-            .base()
-            .scan_limit(CASE_STATE, &from, &[0xff; 80], SWEEP_SLICE)
-            .or_fatal()?;
-        if slice.len() == SWEEP_SLICE
-            && let Some((last, _)) = slice.last()
-        {
-            let mut next = last.clone();
-            next.push(0);
-            self.sweep_cursor = next;
-        }
-        for (key, _) in slice {
+        for key in sweep_slice(txn, CASE_STATE, &mut self.sweep_cursor)? {
             // This batch's version, if it changed the case.
             let Some(bytes) = txn.get(CASE_STATE, &key).or_fatal()? else {
                 continue;

@@ -45,7 +45,8 @@ use epitrace_model::{CaseId, EventTime, SubjectId};
 use epitrace_state::Txn;
 
 use crate::common::{
-    OrFatal, decode, i64_key, prefix_end, segment_id_key, segment_of, segment_ref, update_of,
+    OrFatal, decode, i64_key, prefix_end, segment_id_key, segment_of, segment_ref, sweep_slice,
+    update_of,
 };
 use crate::topology::{CANDIDATES, SEGMENTS};
 
@@ -185,9 +186,6 @@ pub struct PresenceJoin {
     sweep_cursor: Vec<u8>,
 }
 
-/// Committed `by_id` entries looked at by one batch's retention sweep.
-const SWEEP_SLICE: usize = 256;
-
 impl PresenceJoin {
     /// The stores it needs.
     pub const STORES: &'static [&'static str] = &[BY_ID, PRESENCE, PATIENTS];
@@ -206,24 +204,12 @@ impl PresenceJoin {
         }
     }
 
-    /// Retention of `by_id`: a slice of [`SWEEP_SLICE`] committed entries
+    /// Retention of `by_id`: a slice of `SWEEP_SLICE` (256) committed entries
     /// per batch (resuming where the last ended, wrapping around); a
     /// segment that ended more than the retention before the newest one is
     /// deleted with its index keys. Silent downstream, like the bucket drop.
     fn sweep(&mut self, txn: &mut Txn<'_>, cutoff_ms: i64) -> Result<(), ProcessError> {
-        let from = std::mem::take(&mut self.sweep_cursor);
-        let slice = txn
-            .base()
-            .scan_limit(BY_ID, &from, &[0xff; 64], SWEEP_SLICE)
-            .or_fatal()?;
-        if slice.len() == SWEEP_SLICE
-            && let Some((last, _)) = slice.last()
-        {
-            let mut next = last.clone();
-            next.push(0);
-            self.sweep_cursor = next;
-        }
-        for (id, _) in slice {
+        for id in sweep_slice(txn, BY_ID, &mut self.sweep_cursor)? {
             // This batch's version, if it changed the segment.
             let Some(bytes) = txn.get(BY_ID, &id).or_fatal()? else {
                 continue;

@@ -68,7 +68,7 @@ use h3o::Resolution;
 
 use crate::common::{
     OrFatal, check_key, decode, decode_value, encode_value, prefix_end, segment_id_key,
-    unexpected_topic, update_of, wire_sources,
+    sweep_slice, unexpected_topic, update_of, wire_sources,
 };
 use crate::topology::{CARD, CASES_BY_SUBJECT, CHECKIN, SEGMENTS, TELECOM, TIMELINES};
 
@@ -114,10 +114,6 @@ pub struct Segmenter {
 /// Most trails kept decoded between batches (about 1 KiB each).
 const TRAIL_CACHE: usize = 200_000;
 
-/// Committed entries of each store looked at by one batch's retention
-/// sweep.
-const SWEEP_SLICE: usize = 256;
-
 impl Segmenter {
     /// The stores it needs.
     pub const STORES: &'static [&'static str] = &[TRAILS, SUBJECT_SEGMENTS, TAGS];
@@ -154,7 +150,7 @@ impl Segmenter {
     }
 
     /// Retention of the subject-keyed stores, by event time: a slice of
-    /// [`SWEEP_SLICE`] committed entries of each store per batch, resuming
+    /// `SWEEP_SLICE` (256) committed entries of each store per batch, resuming
     /// where the last slice ended and wrapping around, so that the whole
     /// state is swept continuously at a bounded cost per batch. Deleted:
     /// trails whose subject has not been seen on time since the cutoff
@@ -167,21 +163,8 @@ impl Segmenter {
             return Ok(());
         };
         let cutoff = now.saturating_sub(retention);
-        let end = [0xffu8; 256];
         for (i, store) in [TRAILS, SUBJECT_SEGMENTS, TAGS].into_iter().enumerate() {
-            let from = std::mem::take(&mut self.sweep_cursor[i]);
-            let slice = txn
-                .base()
-                .scan_limit(store, &from, &end, SWEEP_SLICE)
-                .or_fatal()?;
-            if slice.len() == SWEEP_SLICE
-                && let Some((last, _)) = slice.last()
-            {
-                let mut next = last.clone();
-                next.push(0);
-                self.sweep_cursor[i] = next;
-            }
-            for (key, _) in slice {
+            for key in sweep_slice(txn, store, &mut self.sweep_cursor[i])? {
                 if self.expired(store, &key, cutoff, txn)? {
                     txn.delete(store, &key[..]);
                     if store == TRAILS {
