@@ -93,7 +93,7 @@ async fn publish_city(
             manifest.counts.rows.get(name).copied().unwrap_or(0),
             "{name}: published"
         );
-        if feed != Feed::Cases {
+        if !matches!(feed, Feed::Cases | Feed::Approvals) {
             feed_records += summary.published;
         }
     }

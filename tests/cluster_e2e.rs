@@ -192,9 +192,14 @@ async fn two_clusters_and_a_chain_on_a_real_broker() {
         .unwrap();
     purge_all(&kafka).await;
     let state = tempfile::tempdir().unwrap();
+    // A deployment whose law opens every category without an approval
+    // (the approvals' own tests are in `approvals_e2e`).
+    let mut tracing = epitrace_core::TracingConfig::default();
+    tracing.approvals.open_by_default = epitrace_core::Category::ALL.to_vec();
     let cfg = PipelineConfig {
         kafka: kafka.clone(),
         state_dir: state.path().to_path_buf(),
+        tracing,
         ..PipelineConfig::default()
     };
     let telemetry = Telemetry::new().unwrap();

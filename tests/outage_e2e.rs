@@ -21,7 +21,7 @@ use epitrace_core::{Ingest, TracingConfig};
 use epitrace_e2e::{LocalBroker, parse_exposition, read_all, total};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{Exposure, ExposureStatus};
-use epitrace_model::topics::{CASES, EXPOSURES};
+use epitrace_model::topics::{APPROVALS, CASES, EXPOSURES};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::Telemetry;
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
@@ -96,6 +96,12 @@ async fn a_broker_outage_longer_than_the_delivery_timeout_loses_nothing_and_stop
         topic: CASES.into(),
         key: c.case_id.as_str().as_bytes().to_vec(),
         payload: encode_single_object(c).unwrap(),
+        timestamp_ms: None,
+    }));
+    records.extend(scenario.approvals().iter().map(|a| OutputRecord {
+        topic: APPROVALS.into(),
+        key: a.case_id.as_str().as_bytes().to_vec(),
+        payload: encode_single_object(a).unwrap(),
         timestamp_ms: None,
     }));
     records.extend(scenario.late.iter().map(frame));

@@ -25,8 +25,8 @@ use epitrace_e2e::{brokers, parse_exposition, read_all, total, unique};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{CaseStatus, ClusterAlert, DeadLetter, Exposure, ExposureStatus};
 use epitrace_model::topics::{
-    CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE, CLUSTERS, DEADLETTER,
-    EXPOSURES, SEGMENTS, TELECOM, TIMELINES,
+    APPROVALS, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE, CLUSTERS,
+    DEADLETTER, EXPOSURES, SEGMENTS, TELECOM, TIMELINES,
 };
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::{Metrics, OpsConfig, OpsServer, Telemetry, get};
@@ -201,6 +201,18 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         })
         .collect();
     publisher.send_all(&cases).await.unwrap();
+    // The approvals of every category, as the authorities grant them.
+    let approvals: Vec<OutputRecord> = scenario
+        .approvals()
+        .iter()
+        .map(|a| OutputRecord {
+            topic: APPROVALS.into(),
+            key: a.case_id.as_str().as_bytes().to_vec(),
+            payload: encode_single_object(a).unwrap(),
+            timestamp_ms: None,
+        })
+        .collect();
+    publisher.send_all(&approvals).await.unwrap();
 
     // Phase 3: population data that arrives after the case, and junk.
     let mut late = feed(&scenario.late);

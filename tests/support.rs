@@ -247,6 +247,7 @@ impl LocalBroker {
     /// When the broker does not start.
     #[must_use]
     pub fn start(dir: &std::path::Path) -> Self {
+        log_if_asked();
         let broker = Self {
             dir: dir.join("kafka"),
             port: free_port(),

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::approval::ApprovalConfig;
 use crate::duration::Span;
 use crate::error::CoreError;
 
@@ -24,6 +25,8 @@ pub struct TracingConfig {
     pub exposure: ExposureConfig,
     /// When cases form a cluster.
     pub cluster: ClusterConfig,
+    /// Which data categories need an approval before they are traced.
+    pub approvals: ApprovalConfig,
 }
 
 impl TracingConfig {

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use epitrace_model::{Cell, SubjectId};
 
+use crate::approval::Gate;
 use crate::codec::{Reader, Writer};
 use crate::config::ExposureConfig;
 use crate::error::CoreError;
@@ -91,11 +92,22 @@ impl ContactLedger {
     /// Applies the rule.
     #[must_use]
     pub fn assess(&self, cfg: &ExposureConfig) -> Assessment {
-        let mut assessment =
-            Assessment::of(self.overlaps.values().map(|o| o.window).collect(), cfg);
-        assessment.first_cell = self
+        self.assess_gated(cfg, Gate::OPEN)
+    }
+
+    /// Applies the rule to the overlaps whose case segment comes from a
+    /// category `gate` opens (see [`crate::approval`]).
+    #[must_use]
+    pub fn assess_gated(&self, cfg: &ExposureConfig, gate: Gate) -> Assessment {
+        let open: Vec<&Overlap> = self
             .overlaps
-            .values()
+            .iter()
+            .filter(|(p, _)| gate.allows_stream(p.case_segment.lane.stream()))
+            .map(|(_, o)| o)
+            .collect();
+        let mut assessment = Assessment::of(open.iter().map(|o| o.window).collect(), cfg);
+        assessment.first_cell = open
+            .iter()
             .min_by_key(|o| (o.window.start(), o.cell))
             .map(|o| o.cell);
         assessment

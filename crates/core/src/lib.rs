@@ -39,6 +39,7 @@
 //!      index by (bucket, CellKey) ─► Probe ─► overlap ─► ContactLedger ─► Assessment
 //! ```
 
+pub mod approval;
 pub mod cellkey;
 pub mod cluster;
 pub mod codec;
@@ -57,6 +58,7 @@ pub mod segment;
 pub mod testkit;
 pub mod timeline;
 
+pub use approval::{ApprovalConfig, Category, Gate, Held};
 pub use cellkey::CellKey;
 pub use cluster::{CaseFacts, ClusterGraph, Expired, PlaceTime};
 pub use config::{ClusterConfig, TracingConfig};

@@ -32,6 +32,8 @@ pub struct BatchOutcome {
     pub emitted: Vec<(Emitted, &'static str, u64)>,
     /// The event time of the last record processed, if the processor knows.
     pub last_event_ms: Option<i64>,
+    /// Cases pending approval after the batch, if the processor tracks it.
+    pub pending_approval: Option<u64>,
 }
 
 impl BatchOutcome {
@@ -134,6 +136,7 @@ where
         dead_letters: dead,
         emitted: processor.drain_emitted(),
         last_event_ms: processor.last_event_time_ms(),
+        pending_approval: processor.pending_approval(),
     })
 }
 

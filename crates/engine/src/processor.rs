@@ -64,6 +64,13 @@ pub trait Processor: Send {
     fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
         Vec::new()
     }
+
+    /// How many of its cases have no data category open (pending
+    /// approval), when the processor tracks it and knows (the exposure
+    /// aggregator); `None` otherwise (the default).
+    fn pending_approval(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<P: Processor + ?Sized> Processor for Box<P> {
@@ -93,5 +100,8 @@ impl<P: Processor + ?Sized> Processor for Box<P> {
     }
     fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
         (**self).drain_emitted()
+    }
+    fn pending_approval(&self) -> Option<u64> {
+        (**self).pending_approval()
     }
 }

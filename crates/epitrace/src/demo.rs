@@ -11,7 +11,7 @@ use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{Exposure, ExposureStatus, Visit};
-use epitrace_model::topics::{CASES, EXPOSURES, TIMELINES};
+use epitrace_model::topics::{APPROVALS, CASES, EXPOSURES, TIMELINES};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::{OpsConfig, OpsServer, Telemetry};
 use epitrace_processors::topology::{TopologyConfig, changelog_specs, topic_specs};
@@ -107,6 +107,22 @@ pub(crate) async fn run(
         })
         .collect::<Result<_>>()?;
     publisher.send_all(&cases).await?;
+    // The authorities' approvals: each category of each case, granted at
+    // confirmation (without them the cases stay pending and nothing is
+    // traced).
+    let approvals: Vec<OutputRecord> = scenario
+        .approvals()
+        .iter()
+        .map(|a| {
+            Ok(OutputRecord {
+                topic: APPROVALS.into(),
+                key: a.case_id.as_str().as_bytes().to_vec(),
+                payload: encode_single_object(a)?,
+                timestamp_ms: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    publisher.send_all(&approvals).await?;
     let mut late = feed(&scenario.late)?;
     late.extend(scenario.malformed.iter().map(|m| OutputRecord {
         topic: m.topic.into(),
@@ -115,7 +131,7 @@ pub(crate) async fn run(
         timestamp_ms: None,
     }));
     publisher.send_all(&late).await?;
-    let published = scenario.trail.len() + scenario.cases.len() + late.len();
+    let published = scenario.trail.len() + scenario.cases.len() + approvals.len() + late.len();
     writeln!(
         out,
         "published {published} records ({} malformed); waiting for the pipeline…",

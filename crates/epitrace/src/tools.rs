@@ -222,7 +222,7 @@ fn write_demo_key(dir: &Path, seed: u64) -> Result<PathBuf> {
 /// `epitrace produce` flags.
 #[derive(Debug, Args)]
 pub(crate) struct ProduceArgs {
-    /// The feed: telecom, card, checkin or cases (column sets: README,
+    /// The feed: telecom, card, checkin, cases or approvals (column sets: README,
     /// "Provider files").
     #[arg(long)]
     feed: Feed,

@@ -108,7 +108,7 @@ fn purge_leaves_no_canary_anywhere_and_nothing_comes_back() {
     ]));
     let key = city.join("pseudonym.key");
     let mut logs = String::new();
-    for feed in ["telecom", "card", "checkin", "cases"] {
+    for feed in ["telecom", "card", "checkin", "cases", "approvals"] {
         let out = ok(epitrace(&[
             "produce",
             "--brokers",

@@ -257,6 +257,7 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
         ("card", "card.csv"),
         ("checkin", "checkin.csv"),
         ("cases", "cases.csv"),
+        ("approvals", "approvals.csv"),
     ] {
         epitrace(&[
             "produce",

@@ -8,9 +8,11 @@ use epitrace_core::config::ExposureConfig;
 use epitrace_core::ingest::default_infectious_from;
 use epitrace_model::codec::{AvroRecord, encode_single_object, validate_not_future};
 use epitrace_model::records::{
-    CardTransaction, CaseEvent, CaseStatus, LocationPing, LocationSource, VenueCheckin,
+    CardTransaction, CaseEvent, CaseStatus, DataAccessApproval, DataCategory, LocationPing,
+    LocationSource, VenueCheckin,
 };
-use epitrace_model::topics::{CARD, CASES, CHECKIN, TELECOM};
+use epitrace_model::text::Text;
+use epitrace_model::topics::{APPROVALS, CARD, CASES, CHECKIN, TELECOM};
 use epitrace_model::{
     AccuracyM, CaseId, EventTime, LatLng, Mcc, MerchantId, ModelError, ProviderId, SiteId,
     SubjectId, VenueId,
@@ -31,6 +33,8 @@ pub enum Produced {
     Checkin(VenueCheckin),
     /// `cases.events`.
     Case(CaseEvent),
+    /// `cases.approvals`.
+    Approval(DataAccessApproval),
 }
 
 impl Produced {
@@ -42,6 +46,7 @@ impl Produced {
             Self::Card(_) => CARD,
             Self::Checkin(_) => CHECKIN,
             Self::Case(_) => CASES,
+            Self::Approval(_) => APPROVALS,
         }
     }
 
@@ -53,6 +58,7 @@ impl Produced {
             Self::Card(r) => r.subject.as_bytes().to_vec(),
             Self::Checkin(r) => r.subject.as_bytes().to_vec(),
             Self::Case(r) => r.case_id.as_str().as_bytes().to_vec(),
+            Self::Approval(r) => r.case_id.as_str().as_bytes().to_vec(),
         }
     }
 
@@ -66,6 +72,7 @@ impl Produced {
             Self::Card(r) => encode_single_object(r),
             Self::Checkin(r) => encode_single_object(r),
             Self::Case(r) => encode_single_object(r),
+            Self::Approval(r) => encode_single_object(r),
         }
     }
 }
@@ -315,6 +322,21 @@ impl RowConverter {
                     },
                 })
             }
+            Feed::Approvals => {
+                let text = |name: &'static str| -> Result<Text, RowError> {
+                    Text::new(name, ident(name, get(name)?)?).map_err(model(name))
+                };
+                Produced::Approval(DataAccessApproval {
+                    case_id: CaseId::new(ident("case_id", get("case_id")?)?)
+                        .map_err(model("case_id"))?,
+                    category: DataCategory::from_symbol(&get("category")?.to_ascii_uppercase())
+                        .map_err(model("category"))?,
+                    authority: text("authority")?,
+                    reference: text("reference")?,
+                    approved_at: time("approved_at")?,
+                    expires_at: time("expires_at")?,
+                })
+            }
         };
         self.check(&produced, line)?;
         Ok(produced)
@@ -333,6 +355,7 @@ impl RowConverter {
             Produced::Card(r) => rules(r, self.now),
             Produced::Checkin(r) => rules(r, self.now),
             Produced::Case(r) => rules(r, self.now),
+            Produced::Approval(r) => rules(r, self.now),
         }
         .map_err(|e| RowError::new(line, "row", redacted(&e, "")))
     }

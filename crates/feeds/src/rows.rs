@@ -13,6 +13,9 @@ pub enum Feed {
     Checkin,
     /// Confirmed cases from the health authority → `cases.events`.
     Cases,
+    /// Data-access approvals for cases (one category each) →
+    /// `cases.approvals`.
+    Approvals,
 }
 
 /// A column: its name, whether it may be empty, and what it holds.
@@ -106,9 +109,36 @@ const CASES: &[Column] = &[
     ),
 ];
 
+const APPROVALS: &[Column] = &[
+    col("case_id", false, "the authority's case id"),
+    col(
+        "category",
+        false,
+        "LOCATION (telecom records), CARD (card transactions) or CHECKIN (venue entry logs)",
+    ),
+    col(
+        "authority",
+        false,
+        "who approved (e.g. the police agency, the card association)",
+    ),
+    col("reference", false, "the approval's reference number"),
+    col("approved_at", false, TIME),
+    col(
+        "expires_at",
+        false,
+        "when it lapses (after approved_at); posting a reference again with an earlier time revokes it",
+    ),
+];
+
 impl Feed {
     /// Every feed.
-    pub const ALL: [Self; 4] = [Self::Telecom, Self::Card, Self::Checkin, Self::Cases];
+    pub const ALL: [Self; 5] = [
+        Self::Telecom,
+        Self::Card,
+        Self::Checkin,
+        Self::Cases,
+        Self::Approvals,
+    ];
 
     /// Its name on the command line.
     #[must_use]
@@ -118,6 +148,7 @@ impl Feed {
             Self::Card => "card",
             Self::Checkin => "checkin",
             Self::Cases => "cases",
+            Self::Approvals => "approvals",
         }
     }
 
@@ -129,6 +160,7 @@ impl Feed {
             Self::Card => CARD,
             Self::Checkin => CHECKIN,
             Self::Cases => CASES,
+            Self::Approvals => APPROVALS,
         }
     }
 
@@ -146,7 +178,7 @@ impl std::str::FromStr for Feed {
         Self::ALL
             .into_iter()
             .find(|f| f.name() == s)
-            .ok_or_else(|| format!("unknown feed {s:?} (telecom, card, checkin, cases)"))
+            .ok_or_else(|| format!("unknown feed {s:?} (telecom, card, checkin, cases, approvals)"))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub exposures_emitted: IntCounterVec,
     /// `epitrace_cluster_alerts_emitted_total{kind}`.
     pub cluster_alerts_emitted: IntCounterVec,
+    /// `epitrace_pending_approval_cases`.
+    pub cases_pending_approval: IntGauge,
     /// `epitrace_ready`.
     pub ready: IntGauge,
     /// `epitrace_kafka_reachable`.
@@ -99,6 +101,7 @@ impl Metrics {
         "epitrace_state_keys",
         "epitrace_exposures_emitted_total",
         "epitrace_cluster_alerts_emitted_total",
+        "epitrace_pending_approval_cases",
         "epitrace_ready",
         "epitrace_kafka_reachable",
         "epitrace_kafka_client_errors_total",
@@ -220,6 +223,14 @@ impl Metrics {
                 "Cluster alerts published to tracing.clusters, by kind (new, growing, updated, merged, dissolved).",
                 &["kind"],
             )?,
+            cases_pending_approval: {
+                let g = IntGauge::new(
+                    "epitrace_pending_approval_cases",
+                    "Cases with no data category open (no approval holds, none open by default): their data is kept, nothing is traced until one arrives.",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             ready: {
                 let g = IntGauge::new(
                     "epitrace_ready",
@@ -467,6 +478,13 @@ impl TaskMetrics {
             .inc_by(n);
     }
 
+    /// Cases pending approval on this instance's partitions.
+    pub fn pending_approval(&self, cases: u64) {
+        self.metrics
+            .cases_pending_approval
+            .set(i64::try_from(cases).unwrap_or(i64::MAX));
+    }
+
     /// Cluster alerts published in a batch, by kind.
     pub fn cluster_alerts(&self, kind: &str, n: u64) {
         self.metrics
@@ -516,6 +534,7 @@ mod tests {
                 "_records",
                 "_keys",
                 "_partitions",
+                "_cases",
             ]
             .iter()
             .any(|u| name.ends_with(u))

@@ -8,7 +8,9 @@
 use epitrace_core::ContactLedger;
 use epitrace_core::SubjectTrail;
 use epitrace_core::codec::decode_segment;
-use epitrace_model::records::{CaseEvent, ClusterAlert, Exposure, SubjectCase, Visit};
+use epitrace_model::records::{
+    CaseEvent, ClusterAlert, DataAccessApproval, Exposure, SubjectCase, Visit,
+};
 use epitrace_model::{CaseId, SubjectId};
 
 use crate::common::decode_value;
@@ -32,6 +34,8 @@ pub enum KeyCodec {
     CaseContact,
     /// `case id · 0 · visit id`.
     CaseVisit,
+    /// `case id · 0 · category(1) · approval reference`.
+    CaseApproval,
     /// `case id`.
     Case,
     /// `cluster id`.
@@ -84,6 +88,7 @@ impl KeyCodec {
             Self::BucketCellSegment => "bucket(8) · cell key(8) · segment id(36)",
             Self::CaseContact => "case id · 0 · contact(16)",
             Self::CaseVisit => "case id · 0 · visit id",
+            Self::CaseApproval => "case id · 0 · category(1) · approval reference",
             Self::Case => "case id",
             Self::Cluster => "cluster id",
         }
@@ -147,6 +152,17 @@ impl KeyCodec {
                     case: Some(case),
                 }
             }
+            Self::CaseApproval => {
+                let (case, rest) = split_case(key)?;
+                match rest.split_first() {
+                    Some((1..=3, reference)) if std::str::from_utf8(reference).is_ok() => {}
+                    _ => return Err(bad("no approval category and reference")),
+                }
+                KeyOwner {
+                    subject: None,
+                    case: Some(case),
+                }
+            }
             Self::Case => KeyOwner {
                 subject: None,
                 case: Some(case_of(key)?),
@@ -184,6 +200,10 @@ pub enum ValueCodec {
     Visit,
     /// `[version 1] · Avro datum` of a `ClusterAlert`.
     ClusterAlert,
+    /// `[version 1] · Avro datum` of a `DataAccessApproval`.
+    Approval,
+    /// `open categories(1) · next expiry(8)`: an approval gate.
+    Gate,
 }
 
 impl ValueCodec {
@@ -201,6 +221,8 @@ impl ValueCodec {
             Self::CaseEvent => "CaseEvent (version byte + Avro datum)",
             Self::Visit => "Visit (version byte + Avro datum)",
             Self::ClusterAlert => "ClusterAlert (version byte + Avro datum)",
+            Self::Approval => "DataAccessApproval (version byte + Avro datum)",
+            Self::Gate => "gate: open categories(1) · next expiry(8)",
         }
     }
 
@@ -245,6 +267,12 @@ impl ValueCodec {
                 .map(drop)
                 .map_err(|e| format!("{e:?}")),
             Self::ClusterAlert => decode_value::<ClusterAlert>(bytes)
+                .map(drop)
+                .map_err(|e| format!("{e:?}")),
+            Self::Approval => decode_value::<DataAccessApproval>(bytes)
+                .map(drop)
+                .map_err(|e| format!("{e:?}")),
+            Self::Gate => crate::exposure_aggregator::decode_gate(bytes)
                 .map(drop)
                 .map_err(|e| format!("{e:?}")),
         };

@@ -1,21 +1,35 @@
 //! # exposure-aggregator
 //!
 //! - **Inputs** (co-partitioned, key = case id): `exposure.candidates`
-//!   ([`ExposureCandidate`]) and `cases.events` ([`CaseEvent`]); a record
-//!   keyed otherwise than by its case id is dead-lettered (`key_mismatch`).
+//!   ([`ExposureCandidate`]), `cases.events` ([`CaseEvent`]) and
+//!   `cases.approvals` ([`DataAccessApproval`]); a record keyed otherwise
+//!   than by its case id is dead-lettered (`key_mismatch`).
 //! - **State** (RocksDB, keyed by case):
 //!   - `ledgers`: case | 0 | contact → [`ContactLedger`], the overlap of
 //!     every (case segment, contact segment) pair;
 //!   - `emitted`: case | 0 | contact → the last [`Exposure`] published;
 //!   - `cases`: case → the latest [`CaseEvent`] (its pseudonyms, whether it
-//!     was retracted).
+//!     was retracted);
+//!   - `approvals`: case | 0 | category | reference → the latest
+//!     [`DataAccessApproval`] of that reference still holding;
+//!   - `gates`: case → the categories its approvals open and their next
+//!     expiry.
+//! - **Approvals** (see `epitrace_core::approval`): an overlap counts only
+//!   when the case's segment comes from a category open for the case — by
+//!   an approval that holds, or by `tracing.approvals.open_by_default`
+//!   (nothing, unless configured). Overlaps are stored whatever the gate,
+//!   so an approval read later publishes the exposures at once, and one
+//!   that lapses (the stream time reaches its `expires_at`) or is revoked
+//!   (posted again with an earlier `expires_at`) retracts or shrinks what
+//!   was derived from its category. A case with nothing open is pending.
 //! - **Retention:** by event time (the latest overlap end or confirmation
 //!   seen; records more than a day past the wall clock are dead-lettered
 //!   before they move it). Each batch sweeps a slice of the `cases` store
 //!   and deletes every entry of a case whose infectious period ended more
 //!   than `topology.retention` behind the stream time (open cases are
 //!   kept); candidates whose overlap ended before that cutoff are ignored.
-//!   Silent downstream: published exposures stand.
+//!   Silent downstream: published exposures stand. Lapsed approvals are
+//!   deleted when found lapsed.
 //! - **Output:** `tracing.exposures` (key = contact pseudonym, so the
 //!   telecom or card company holding the raw id can notify): an
 //!   [`Exposure`] NEW when the rule is first met, UPDATED when its windows
@@ -33,11 +47,15 @@
 
 use std::collections::BTreeMap;
 
-use epitrace_core::{Assessment, ContactLedger, Interval, Overlap, PairKey, TracingConfig};
+use epitrace_core::approval::gate_at;
+use epitrace_core::{
+    Assessment, Category, ContactLedger, Gate, Held, Interval, Overlap, PairKey, TracingConfig,
+};
 use epitrace_engine::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
-    CaseEvent, CaseStatus, Exposure, ExposureCandidate, ExposureStatus, TimeWindow,
+    CaseEvent, CaseStatus, DataAccessApproval, Exposure, ExposureCandidate, ExposureStatus,
+    TimeWindow,
 };
 use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
@@ -46,7 +64,7 @@ use crate::common::{
     OrFatal, case_member_key, case_prefix, check_key, decode, decode_value, encode_value,
     prefix_end, segment_key, sweep_slice, unexpected_topic,
 };
-use crate::topology::{CANDIDATES, CASES, EXPOSURES};
+use crate::topology::{APPROVALS, CANDIDATES, CASES, EXPOSURES};
 
 /// Store of overlap ledgers.
 pub const LEDGERS: &str = "ledgers";
@@ -54,6 +72,49 @@ pub const LEDGERS: &str = "ledgers";
 pub const EMITTED: &str = "emitted";
 /// Store of case events.
 pub const CASE_STATE: &str = "cases";
+/// Store of the approvals that hold.
+pub const APPROVAL_STATE: &str = "approvals";
+/// Store of each case's open categories and their next expiry.
+pub const GATES: &str = "gates";
+
+/// `case | 0 | category | reference`: one approval's key.
+fn approval_key(a: &DataAccessApproval) -> Vec<u8> {
+    let mut member = vec![category_byte(a.category.into())];
+    member.extend_from_slice(a.reference.as_str().as_bytes());
+    case_member_key(&a.case_id, &member)
+}
+
+const fn category_byte(c: Category) -> u8 {
+    match c {
+        Category::Location => 1,
+        Category::Card => 2,
+        Category::Checkin => 3,
+    }
+}
+
+/// A stored gate: `bits(1) · next expiry (8, little-endian; i64::MAX when
+/// none)`.
+#[must_use]
+pub fn encode_gate(gate: Gate, next_expiry_ms: Option<i64>) -> Vec<u8> {
+    let mut v = vec![gate.bits()];
+    v.extend_from_slice(&next_expiry_ms.unwrap_or(i64::MAX).to_le_bytes());
+    v
+}
+
+/// Reads [`encode_gate`] back.
+///
+/// # Errors
+/// [`ProcessError::Fatal`] for a value of another length.
+pub fn decode_gate(bytes: &[u8]) -> Result<(Gate, Option<i64>), ProcessError> {
+    let (&bits, rest) = bytes
+        .split_first()
+        .ok_or_else(|| ProcessError::Fatal("empty stored gate".into()))?;
+    let next: [u8; 8] = rest
+        .try_into()
+        .map_err(|_| ProcessError::Fatal(format!("stored gate of {} bytes", bytes.len())))?;
+    let next = i64::from_le_bytes(next);
+    Ok((Gate::from_bits(bits), (next != i64::MAX).then_some(next)))
+}
 
 fn pair_key(case: &CaseId, contact: SubjectId) -> Vec<u8> {
     case_member_key(case, contact.as_bytes())
@@ -78,11 +139,26 @@ pub struct ExposureAggregator {
     stream_time_ms: Option<i64>,
     /// Where the retention sweep of `cases` goes on.
     sweep_cursor: Vec<u8>,
+    /// The categories open without an approval.
+    default_gate: Gate,
+    /// Cases whose approvals changed in this batch.
+    regate: BTreeMap<CaseId, Option<i64>>,
+    /// The earliest next expiry over every stored gate; `None` until read
+    /// from the store (after a start or a rewind).
+    next_expiry_ms: Option<i64>,
+    /// Gates read in this batch.
+    gates: BTreeMap<CaseId, Gate>,
+    /// Cases with nothing open, as of the last count; `None` until the
+    /// first (after a start or a rewind).
+    pending: Option<u64>,
+    /// Whether cases or gates changed in this batch (the count is redone).
+    recount: bool,
 }
 
 impl ExposureAggregator {
     /// The stores it needs.
-    pub const STORES: &'static [&'static str] = &[LEDGERS, EMITTED, CASE_STATE];
+    pub const STORES: &'static [&'static str] =
+        &[LEDGERS, EMITTED, CASE_STATE, APPROVAL_STATE, GATES];
 
     /// An aggregator for one configuration.
     #[must_use]
@@ -95,6 +171,12 @@ impl ExposureAggregator {
             retention_ms: None,
             stream_time_ms: None,
             sweep_cursor: Vec::new(),
+            default_gate: cfg.approvals.default_gate(),
+            regate: BTreeMap::new(),
+            next_expiry_ms: None,
+            gates: BTreeMap::new(),
+            pending: None,
+            recount: false,
         }
     }
 
@@ -137,10 +219,12 @@ impl ExposureAggregator {
                 continue;
             }
             let prefix = case_prefix(&case.case_id);
-            for store in [LEDGERS, EMITTED] {
+            for store in [LEDGERS, EMITTED, APPROVAL_STATE] {
                 txn.delete_range(store, prefix.clone(), prefix_end(&prefix));
             }
+            txn.delete(GATES, key.clone());
             txn.delete(CASE_STATE, key);
+            self.recount = true;
             self.dirty.retain(|(c, _), _| *c != case.case_id);
         }
         Ok(())
@@ -206,7 +290,8 @@ impl ExposureAggregator {
         let live_last = last
             .as_ref()
             .filter(|e| e.status != ExposureStatus::Retracted);
-        let a = ledger.assess(&self.cfg.exposure);
+        let gate = self.gate(case, txn)?;
+        let a = ledger.assess_gated(&self.cfg.exposure, gate);
         if !a.exposed {
             if let Some(prev) = live_last {
                 let retracted = Exposure {
@@ -300,6 +385,150 @@ impl ExposureAggregator {
         Ok(())
     }
 
+    /// The categories open for `case` now: its approvals' and the
+    /// defaults.
+    fn gate(&mut self, case: &CaseId, txn: &Txn<'_>) -> Result<Gate, ProcessError> {
+        if let Some(g) = self.gates.get(case) {
+            return Ok(*g);
+        }
+        let approved = match txn.get(GATES, case.as_str().as_bytes()).or_fatal()? {
+            Some(bytes) => decode_gate(&bytes)?.0,
+            None => Gate::CLOSED,
+        };
+        let gate = approved.union(self.default_gate);
+        self.gates.insert(case.clone(), gate);
+        Ok(gate)
+    }
+
+    /// Stores an approval (or, one already lapsed, revokes its reference)
+    /// and marks its case for a new gate.
+    fn approval(
+        &mut self,
+        a: &DataAccessApproval,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+    ) -> Result<(), ProcessError> {
+        let key = approval_key(a);
+        let holds = self
+            .stream_time_ms
+            .is_none_or(|now| a.expires_at.as_millis() > now);
+        if holds {
+            txn.put(APPROVAL_STATE, key, encode_value(a)?);
+        } else {
+            txn.delete(APPROVAL_STATE, key);
+        }
+        self.regate.insert(a.case_id.clone(), ts);
+        Ok(())
+    }
+
+    /// Computes the gates of the cases whose approvals changed or lapsed,
+    /// deletes lapsed approvals, and marks every contact of a case whose
+    /// gate changed for a new assessment.
+    fn regate(&mut self, txn: &mut Txn<'_>) -> Result<(), ProcessError> {
+        let now = self.stream_time_ms;
+        if self.next_expiry_ms.is_none() {
+            let mut earliest = i64::MAX;
+            for (_, v) in txn.scan(GATES, &[], &[0xff]).or_fatal()? {
+                if let Some(n) = decode_gate(&v)?.1 {
+                    earliest = earliest.min(n);
+                }
+            }
+            self.next_expiry_ms = Some(earliest);
+        }
+        if let (Some(now), Some(next)) = (now, self.next_expiry_ms)
+            && next <= now
+        {
+            let mut earliest = i64::MAX;
+            for (k, v) in txn.scan(GATES, &[], &[0xff]).or_fatal()? {
+                match decode_gate(&v)?.1 {
+                    Some(n) if n <= now => {
+                        let case = std::str::from_utf8(&k)
+                            .ok()
+                            .and_then(|s| CaseId::new(s).ok())
+                            .ok_or_else(|| ProcessError::Fatal("corrupt gate key".into()))?;
+                        self.regate.entry(case).or_insert(None);
+                    }
+                    Some(n) => earliest = earliest.min(n),
+                    None => {}
+                }
+            }
+            self.next_expiry_ms = Some(earliest);
+        }
+        for (case, ts) in std::mem::take(&mut self.regate) {
+            self.recount = true;
+            let prefix = case_prefix(&case);
+            let mut held = Vec::new();
+            for (k, v) in txn
+                .scan(APPROVAL_STATE, &prefix, &prefix_end(&prefix))
+                .or_fatal()?
+            {
+                let a: DataAccessApproval = decode_value(&v)?;
+                let h = Held {
+                    category: a.category.into(),
+                    expires_ms: a.expires_at.as_millis(),
+                };
+                if now.is_some_and(|now| !h.holds_at(now)) {
+                    txn.delete(APPROVAL_STATE, k);
+                } else {
+                    held.push(h);
+                }
+            }
+            let (approved, next) = gate_at(held, now);
+            let before = match txn.get(GATES, case.as_str().as_bytes()).or_fatal()? {
+                Some(bytes) => decode_gate(&bytes)?.0,
+                None => Gate::CLOSED,
+            };
+            if approved.is_closed() && next.is_none() {
+                txn.delete(GATES, case.as_str().as_bytes());
+            } else {
+                txn.put(GATES, case.as_str().as_bytes(), encode_gate(approved, next));
+            }
+            if let Some(n) = next {
+                self.next_expiry_ms = Some(self.next_expiry_ms.map_or(n, |e| e.min(n)));
+            }
+            self.gates.remove(&case);
+            if approved.union(self.default_gate) == before.union(self.default_gate) {
+                continue;
+            }
+            for (key, _) in txn
+                .scan(LEDGERS, &prefix, &prefix_end(&prefix))
+                .or_fatal()?
+            {
+                let contact = key
+                    .get(prefix.len()..)
+                    .and_then(|b| SubjectId::from_slice(b).ok())
+                    .ok_or_else(|| ProcessError::Fatal("corrupt ledger key".into()))?;
+                let dirty = self.dirty.entry((case.clone(), contact)).or_insert(ts);
+                if dirty.is_none() {
+                    *dirty = ts;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the live cases with nothing open (see
+    /// [`Processor::pending_approval`]).
+    fn count_pending(&mut self, txn: &Txn<'_>) -> Result<(), ProcessError> {
+        let mut pending = 0;
+        for (key, bytes) in txn.scan(CASE_STATE, &[], &[0xff]).or_fatal()? {
+            let case: CaseEvent = decode_value(&bytes)?;
+            if case.status == CaseStatus::Retracted {
+                continue;
+            }
+            let approved = match txn.get(GATES, &key).or_fatal()? {
+                Some(g) => decode_gate(&g)?.0,
+                None => Gate::CLOSED,
+            };
+            if approved.union(self.default_gate).is_closed() {
+                pending += 1;
+            }
+        }
+        self.pending = Some(pending);
+        self.recount = false;
+        Ok(())
+    }
+
     fn case_event(
         &mut self,
         e: &CaseEvent,
@@ -307,6 +536,7 @@ impl ExposureAggregator {
         txn: &mut Txn<'_>,
     ) -> Result<(), ProcessError> {
         txn.put(CASE_STATE, e.case_id.as_str().as_bytes(), encode_value(e)?);
+        self.recount = true;
         let prefix = case_prefix(&e.case_id);
         let drop_all = e.status == CaseStatus::Retracted;
         for (key, _) in txn
@@ -332,7 +562,7 @@ impl Processor for ExposureAggregator {
     }
 
     fn inputs(&self) -> Vec<String> {
-        vec![CANDIDATES.into(), CASES.into()]
+        vec![CANDIDATES.into(), CASES.into(), APPROVALS.into()]
     }
 
     fn process(
@@ -359,12 +589,21 @@ impl Processor for ExposureAggregator {
                 self.advance_stream_time(e.confirmed_at.as_millis());
                 self.case_event(&e, ts, txn)
             }
+            APPROVALS => {
+                let a: DataAccessApproval = decode(record)?;
+                check_key(record, a.case_id.as_str().as_bytes(), "the case id")?;
+                self.approval(&a, ts, txn)
+            }
             _ => Err(unexpected_topic(self.name(), record)),
         }
     }
 
     fn last_event_time_ms(&self) -> Option<i64> {
         self.last_event_ms
+    }
+
+    fn pending_approval(&self) -> Option<u64> {
+        self.pending
     }
 
     fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
@@ -381,6 +620,7 @@ impl Processor for ExposureAggregator {
         txn: &mut Txn<'_>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
+        self.regate(txn)?;
         for ((case, contact), ts) in std::mem::take(&mut self.dirty) {
             let ledger = match txn.get(LEDGERS, &pair_key(&case, contact)).or_fatal()? {
                 Some(bytes) => ContactLedger::decode(&bytes).or_fatal()?,
@@ -388,6 +628,11 @@ impl Processor for ExposureAggregator {
             };
             self.reassess(&case, contact, &ledger, ts, txn, out)?;
         }
-        self.sweep(txn)
+        self.gates.clear();
+        self.sweep(txn)?;
+        if self.recount || self.pending.is_none() {
+            self.count_pending(txn)?;
+        }
+        Ok(())
     }
 }

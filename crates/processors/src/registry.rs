@@ -17,8 +17,8 @@ use crate::presence_join::{self, PresenceJoin};
 use crate::run::{PipelineConfig, ProcessorKind};
 use crate::segmenter::{self, Segmenter};
 use crate::topology::{
-    CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE, CLUSTERS, DEADLETTER,
-    EXPOSURES, SEGMENTS, TELECOM, TIMELINES, topic_specs,
+    APPROVALS, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE, CLUSTERS,
+    DEADLETTER, EXPOSURES, SEGMENTS, TELECOM, TIMELINES, topic_specs,
 };
 
 /// How a store's entries leave it.
@@ -178,8 +178,8 @@ pub const REGISTRY: &[ProcessorSpec] = &[
     },
     ProcessorSpec {
         kind: ProcessorKind::ExposureAggregator,
-        about: "exposure.candidates + cases.events → tracing.exposures (the exposure rule)",
-        inputs: &[CANDIDATES, CASES],
+        about: "exposure.candidates + cases.events + cases.approvals → tracing.exposures (the exposure rule, gated by approvals)",
+        inputs: &[CANDIDATES, CASES, APPROVALS],
         outputs: &[EXPOSURES],
         stores: &[
             store(
@@ -198,6 +198,18 @@ pub const REGISTRY: &[ProcessorSpec] = &[
                 exposure_aggregator::CASE_STATE,
                 KeyCodec::Case,
                 ValueCodec::CaseEvent,
+                Retention::ByCase,
+            ),
+            store(
+                exposure_aggregator::APPROVAL_STATE,
+                KeyCodec::CaseApproval,
+                ValueCodec::Approval,
+                Retention::ByCase,
+            ),
+            store(
+                exposure_aggregator::GATES,
+                KeyCodec::Case,
+                ValueCodec::Gate,
                 Retention::ByCase,
             ),
         ],

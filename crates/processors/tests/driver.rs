@@ -15,7 +15,7 @@ use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{DeadLetter, Exposure, ExposureStatus};
-use epitrace_model::topics::{CASES, DEADLETTER, EXPOSURES};
+use epitrace_model::topics::{APPROVALS, CASES, DEADLETTER, EXPOSURES};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_processors::PipelineConfig;
 use epitrace_processors::registry::test_driver;
@@ -38,6 +38,14 @@ fn processors_in_memory_equal_the_oracle() {
         for c in &s.cases {
             let payload = encode_single_object(c).unwrap();
             driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
+        }
+        for a in s.approvals() {
+            let payload = encode_single_object(&a).unwrap();
+            driver.pipe(
+                APPROVALS,
+                Some(a.case_id.as_str().as_bytes()),
+                Some(&payload),
+            );
         }
         for r in s.late.iter() {
             driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));

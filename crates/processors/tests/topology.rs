@@ -19,8 +19,8 @@ use epitrace_model::records::{
     SegmentUpdate, SubjectCase, Visit,
 };
 use epitrace_model::topics::{
-    CANDIDATES, CASES, CASES_BY_SUBJECT, CLUSTER_EVIDENCE, CLUSTERS, DEADLETTER, EXPOSURES,
-    SEGMENTS, TIMELINES,
+    APPROVALS, CANDIDATES, CASES, CASES_BY_SUBJECT, CLUSTER_EVIDENCE, CLUSTERS, DEADLETTER,
+    EXPOSURES, SEGMENTS, TIMELINES,
 };
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_processors::PipelineConfig;
@@ -43,6 +43,14 @@ fn run(scenario: &Scenario) -> TopologyDriver {
     for c in &scenario.cases {
         let payload = encode_single_object(c).unwrap();
         driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
+    }
+    for a in scenario.approvals() {
+        let payload = encode_single_object(&a).unwrap();
+        driver.pipe(
+            APPROVALS,
+            Some(a.case_id.as_str().as_bytes()),
+            Some(&payload),
+        );
     }
     for m in &scenario.malformed {
         driver.pipe(m.topic, Some(&m.key), Some(&m.payload));

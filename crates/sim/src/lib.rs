@@ -28,4 +28,4 @@ pub mod feed;
 pub mod nightlife;
 
 pub use feed::FeedRecord;
-pub use nightlife::{Scenario, nightlife};
+pub use nightlife::{Scenario, approvals_for, nightlife};

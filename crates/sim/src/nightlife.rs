@@ -31,12 +31,13 @@
 
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
-    CardTransaction, CaseEvent, CaseStatus, LocationPing, LocationSource, VenueCheckin,
+    CardTransaction, CaseEvent, CaseStatus, DataAccessApproval, DataCategory, LocationPing,
+    LocationSource, VenueCheckin,
 };
 use epitrace_model::time::{DAY_MS, MINUTE_MS};
 use epitrace_model::topics::{CARD, TELECOM};
 use epitrace_model::{
-    AccuracyM, CaseId, EventTime, LatLng, Mcc, MerchantId, ModelError, ProviderId, SubjectId,
+    AccuracyM, CaseId, EventTime, LatLng, Mcc, MerchantId, ModelError, ProviderId, SubjectId, Text,
     VenueId,
 };
 use h3o::Resolution;
@@ -90,6 +91,49 @@ impl Scenario {
         latest.retain(|e| e.status != CaseStatus::Retracted);
         latest
     }
+
+    /// Every category of every case approved at its confirmation (for 90
+    /// days), as the authorities would: publish them on `cases.approvals`
+    /// with the cases, or tracing waits for them.
+    #[must_use]
+    pub fn approvals(&self) -> Vec<DataAccessApproval> {
+        let mut seen: Vec<&CaseId> = Vec::new();
+        let mut out = Vec::new();
+        for e in &self.cases {
+            if seen.contains(&&e.case_id) {
+                continue;
+            }
+            seen.push(&e.case_id);
+            out.extend(approvals_for(&e.case_id, e.confirmed_at));
+        }
+        out
+    }
+}
+
+/// A case's approvals of every category, granted at `at` for 90 days:
+/// LOCATION by the police, CARD by the card association, CHECKIN by the
+/// health authority.
+#[must_use]
+pub fn approvals_for(case_id: &CaseId, at: EventTime) -> Vec<DataAccessApproval> {
+    let until =
+        EventTime::from_millis("expires_at", at.as_millis() + 90 * 86_400_000).unwrap_or(at);
+    [
+        (DataCategory::Location, "National Police Agency", "L"),
+        (DataCategory::Card, "Credit Finance Association", "C"),
+        (DataCategory::Checkin, "Health Authority", "Q"),
+    ]
+    .into_iter()
+    .filter_map(|(category, authority, tag)| {
+        Some(DataAccessApproval {
+            case_id: case_id.clone(),
+            category,
+            authority: Text::new("authority", authority).ok()?,
+            reference: Text::new("reference", format!("{}-{tag}", case_id.as_str())).ok()?,
+            approved_at: at,
+            expires_at: until,
+        })
+    })
+    .collect()
 }
 
 /// SplitMix64: small, seedable, good enough for scenario shapes.

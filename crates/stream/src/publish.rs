@@ -132,31 +132,32 @@ impl Publisher {
     }
 
     /// Adds the consumer's next `offsets` to the open transaction (fenced
-    /// when `group` is of an older generation: the partitions moved) and
-    /// commits it.
+    /// when `group` is of an older generation: the partitions moved).
     ///
     /// # Errors
-    /// [`StreamError::Kafka`]; the transaction must then be aborted.
-    pub async fn commit(
+    /// [`StreamError::Kafka`]: a retriable one (timed out while the brokers
+    /// are away) means the call may be made again to resume; otherwise the
+    /// transaction must be aborted.
+    pub async fn send_offsets(
         &self,
         offsets: TopicPartitionList,
         group: ConsumerGroupMetadata,
     ) -> Result<(), StreamError> {
+        if offsets.count() == 0 {
+            return Ok(());
+        }
         let producer = self.producer.clone();
         let timeout = self.timeout;
-        blocking(move || {
-            if offsets.count() > 0 {
-                producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
-            }
-            producer.commit_transaction(timeout)
-        })
-        .await
+        blocking(move || producer.send_offsets_to_transaction(&offsets, &group, timeout)).await
     }
 
-    /// Commits the open transaction (records only, no consumer offsets).
+    /// Commits the open transaction.
     ///
     /// # Errors
-    /// [`StreamError::Kafka`]; the transaction must then be aborted.
+    /// [`StreamError::Kafka`]: a retriable one (the commit timed out while
+    /// the brokers are away; its outcome is unknown) means the call must be
+    /// made again to resume it — an abort is refused meanwhile; otherwise
+    /// the transaction must be aborted.
     pub async fn commit_records(&self) -> Result<(), StreamError> {
         let producer = self.producer.clone();
         let timeout = self.timeout;

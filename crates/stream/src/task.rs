@@ -114,6 +114,9 @@ struct Part {
     processor: Box<dyn Processor>,
     /// The next offset to process, per input topic.
     next: BTreeMap<String, i64>,
+    /// Cases pending approval in this partition, when the processor
+    /// reports it.
+    pending: Option<u64>,
 }
 
 /// Consumer context: restores partitions on assignment, closes them on
@@ -130,6 +133,10 @@ struct TaskContext {
     hooks: LinkHooks,
     /// Shared with the standby thread: a store is open in one place.
     handoff: Arc<Handoff>,
+    /// Since when this member owns nothing after its assignment was lost
+    /// (a session timeout) or after it joined again; cleared by the next
+    /// assignment.
+    unassigned_since: Mutex<Option<Instant>>,
 }
 
 /// How long an assignment waits for the standby thread to close its copy.
@@ -157,6 +164,21 @@ impl TaskContext {
         self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
+    /// How long this member has owned nothing since it lost its
+    /// assignment, if it did.
+    fn unassigned_for(&self) -> Option<Duration> {
+        self.unassigned_since
+            .lock()
+            .ok()
+            .and_then(|s| s.map(|t| t.elapsed()))
+    }
+
+    fn set_unassigned(&self, since: Option<Instant>) {
+        if let Ok(mut s) = self.unassigned_since.lock() {
+            *s = since;
+        }
+    }
+
     fn has_failed(&self) -> bool {
         self.failure.lock().map_or(true, |f| f.is_some())
     }
@@ -175,6 +197,7 @@ impl TaskContext {
             health: self.health.clone(),
             hooks: self.hooks.clone(),
             handoff: Arc::clone(&self.handoff),
+            unassigned_since: Mutex::new(None),
         }
     }
 
@@ -285,6 +308,7 @@ impl TaskContext {
             store: Arc::new(store),
             processor: (self.def.build)(),
             next,
+            pending: None,
         })
     }
 
@@ -364,6 +388,7 @@ impl TaskContext {
         );
         // The group coordinator answered.
         self.hooks.answered();
+        self.set_unassigned(None);
         self.metrics.rebalance("assign", owned.len());
         self.health.set_ready(true);
     }
@@ -381,6 +406,9 @@ impl TaskContext {
             self.fail(format!("unassign: {e}"));
         }
         let owned = self.parts().len();
+        if lost && owned == 0 {
+            self.set_unassigned(Some(Instant::now()));
+        }
         info!(
             ?partitions,
             closed,
@@ -541,6 +569,7 @@ pub async fn run_task(
         metrics,
         health: health.clone(),
         hooks,
+        unassigned_since: Mutex::new(None),
     };
     let result = drive(context, cfg, shutdown).instrument(span).await;
     match &result {
@@ -556,6 +585,13 @@ const RESTORE_RETRY: Duration = Duration::from_secs(30);
 
 /// How often the state store gauges are refreshed.
 const STATE_GAUGES_EVERY: Duration = Duration::from_secs(15);
+
+/// How long a member that lost its assignment waits for a new one before
+/// it joins again as a new member.
+const REJOIN_AFTER_LOSS: Duration = Duration::from_secs(45);
+
+/// How many times per lost assignment it does so.
+const MAX_LOSS_REJOINS: u32 = 3;
 
 async fn drive(
     context: TaskContext,
@@ -596,7 +632,33 @@ async fn drive(
     let mut gauges = tokio::time::interval(STATE_GAUGES_EVERY);
     let mut abandoned = false;
     let mut failures: u32 = 0;
+    let mut lost_rejoins: u32 = 0;
     loop {
+        // A member that lost its assignment (a session timeout while the
+        // brokers were away) is given its partitions back when it joins
+        // again; if the coordinator never does (seen with librdkafka after
+        // an outage), a fresh member joins instead — a few times per loss,
+        // not forever (an instance may legitimately own nothing).
+        if consumer
+            .context()
+            .unassigned_for()
+            .is_some_and(|d| d >= REJOIN_AFTER_LOSS)
+            && lost_rejoins < MAX_LOSS_REJOINS
+        {
+            lost_rejoins += 1;
+            warn!(
+                attempt = lost_rejoins,
+                "no partitions since the assignment was lost; joining the group again as a new member"
+            );
+            let fresh = consumer.context().fresh();
+            fresh.set_unassigned(Some(Instant::now()));
+            drop(consumer);
+            consumer = join(fresh)?;
+            continue;
+        }
+        if consumer.context().unassigned_for().is_none() {
+            lost_rejoins = 0;
+        }
         if let Some(why) = consumer.context().take_failure() {
             // A rebalance could not be completed (e.g. a restore while the
             // brokers were away): leave the group with nothing owned, wait,
@@ -900,6 +962,13 @@ async fn step(
             for (topic, _, next) in &p.outcome.next_offsets {
                 part.next.insert(topic.clone(), *next);
             }
+            if p.outcome.pending_approval.is_some() {
+                part.pending = p.outcome.pending_approval;
+            }
+        }
+        let pending: Vec<u64> = parts.values().filter_map(|part| part.pending).collect();
+        if !pending.is_empty() {
+            ctx.metrics.pending_approval(pending.iter().sum());
         }
     }
     for p in &processed {
@@ -917,11 +986,39 @@ async fn transact(
 ) -> Result<crate::publish::Acked, StreamError> {
     publisher.begin()?;
     let acked = publisher.send(records).await?;
-    let group = consumer
-        .group_metadata()
-        .ok_or_else(|| StreamError::Rebalance("no consumer group metadata".into()))?;
-    publisher.commit(offsets.clone(), group).await?;
+    // A call that timed out while the brokers were away must be made again
+    // to resume (librdkafka refuses an abort while a commit is pending, and
+    // the commit may have gone through): retried until it succeeds or
+    // fails for good (the coordinator aborts a transaction older than its
+    // timeout; the error then asks for an abort).
+    let mut attempt = 0;
+    loop {
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| StreamError::Rebalance("no consumer group metadata".into()))?;
+        match publisher.send_offsets(offsets.clone(), group).await {
+            Ok(()) => break,
+            Err(e) if is_retriable_txn(&e) => resume_pause(&mut attempt, &e, "offsets").await,
+            Err(e) => return Err(e),
+        }
+    }
+    loop {
+        match publisher.commit_records().await {
+            Ok(()) => break,
+            Err(e) if is_retriable_txn(&e) => resume_pause(&mut attempt, &e, "commit").await,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(acked)
+}
+
+/// The pause before a timed-out transaction call is made again.
+async fn resume_pause(attempt: &mut u32, e: &StreamError, call: &str) {
+    *attempt += 1;
+    if *attempt == 1 {
+        warn!(error = %e, call, "transaction call timed out; resuming it until the brokers answer");
+    }
+    tokio::time::sleep(retry_backoff(*attempt)).await;
 }
 
 /// Leaves the producer ready for the next transaction after a failed one:

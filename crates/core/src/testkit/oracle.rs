@@ -93,6 +93,31 @@ fn covered(intervals: &[(i64, i64)], lo: i64, hi: i64) -> i64 {
         .sum()
 }
 
+/// [`exposures`] with approvals: only the cases' own observations of the
+/// `open` categories count (the population's all do), as
+/// `crate::approval` gates them.
+#[must_use]
+pub fn exposures_approved(
+    observations: &[(SubjectId, Observation)],
+    cases: &[CaseSpec],
+    cfg: &TracingConfig,
+    open: &[crate::approval::Category],
+) -> BTreeMap<(CaseId, SubjectId), OracleExposure> {
+    let case_subjects: BTreeSet<SubjectId> = cases
+        .iter()
+        .flat_map(|c| c.subjects.iter().copied())
+        .collect();
+    let kept: Vec<(SubjectId, Observation)> = observations
+        .iter()
+        .filter(|(subject, o)| {
+            !case_subjects.contains(subject)
+                || open.contains(&crate::approval::Category::of_stream(o.source.stream()))
+        })
+        .cloned()
+        .collect();
+    exposures(&kept, cases, cfg)
+}
+
 /// Every (case, contact) that meets the rule, from everything at once.
 #[must_use]
 pub fn exposures(

@@ -1,9 +1,9 @@
-//! The simulator's output folder: the four feed files (raw ids, as
+//! The simulator's output folder: the five feed files (raw ids, as
 //! providers hold them), the ground truth, a manifest and a demo
 //! pseudonymisation key.
 //!
 //! ```text
-//! OUT/telecom.csv  card.csv  checkin.csv  cases.csv   (or .jsonl)
+//! OUT/telecom.csv  card.csv  checkin.csv  cases.csv  approvals.csv   (or .jsonl)
 //! OUT/truth/people.csv       resident, msisdn, card_number, household, work, subway, precise
 //! OUT/truth/cases.csv        case_id, person, confirmed_at, infectious_from, infectious_until
 //! OUT/truth/contacts.csv     case_id, case_person, contact_person, setting, cumulative_s, peak_s, exposed

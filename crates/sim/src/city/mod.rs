@@ -181,12 +181,45 @@ pub fn simulate<S: RowSink>(
         let row = case_row(&world, id, *person, inf);
         sink.row(Feed::Cases, &row)?;
         *counts.rows.entry(Feed::Cases.name()).or_default() += 1;
+        // The authorities approve every category at confirmation.
+        if let Some(at) = inf.confirmed_at {
+            for row in approval_rows(id, at) {
+                sink.row(Feed::Approvals, &row)?;
+                *counts.rows.entry(Feed::Approvals.name()).or_default() += 1;
+            }
+        }
     }
     Ok((world, counts, truth))
 }
 
 fn time(ms: i64) -> String {
     EventTime::from_millis("t", ms).map_or_else(|_| ms.to_string(), format_time)
+}
+
+/// How long a simulated approval holds: longer than any simulated run.
+const APPROVAL_VALIDITY_MS: i64 = 90 * 86_400_000;
+
+/// A case's approvals as the authorities would grant them at confirmation:
+/// LOCATION by the police, CARD by the card association, CHECKIN by the
+/// health authority, each for [`APPROVAL_VALIDITY_MS`].
+fn approval_rows(case_id: &str, confirmed_at: i64) -> Vec<Row> {
+    [
+        ("LOCATION", "National Police Agency", "L"),
+        ("CARD", "Credit Finance Association", "C"),
+        ("CHECKIN", "Health Authority", "Q"),
+    ]
+    .into_iter()
+    .map(|(category, authority, tag)| {
+        vec![
+            case_id.to_owned(),
+            category.to_owned(),
+            authority.to_owned(),
+            format!("{case_id}-{tag}"),
+            time(confirmed_at),
+            time(confirmed_at + APPROVAL_VALIDITY_MS),
+        ]
+    })
+    .collect()
 }
 
 fn case_row(world: &World, id: &str, person: u32, inf: &Infection) -> Row {
