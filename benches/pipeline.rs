@@ -38,7 +38,9 @@ use epitrace_model::codec::{
     DecodeOptions, SINGLE_OBJECT_HEADER_LEN, decode_single_object, encode_single_object,
     read_generic,
 };
-use epitrace_model::records::{CaseStatus, LocationPing, LocationSource, SubjectCase};
+use epitrace_model::records::{
+    ApprovalWindow, CaseStatus, DataCategory, LocationPing, LocationSource, SubjectCase,
+};
 use epitrace_model::topics::{CASES_BY_SUBJECT, SEGMENTS, TELECOM};
 use epitrace_model::{AccuracyM, CaseId, EventTime, LatLng, ProviderId, SubjectId};
 use epitrace_processors::presence_join::PresenceJoin;
@@ -200,6 +202,14 @@ fn main() {
                 infectious_from: EventTime::from_millis("t", T0 - 86_400_000).unwrap(),
                 infectious_until: None,
                 confirmed_at: EventTime::from_millis("t", T0).unwrap(),
+                // Every category approved: the timelines are published.
+                approvals: DataCategory::ALL
+                    .iter()
+                    .map(|&category| ApprovalWindow {
+                        category,
+                        expires_at: EventTime::from_millis("t", T0 + 90 * 86_400_000).unwrap(),
+                    })
+                    .collect(),
             };
             (
                 sc.subject.as_bytes().to_vec(),

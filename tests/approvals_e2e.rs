@@ -5,7 +5,8 @@
 //! later adds the tower and GPS ones from the stored state; the LOCATION
 //! approval lapses when the stream's event time passes its `expires_at`,
 //! which retracts them again. Each step equals the brute-force oracle run
-//! on the cases' records of the approved categories only.
+//! on the cases' records of the approved categories only, and the case
+//! timelines hold visits of the approved categories only.
 
 #![allow(
     clippy::unwrap_used,
@@ -24,8 +25,9 @@ use epitrace_e2e::{brokers, parse_exposition, read_all, total, unique};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{
     CaseEvent, CaseStatus, DataAccessApproval, DataCategory, Exposure, ExposureStatus,
+    ObservationSource, Visit,
 };
-use epitrace_model::topics::{APPROVALS, AUDIT, CASES, EXPOSURES};
+use epitrace_model::topics::{APPROVALS, AUDIT, CASES, EXPOSURES, TIMELINES};
 use epitrace_model::{CaseId, EventTime, SubjectId, Text};
 use epitrace_ops::Telemetry;
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
@@ -60,6 +62,26 @@ async fn live(kafka: &KafkaConfig) -> Pairs {
         .filter(|(_, e)| e.status != ExposureStatus::Retracted)
         .map(|(k, e)| (k, i64::from(e.cumulative_s)))
         .collect()
+}
+
+/// The categories of the live visits, with how many of each.
+async fn visit_categories(kafka: &KafkaConfig) -> BTreeMap<Category, usize> {
+    let mut latest: BTreeMap<String, Visit> = BTreeMap::new();
+    for r in read_all(kafka, TIMELINES).await.unwrap() {
+        let v: Visit =
+            decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default()).unwrap();
+        latest.insert(v.visit_id.as_str().to_owned(), v);
+    }
+    let mut by: BTreeMap<Category, usize> = BTreeMap::new();
+    for v in latest.values().filter(|v| !v.retracted) {
+        let c = match v.sources.first() {
+            Some(ObservationSource::Card) => Category::Card,
+            Some(ObservationSource::Checkin) => Category::Checkin,
+            _ => Category::Location,
+        };
+        *by.entry(c).or_default() += 1;
+    }
+    by
 }
 
 /// Waits until the live exposures equal `want`.
@@ -201,6 +223,11 @@ async fn approvals_gate_exposures_on_a_real_broker() {
         .load(Ordering::Relaxed);
     assert!(candidates > 0, "the aggregator saw no candidate");
     assert_eq!(live(&kafka).await, Pairs::new(), "exposures while pending");
+    assert_eq!(
+        visit_categories(&kafka).await,
+        BTreeMap::new(),
+        "visits while pending"
+    );
     let pending = || {
         let text = telemetry.metrics.render().unwrap();
         total(
@@ -223,6 +250,11 @@ async fn approvals_gate_exposures_on_a_real_broker() {
     publisher.send_all(&approvals).await.unwrap();
     until_equal(&kafka, &card, "CARD approved").await;
     assert_eq!(pending(), 0.0, "nothing pending once approved");
+    let visits = visit_categories(&kafka).await;
+    assert!(
+        visits.contains_key(&Category::Card) && !visits.contains_key(&Category::Location),
+        "CARD visits only: {visits:?}"
+    );
 
     // LOCATION approved later, for two days of event time.
     let lapse = latest + 2 * DAY_MS;
@@ -232,6 +264,11 @@ async fn approvals_gate_exposures_on_a_real_broker() {
         .collect();
     publisher.send_all(&approvals).await.unwrap();
     until_equal(&kafka, &card_location, "LOCATION approved").await;
+    let visits = visit_categories(&kafka).await;
+    assert!(
+        visits.contains_key(&Category::Location),
+        "LOCATION visits: {visits:?}"
+    );
 
     // Event time moves past the lapse (cases confirmed later, on every
     // partition): the tower and GPS exposures are retracted.
@@ -250,6 +287,19 @@ async fn approvals_gate_exposures_on_a_real_broker() {
         .collect();
     publisher.send_all(&clock).await.unwrap();
     until_equal(&kafka, &card, "LOCATION lapsed").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let visits = visit_categories(&kafka).await;
+        if !visits.contains_key(&Category::Location) {
+            println!("visits after the lapse: {visits:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "LOCATION visits left: {visits:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     pipeline.stop().await.unwrap();
     purge_topics(&kafka, &names).await.unwrap();

@@ -189,6 +189,28 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         "segmenter ingested the trails after {:?}",
         started.elapsed()
     );
+    // The approvals of every category, as the authorities grant them —
+    // here before the cases they are for (kept until the case comes), so
+    // that the retracted case had visits to withdraw.
+    let approvals: Vec<OutputRecord> = scenario
+        .approvals()
+        .iter()
+        .map(|a| OutputRecord {
+            topic: APPROVALS.into(),
+            key: a.case_id.as_str().as_bytes().to_vec(),
+            payload: encode_single_object(a).unwrap(),
+            timestamp_ms: None,
+        })
+        .collect();
+    publisher.send_all(&approvals).await.unwrap();
+    let router = pipeline.stats()[&ProcessorKind::CaseRouter].clone();
+    let n = u64::try_from(approvals.len()).unwrap();
+    wait_until(
+        "the case router to read the approvals",
+        Duration::from_secs(120),
+        || router.records_in.load(Ordering::Relaxed) >= n,
+    )
+    .await;
     // Phase 2: the cases (one is retracted after its confirmation).
     let cases: Vec<OutputRecord> = scenario
         .cases
@@ -201,18 +223,6 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         })
         .collect();
     publisher.send_all(&cases).await.unwrap();
-    // The approvals of every category, as the authorities grant them.
-    let approvals: Vec<OutputRecord> = scenario
-        .approvals()
-        .iter()
-        .map(|a| OutputRecord {
-            topic: APPROVALS.into(),
-            key: a.case_id.as_str().as_bytes().to_vec(),
-            payload: encode_single_object(a).unwrap(),
-            timestamp_ms: None,
-        })
-        .collect();
-    publisher.send_all(&approvals).await.unwrap();
 
     // Phase 3: population data that arrives after the case, and junk.
     let mut late = feed(&scenario.late);

@@ -495,7 +495,7 @@ fn instances_killed_and_a_broker_restarted_change_nothing_in_the_outputs() {
         })
         .sum();
     println!(
-        "published {feeds} feed and case records in {:.1} s",
+        "published {feeds} feed, case and approval records in {:.1} s",
         published.elapsed().as_secs_f64()
     );
 

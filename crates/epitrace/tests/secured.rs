@@ -183,14 +183,16 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
         "--topic",
         "feeds.",
     ]);
-    acl(&[
-        "--allow-principal",
-        "User:pipeline",
-        "--operation",
-        "Read",
-        "--topic",
-        "cases.events",
-    ]);
+    for input in ["cases.events", "cases.approvals"] {
+        acl(&[
+            "--allow-principal",
+            "User:pipeline",
+            "--operation",
+            "Read",
+            "--topic",
+            input,
+        ]);
+    }
     for owned in [
         "cases.by-subject",
         "presence.",

@@ -54,8 +54,8 @@ pub use ids::{
     VisitId,
 };
 pub use records::{
-    AuditAction, AuditOutcome, AuditRecord, CardTransaction, CaseEvent, CaseStatus, CaseTag,
-    ClusterAlert, ClusterStatus, DataAccessApproval, DataCategory, DeadLetter, Exposure,
+    ApprovalWindow, AuditAction, AuditOutcome, AuditRecord, CardTransaction, CaseEvent, CaseStatus,
+    CaseTag, ClusterAlert, ClusterStatus, DataAccessApproval, DataCategory, DeadLetter, Exposure,
     ExposureCandidate, ExposureStatus, LocationPing, LocationSource, ObservationSource, Place,
     Role, SegmentRef, SegmentUpdate, SegmentUpdateKind, SubjectCase, TimeWindow, VenueCheckin,
     Visit,

@@ -433,6 +433,7 @@ fn sample_subject_case() -> SubjectCase {
         infectious_from: t0(),
         infectious_until: None,
         confirmed_at: t0(),
+        approvals: Vec::new(),
     }
 }
 

@@ -6,7 +6,8 @@ use epitrace_core::{Lane, Segment, SegmentKey, Source, SourceSet};
 use epitrace_engine::{InputRecord, ProcessError};
 use epitrace_model::codec::{AvroRecord, DecodeOptions, decode_single_object};
 use epitrace_model::records::{
-    CaseTag, ObservationSource, SegmentRef, SegmentUpdate, SegmentUpdateKind,
+    CaseTag, DataAccessApproval, DataCategory, ObservationSource, SegmentRef, SegmentUpdate,
+    SegmentUpdateKind,
 };
 use epitrace_model::{CaseId, EventTime, ModelError, SubjectId};
 use epitrace_state::{StateError, Txn};
@@ -140,6 +141,19 @@ pub(crate) fn case_member_key(case: &CaseId, member: &[u8]) -> Vec<u8> {
     let mut k = case_prefix(case);
     k.extend_from_slice(member);
     k
+}
+
+/// `case | 0 | category(1) | reference`: one approval's key in the
+/// `approvals` stores (the latest of a reference replaces the earlier).
+pub(crate) fn approval_key(a: &DataAccessApproval) -> Vec<u8> {
+    let category = match a.category {
+        DataCategory::Location => 1,
+        DataCategory::Card => 2,
+        DataCategory::Checkin => 3,
+    };
+    let mut member = vec![category];
+    member.extend_from_slice(a.reference.as_str().as_bytes());
+    case_member_key(&a.case_id, &member)
 }
 
 /// `case id | 0`: the prefix of [`case_member_key`].

@@ -49,7 +49,7 @@ use std::collections::BTreeMap;
 
 use epitrace_core::approval::gate_at;
 use epitrace_core::{
-    Assessment, Category, ContactLedger, Gate, Held, Interval, Overlap, PairKey, TracingConfig,
+    Assessment, ContactLedger, Gate, Held, Interval, Overlap, PairKey, TracingConfig,
 };
 use epitrace_engine::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
@@ -61,8 +61,8 @@ use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
 
 use crate::common::{
-    OrFatal, case_member_key, case_prefix, check_key, decode, decode_value, encode_value,
-    prefix_end, segment_key, sweep_slice, unexpected_topic,
+    OrFatal, approval_key, case_member_key, case_prefix, check_key, decode, decode_value,
+    encode_value, prefix_end, segment_key, sweep_slice, unexpected_topic,
 };
 use crate::topology::{APPROVALS, CANDIDATES, CASES, EXPOSURES};
 
@@ -76,21 +76,6 @@ pub const CASE_STATE: &str = "cases";
 pub const APPROVAL_STATE: &str = "approvals";
 /// Store of each case's open categories and their next expiry.
 pub const GATES: &str = "gates";
-
-/// `case | 0 | category | reference`: one approval's key.
-fn approval_key(a: &DataAccessApproval) -> Vec<u8> {
-    let mut member = vec![category_byte(a.category.into())];
-    member.extend_from_slice(a.reference.as_str().as_bytes());
-    case_member_key(&a.case_id, &member)
-}
-
-const fn category_byte(c: Category) -> u8 {
-    match c {
-        Category::Location => 1,
-        Category::Card => 2,
-        Category::Checkin => 3,
-    }
-}
 
 /// A stored gate: `bits(1) · next expiry (8, little-endian; i64::MAX when
 /// none)`.

@@ -7,7 +7,7 @@
 use epitrace_engine::{Processor, TopologyDriver};
 use epitrace_state::MemStore;
 
-use crate::case_router::CaseRouter;
+use crate::case_router::{self, CaseRouter};
 use crate::cluster_detector::{self, ClusterDetector};
 use crate::cluster_router::ClusterRouter;
 use crate::codecs::{KeyCodec, ValueCodec};
@@ -87,7 +87,7 @@ impl ProcessorSpec {
 }
 
 /// Topics written by providers and health authorities, not by processors.
-pub const EXTERNAL_INPUTS: &[&str] = &[TELECOM, CARD, CHECKIN, CASES];
+pub const EXTERNAL_INPUTS: &[&str] = &[TELECOM, CARD, CHECKIN, CASES, APPROVALS];
 
 const fn store(
     name: &'static str,
@@ -107,11 +107,26 @@ const fn store(
 pub const REGISTRY: &[ProcessorSpec] = &[
     ProcessorSpec {
         kind: ProcessorKind::CaseRouter,
-        about: "cases.events → cases.by-subject (a case's subjects, keyed by subject)",
-        inputs: &[CASES],
+        about: "cases.events + cases.approvals → cases.by-subject (a case's subjects with its approvals, keyed by subject)",
+        inputs: &[CASES, APPROVALS],
         outputs: &[CASES_BY_SUBJECT],
-        stores: &[],
-        build: |_| Box::<CaseRouter>::default(),
+        stores: &[
+            store(
+                case_router::CASE_STATE,
+                KeyCodec::Case,
+                ValueCodec::CaseEvent,
+                Retention::ByCase,
+            ),
+            store(
+                case_router::APPROVAL_STATE,
+                KeyCodec::CaseApproval,
+                ValueCodec::Approval,
+                Retention::ByCase,
+            ),
+        ],
+        build: |cfg| {
+            Box::new(CaseRouter::default().with_retention(cfg.topology.retention.as_millis()))
+        },
     },
     ProcessorSpec {
         kind: ProcessorKind::Segmenter,

@@ -12,7 +12,8 @@
 //!     segments, kept so that a case confirmed later can look back over
 //!     them; its open segments are in its trails;
 //!   - `tags`: subject | case id → [`SubjectCase`], the cases the subject
-//!     belongs to and their infectious windows.
+//!     belongs to, their infectious windows and approvals (those still
+//!     holding when last evaluated).
 //! - **Output:** `presence.segments` (key = the segment cell's ancestor at
 //!   the partition resolution, `footprint.min_res`): a [`SegmentUpdate`](epitrace_model::records::SegmentUpdate)
 //!   whenever a segment's presence changes (opened, grown, widened, split,
@@ -25,6 +26,15 @@
 //!   upsert; `retracted = true` when the visit no longer exists (segment
 //!   split or merged by late data, window changed, case retracted). A case
 //!   confirmed later gets its visits from the look-back below.
+//! - **Approvals** (see `epitrace_core::approval`): a visit is published
+//!   only while its segment's category (LOCATION for telecom records, CARD,
+//!   CHECKIN) is open for the case — an approval on the tag holds, or
+//!   `tracing.approvals.open_by_default` opens it. A tag whose approvals
+//!   change re-sends the visits it opens and retracts those it closes; an
+//!   approval lapses when the stream time reaches its `expires_at` (checked
+//!   at the end of each batch), which retracts the visits of its category.
+//!   The segments themselves (and so the presence join) are not gated: the
+//!   exposure aggregator gates exposures.
 //! - **Keys:** every input record must be keyed by the subject its value
 //!   names (the partitioning that keeps one person's state on one
 //!   instance); one keyed otherwise is dead-lettered as `key_mismatch`.
@@ -46,14 +56,15 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use epitrace_core::approval::gate_at;
 use epitrace_core::codec::{decode_segment, encode_segment};
 use epitrace_core::ids::visit_id;
 use epitrace_core::interval::Interval;
 use epitrace_core::join::infectious_window;
 use epitrace_core::timeline::{clip, confidence};
 use epitrace_core::{
-    ChangeKind, FootprintCache, Ingest, Observation, Segment, SegmentChange, Stream, SubjectTrail,
-    TracingConfig,
+    ChangeKind, FootprintCache, Gate, Held, Ingest, Observation, Segment, SegmentChange, Stream,
+    SubjectTrail, TracingConfig,
 };
 use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
@@ -62,7 +73,7 @@ use epitrace_model::records::{
     CardTransaction, CaseStatus, CaseTag, LocationPing, SegmentUpdateKind, SubjectCase,
     VenueCheckin,
 };
-use epitrace_model::{CaseId, Probability, SubjectId};
+use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
 use h3o::Resolution;
 
@@ -94,9 +105,15 @@ pub struct Segmenter {
     trails: HashMap<Vec<u8>, SubjectTrail>,
     /// Trails changed in the current batch, written at its end.
     dirty: Vec<Vec<u8>>,
-    /// Every case-tagged subject with its tags: the whole `tags` store
-    /// (small: only case subjects), loaded on first use and kept in step.
-    tagged: Option<HashMap<SubjectId, Vec<CaseTag>>>,
+    /// Every case-tagged subject with its tags and the categories open for
+    /// each: the whole `tags` store (small: only case subjects), loaded on
+    /// first use and kept in step.
+    tagged: Option<HashMap<SubjectId, Vec<(CaseTag, Gate)>>>,
+    /// The categories open without an approval.
+    default_gate: Gate,
+    /// The earliest `expires_at` among the stored tags' approvals; `None`
+    /// until read from the store (after a start or a rewind).
+    next_expiry_ms: Option<i64>,
     /// Event time of the last record (for the lag metric).
     last_event_ms: Option<i64>,
     /// How long state is kept behind the stream time (ms); `None` keeps
@@ -129,6 +146,8 @@ impl Segmenter {
             trails: HashMap::new(),
             dirty: Vec::new(),
             tagged: None,
+            default_gate: cfg.approvals.default_gate(),
+            next_expiry_ms: None,
             last_event_ms: None,
             retention_ms: None,
             stream_time_ms: None,
@@ -259,12 +278,27 @@ impl Segmenter {
         Ok(())
     }
 
-    fn tags(&mut self, subject: SubjectId, txn: &Txn<'_>) -> Result<Vec<CaseTag>, ProcessError> {
+    /// The categories a stored tag opens: its approvals' (all held when it
+    /// was stored or last checked) and the defaults.
+    fn gate_of(&self, sc: &SubjectCase) -> Gate {
+        let held = sc.approvals.iter().map(|a| Held {
+            category: a.category.into(),
+            expires_ms: a.expires_at.as_millis(),
+        });
+        gate_at(held, None).0.union(self.default_gate)
+    }
+
+    fn tags(
+        &mut self,
+        subject: SubjectId,
+        txn: &Txn<'_>,
+    ) -> Result<Vec<(CaseTag, Gate)>, ProcessError> {
         if self.tagged.is_none() {
-            let mut all: HashMap<SubjectId, Vec<CaseTag>> = HashMap::new();
+            let mut all: HashMap<SubjectId, Vec<(CaseTag, Gate)>> = HashMap::new();
             for (_, v) in txn.scan(TAGS, &[], &[0xff; 64]).or_fatal()? {
                 let sc: SubjectCase = decode_value(&v)?;
-                all.entry(sc.subject).or_default().push(sc.tag());
+                let gate = self.gate_of(&sc);
+                all.entry(sc.subject).or_default().push((sc.tag(), gate));
             }
             self.tagged = Some(all);
         }
@@ -281,14 +315,14 @@ impl Segmenter {
         &mut self,
         subject: SubjectId,
         txn: &Txn<'_>,
-    ) -> Result<Vec<CaseTag>, ProcessError> {
+    ) -> Result<Vec<(CaseTag, Gate)>, ProcessError> {
         self.tags(subject, txn)?; // make sure the map is loaded
         let prefix = subject.as_bytes();
         let tags = txn
             .scan(TAGS, prefix, &prefix_end(prefix))
             .or_fatal()?
             .iter()
-            .map(|(_, v)| decode_value::<SubjectCase>(v).map(|sc| sc.tag()))
+            .map(|(_, v)| decode_value::<SubjectCase>(v).map(|sc| (sc.tag(), self.gate_of(&sc))))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(map) = self.tagged.as_mut() {
             if tags.is_empty() {
@@ -304,7 +338,7 @@ impl Segmenter {
         &self,
         subject: SubjectId,
         change: &SegmentChange,
-        tags: &[CaseTag],
+        tags: &[(CaseTag, Gate)],
         ts: Option<i64>,
         txn: &mut Txn<'_>,
         out: &mut Vec<OutputRecord>,
@@ -317,6 +351,8 @@ impl Segmenter {
         }
         let live = change.kind != ChangeKind::Retracted;
         self.timeline(subject, change, tags, ts, out)?;
+        let tags: Vec<CaseTag> = tags.iter().map(|(t, _)| t.clone()).collect();
+        let tags = &tags[..];
         // What the join knows is the last non-empty version sent.
         let was = change.previous.filter(|p| !p.interval().is_empty());
         let now = Some(change.segment).filter(|s| live && !s.interval().is_empty());
@@ -338,14 +374,18 @@ impl Segmenter {
         &self,
         subject: SubjectId,
         change: &SegmentChange,
-        tags: &[CaseTag],
+        tags: &[(CaseTag, Gate)],
         ts: Option<i64>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
         if change.kind != ChangeKind::Retracted && change.previous == Some(change.segment) {
             return Ok(()); // closed as it was: the visit is already out
         }
-        for tag in tags {
+        let stream = change.segment.key.lane.stream();
+        for (tag, gate) in tags {
+            if !gate.allows_stream(stream) {
+                continue; // not approved: no visit (nor was one sent)
+            }
             let window = infectious_window(tag.infectious_from, tag.infectious_until);
             let before = change
                 .previous
@@ -421,32 +461,14 @@ impl Segmenter {
         Ok(())
     }
 
-    /// A subject joined, changed or left a case: store the tag and re-send
-    /// every stored segment with the subject's new tags.
-    fn case(
+    /// The subject's live segments: the closed ones stored, then the open
+    /// ones of each feed's trail (empty ones left out).
+    fn live_segments(
         &mut self,
-        sc: &SubjectCase,
-        ts: Option<i64>,
-        txn: &mut Txn<'_>,
-        out: &mut Vec<OutputRecord>,
-    ) -> Result<(), ProcessError> {
-        // The case's window before this event, if the subject had it.
-        let old_window = self
-            .tags(sc.subject, txn)?
-            .iter()
-            .find(|t| t.case_id == sc.case_id)
-            .map(|t| infectious_window(t.infectious_from, t.infectious_until));
-        let mut key = sc.subject.as_bytes().to_vec();
-        key.extend_from_slice(sc.case_id.as_str().as_bytes());
-        if sc.status == CaseStatus::Retracted {
-            txn.delete(TAGS, &key[..]);
-        } else {
-            txn.put(TAGS, &key[..], encode_value(sc)?);
-        }
-        let tags = self.reload_tags(sc.subject, txn)?;
-        // The subject's live segments: the closed ones stored, then the open
-        // ones of each feed's trail.
-        let prefix = sc.subject.as_bytes();
+        subject: SubjectId,
+        txn: &Txn<'_>,
+    ) -> Result<Vec<Segment>, ProcessError> {
+        let prefix = subject.as_bytes();
         let mut live = txn
             .scan(SUBJECT_SEGMENTS, prefix, &prefix_end(prefix))
             .or_fatal()?
@@ -454,19 +476,73 @@ impl Segmenter {
             .map(|(_, bytes)| decode_segment(bytes).or_fatal())
             .collect::<Result<Vec<_>, _>>()?;
         for stream in Stream::ALL {
-            let (_, trail) = Self::trail(&mut self.trails, sc.subject, stream, txn)?;
+            let (_, trail) = Self::trail(&mut self.trails, subject, stream, txn)?;
             live.extend(trail.open_segments(&self.cfg.segment));
         }
-        let new_window = (sc.status != CaseStatus::Retracted)
-            .then(|| infectious_window(sc.infectious_from, sc.infectious_until));
-        for seg in live.iter().filter(|seg| !seg.interval().is_empty()) {
-            self.send(sc.subject, seg, SegmentUpdateKind::Upsert, &tags, ts, out)?;
-            // This case's timeline: visits in the new window; retractions
-            // of visits only the old window held.
-            match (
-                new_window.and_then(|w| clip(seg, w)),
-                old_window.and_then(|w| clip(seg, w)),
-            ) {
+        live.retain(|seg| !seg.interval().is_empty());
+        Ok(live)
+    }
+
+    /// Whether an approval still holds at the stream time.
+    fn holds(&self, expires_at: EventTime) -> bool {
+        self.stream_time_ms
+            .is_none_or(|now| expires_at.as_millis() > now)
+    }
+
+    /// A subject joined, changed or left a case (or the case's approvals
+    /// changed): store the tag and re-send every live segment with the
+    /// subject's new tags, and the case's visits its new window and gate
+    /// open — retracting those only the old ones did.
+    fn case(
+        &mut self,
+        sc: &SubjectCase,
+        ts: Option<i64>,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        // The case's window and gate before this event, if the subject had
+        // it.
+        let old = self
+            .tags(sc.subject, txn)?
+            .iter()
+            .find(|(t, _)| t.case_id == sc.case_id)
+            .map(|(t, g)| (infectious_window(t.infectious_from, t.infectious_until), *g));
+        let mut key = sc.subject.as_bytes().to_vec();
+        key.extend_from_slice(sc.case_id.as_str().as_bytes());
+        // Only the approvals that still hold are kept.
+        let mut stored = sc.clone();
+        stored.approvals.retain(|a| self.holds(a.expires_at));
+        if sc.status == CaseStatus::Retracted {
+            txn.delete(TAGS, &key[..]);
+        } else {
+            txn.put(TAGS, &key[..], encode_value(&stored)?);
+            self.note_expiries(&stored);
+        }
+        let tags = self.reload_tags(sc.subject, txn)?;
+        let case_tags: Vec<CaseTag> = tags.iter().map(|(t, _)| t.clone()).collect();
+        let new = (sc.status != CaseStatus::Retracted).then(|| {
+            (
+                infectious_window(sc.infectious_from, sc.infectious_until),
+                self.gate_of(&stored),
+            )
+        });
+        for seg in &self.live_segments(sc.subject, txn)? {
+            self.send(
+                sc.subject,
+                seg,
+                SegmentUpdateKind::Upsert,
+                &case_tags,
+                ts,
+                out,
+            )?;
+            // This case's timeline: visits in the new window of an open
+            // category; retractions of visits only the old ones held.
+            let stream = seg.key.lane.stream();
+            let visible = |w: Option<(Interval, Gate)>| {
+                w.filter(|(_, g)| g.allows_stream(stream))
+                    .and_then(|(w, _)| clip(seg, w))
+            };
+            match (visible(new), visible(old)) {
                 (Some(span), _) => {
                     self.send_visit(&sc.case_id, sc.subject, seg, span, false, ts, out)?;
                 }
@@ -476,6 +552,79 @@ impl Segmenter {
                 (None, None) => {}
             }
         }
+        Ok(())
+    }
+
+    /// Keeps the earliest known expiry up to date with a stored tag's.
+    fn note_expiries(&mut self, sc: &SubjectCase) {
+        if let Some(next) = self.next_expiry_ms {
+            let earliest = sc
+                .approvals
+                .iter()
+                .map(|a| a.expires_at.as_millis())
+                .fold(next, i64::min);
+            self.next_expiry_ms = Some(earliest);
+        }
+    }
+
+    /// Approvals that lapsed by the stream time: each tag holding one is
+    /// stored without it, and the visits of a category it no longer opens
+    /// are retracted.
+    fn lapse(
+        &mut self,
+        txn: &mut Txn<'_>,
+        out: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        let Some(now) = self.stream_time_ms else {
+            return Ok(());
+        };
+        let earliest =
+            |sc: &SubjectCase| sc.approvals.iter().map(|a| a.expires_at.as_millis()).min();
+        if self.next_expiry_ms.is_none() {
+            let mut next = i64::MAX;
+            for (_, v) in txn.scan(TAGS, &[], &[0xff; 64]).or_fatal()? {
+                if let Some(e) = earliest(&decode_value::<SubjectCase>(&v)?) {
+                    next = next.min(e);
+                }
+            }
+            self.next_expiry_ms = Some(next);
+        }
+        if self.next_expiry_ms.is_some_and(|next| next > now) {
+            return Ok(());
+        }
+        let mut next = i64::MAX;
+        for (key, v) in txn.scan(TAGS, &[], &[0xff; 64]).or_fatal()? {
+            let sc: SubjectCase = decode_value(&v)?;
+            if earliest(&sc).is_none_or(|e| e > now) {
+                if let Some(e) = earliest(&sc) {
+                    next = next.min(e);
+                }
+                continue;
+            }
+            let before = self.gate_of(&sc);
+            let mut kept = sc.clone();
+            kept.approvals.retain(|a| self.holds(a.expires_at));
+            if let Some(e) = earliest(&kept) {
+                next = next.min(e);
+            }
+            let after = self.gate_of(&kept);
+            txn.put(TAGS, key, encode_value(&kept)?);
+            self.reload_tags(sc.subject, txn)?;
+            if before == after {
+                continue;
+            }
+            let window = infectious_window(sc.infectious_from, sc.infectious_until);
+            for seg in &self.live_segments(sc.subject, txn)? {
+                let stream = seg.key.lane.stream();
+                if before.allows_stream(stream)
+                    && !after.allows_stream(stream)
+                    && let Some(span) = clip(seg, window)
+                {
+                    self.send_visit(&sc.case_id, sc.subject, seg, span, true, None, out)?;
+                }
+            }
+        }
+        self.next_expiry_ms = Some(next);
         Ok(())
     }
 }
@@ -537,8 +686,9 @@ impl Processor for Segmenter {
     fn end_batch(
         &mut self,
         txn: &mut Txn<'_>,
-        _out: &mut Vec<OutputRecord>,
+        out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
+        self.lapse(txn, out)?;
         self.dirty.sort_unstable();
         self.dirty.dedup();
         for key in self.dirty.drain(..) {

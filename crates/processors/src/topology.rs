@@ -41,8 +41,8 @@ impl Default for TopologyConfig {
 
 /// Every topic epitrace uses, with its configuration: the external inputs
 /// and every processor's outputs (from the
-/// [`registry`](crate::registry::REGISTRY)), the dead letters, approvals
-/// and the audit log.
+/// [`registry`](crate::registry::REGISTRY)), the dead letters and the audit
+/// log.
 #[must_use]
 pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
     let delete = |name: &str, retention: Span| TopicSpec {
@@ -60,7 +60,6 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
         ],
     };
     let mut names: Vec<&str> = crate::registry::EXTERNAL_INPUTS.to_vec();
-    names.push(APPROVALS);
     for spec in crate::registry::REGISTRY {
         for topic in spec.outputs {
             if !names.contains(topic) {

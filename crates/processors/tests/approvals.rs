@@ -4,7 +4,9 @@
 //! LOCATION approval read later adds the tower and GPS ones, computed from
 //! the stored state; its expiry in event time, or its revocation, retracts
 //! them again. Every step is checked against the brute-force oracle run on
-//! the case's records of the open categories only.
+//! the case's records of the open categories only, and the timelines
+//! against the visits of a run with every category open, restricted to the
+//! open ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,8 +18,9 @@ use epitrace_engine::TopologyDriver;
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{
     CaseEvent, CaseStatus, DataAccessApproval, DataCategory, Exposure, ExposureStatus,
+    ObservationSource, Visit,
 };
-use epitrace_model::topics::{APPROVALS, CASES, EXPOSURES};
+use epitrace_model::topics::{APPROVALS, CASES, EXPOSURES, TIMELINES};
 use epitrace_model::{CaseId, EventTime, SubjectId, Text};
 use epitrace_processors::PipelineConfig;
 use epitrace_processors::registry::test_driver;
@@ -40,6 +43,36 @@ fn live(driver: &TopologyDriver) -> Pairs {
         .into_iter()
         .filter(|(_, e)| e.status != ExposureStatus::Retracted)
         .map(|(k, e)| (k, i64::from(e.cumulative_s)))
+        .collect()
+}
+
+/// The live visits: id → the category of its sources.
+fn visits(driver: &TopologyDriver) -> BTreeMap<String, Category> {
+    let mut latest: BTreeMap<String, Visit> = BTreeMap::new();
+    for r in driver.read(TIMELINES) {
+        let v: Visit =
+            decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default()).unwrap();
+        latest.insert(v.visit_id.as_str().to_owned(), v);
+    }
+    latest
+        .into_iter()
+        .filter(|(_, v)| !v.retracted)
+        .map(|(id, v)| {
+            let category = match v.sources.first() {
+                Some(ObservationSource::Card) => Category::Card,
+                Some(ObservationSource::Checkin) => Category::Checkin,
+                _ => Category::Location,
+            };
+            (id, category)
+        })
+        .collect()
+}
+
+/// The visits of `all` whose category is open.
+fn open_visits(all: &BTreeMap<String, Category>, open: &[Category]) -> BTreeMap<String, Category> {
+    all.iter()
+        .filter(|(_, c)| open.contains(c))
+        .map(|(id, c)| (id.clone(), *c))
         .collect()
 }
 
@@ -128,9 +161,19 @@ fn approvals_per_category_gate_exposures_and_late_ones_lose_nothing() {
         .max()
         .unwrap();
     let mut driver = scenario_run(&cfg, &s);
+    // The timelines with every category open, for reference.
+    let mut open_cfg = PipelineConfig::default();
+    open_cfg.tracing.approvals.open_by_default = Category::ALL.to_vec();
+    let all_visits = visits(&scenario_run(&open_cfg, &s));
+    for c in Category::ALL {
+        if c != Category::Checkin {
+            assert!(all_visits.values().any(|v| *v == c), "no {c} visit");
+        }
+    }
 
     // Pending: nothing approved, nothing traced.
     assert_eq!(live(&driver), Pairs::new(), "exposures without approval");
+    assert_eq!(visits(&driver), BTreeMap::new(), "visits without approval");
     let all = expected(&s, tracing, &Category::ALL);
     let card = expected(&s, tracing, &[Category::Card]);
     let card_location = expected(&s, tracing, &[Category::Card, Category::Location]);
@@ -147,6 +190,9 @@ fn approvals_per_category_gate_exposures_and_late_ones_lose_nothing() {
         .collect();
     pipe_approvals(&mut driver, &cards);
     assert_eq!(live(&driver), card, "CARD approved");
+    let card_visits = open_visits(&all_visits, &[Category::Card]);
+    assert_eq!(visits(&driver), card_visits, "CARD visits");
+    let card_location_visits = open_visits(&all_visits, &[Category::Card, Category::Location]);
 
     // LOCATION, later: the tower and GPS exposures appear from stored state.
     let lapse = latest_event + 2 * DAY_MS;
@@ -156,10 +202,16 @@ fn approvals_per_category_gate_exposures_and_late_ones_lose_nothing() {
         .collect();
     pipe_approvals(&mut driver, &locations);
     assert_eq!(live(&driver), card_location, "CARD and LOCATION approved");
+    assert_eq!(
+        visits(&driver),
+        card_location_visits,
+        "CARD and LOCATION visits"
+    );
 
     // The LOCATION approval lapses in event time: back to card evidence.
     advance_clock(&mut driver, lapse + DAY_MS, 1);
     assert_eq!(live(&driver), card, "LOCATION lapsed");
+    assert_eq!(visits(&driver), card_visits, "LOCATION visits lapsed");
 
     // Approved again, then revoked (the reference posted with an expiry
     // already past): in, then out again.
@@ -176,12 +228,18 @@ fn approvals_per_category_gate_exposures_and_late_ones_lose_nothing() {
         .collect();
     pipe_approvals(&mut driver, &again);
     assert_eq!(live(&driver), card_location, "LOCATION approved again");
+    assert_eq!(
+        visits(&driver),
+        card_location_visits,
+        "LOCATION visits again"
+    );
     let revoked: Vec<_> = cases
         .iter()
         .map(|c| approval(c, DataCategory::Location, lapse, lapse + DAY_MS / 2))
         .collect();
     pipe_approvals(&mut driver, &revoked);
     assert_eq!(live(&driver), card, "LOCATION revoked");
+    assert_eq!(visits(&driver), card_visits, "LOCATION visits revoked");
 
     // Everything approved: the ungated rule.
     let rest: Vec<_> = cases
@@ -193,6 +251,7 @@ fn approvals_per_category_gate_exposures_and_late_ones_lose_nothing() {
         .collect();
     pipe_approvals(&mut driver, &rest);
     assert_eq!(live(&driver), all, "every category approved");
+    assert_eq!(visits(&driver), all_visits, "every visit");
 }
 
 #[test]

@@ -95,8 +95,19 @@ fn case_router_fans_a_case_out_to_its_subjects_co_partitioned_with_their_feeds()
         .into_iter()
         .map(|r| (decode(r), r.partition, r.key.clone().unwrap()))
         .collect();
-    let want: usize = s.cases.iter().map(|c| c.subjects.len()).sum();
+    // Every case event, and again on each approval of a case not retracted
+    // (the approvals are piped after the cases).
+    let approvals = s.approvals();
+    let want: usize = s.cases.iter().map(|c| c.subjects.len()).sum::<usize>()
+        + s.live_cases()
+            .iter()
+            .map(|c| c.subjects.len() * approvals.iter().filter(|a| a.case_id == c.case_id).count())
+            .sum::<usize>();
     assert_eq!(routed.len(), want);
+    assert!(
+        routed.iter().any(|(sc, _, _)| sc.approvals.len() == 3),
+        "the approvals go with the case"
+    );
     // Where a feed put the subject's records, there its case tag goes.
     let feed_partition: BTreeMap<Vec<u8>, i32> = s
         .trail
@@ -299,14 +310,14 @@ fn a_record_keyed_by_another_subject_or_case_is_dead_lettered_not_processed() {
         .filter(|d| d.reason_code.as_str() == "key_mismatch")
         .map(|d| d.topic.as_str())
         .collect();
-    // The ping at the segmenter; the case event at the exposure aggregator
-    // (the case router and cluster router hold no state by case).
+    // The ping at the segmenter; the case event at the case router and at
+    // the exposure aggregator (the cluster router holds no state by case).
     assert_eq!(
         mismatched,
         BTreeSet::from([ping.topic(), CASES]),
         "{dead:?}"
     );
-    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead.len(), 3, "{dead:?}");
     let trails = driver
         .store("segmenter")
         .unwrap()

@@ -36,7 +36,7 @@ pub use exposure::{Exposure, ExposureStatus, TimeWindow};
 pub use exposure_candidate::{ExposureCandidate, SegmentRef};
 pub use location_ping::{LocationPing, LocationSource};
 pub use segment_update::{CaseTag, SegmentUpdate, SegmentUpdateKind};
-pub use subject_case::SubjectCase;
+pub use subject_case::{ApprovalWindow, SubjectCase};
 pub use venue_checkin::VenueCheckin;
 pub use visit::{ObservationSource, Visit};
 

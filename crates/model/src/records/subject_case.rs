@@ -7,6 +7,7 @@ use crate::error::ModelError;
 use crate::ids::{CaseId, SubjectId};
 use crate::records::case_event::{CaseEvent, CaseStatus};
 use crate::records::check_order;
+use crate::records::data_access_approval::{DataAccessApproval, DataCategory};
 use crate::records::segment_update::CaseTag;
 use crate::time::EventTime;
 use crate::value::{Fields, opt, record, str_value, subject_value, ts};
@@ -29,6 +30,45 @@ pub struct SubjectCase {
     pub infectious_until: Option<EventTime>,
     /// When the case was confirmed.
     pub confirmed_at: EventTime,
+    /// The case's approvals that held when the case-router last read them
+    /// (one per reference); empty from version-1 writers.
+    pub approvals: Vec<ApprovalWindow>,
+}
+
+/// One approval as the segmenter needs it: the category it opens and when
+/// it lapses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ApprovalWindow {
+    /// The category.
+    pub category: DataCategory,
+    /// When it lapses.
+    pub expires_at: EventTime,
+}
+
+impl From<&DataAccessApproval> for ApprovalWindow {
+    fn from(a: &DataAccessApproval) -> Self {
+        Self {
+            category: a.category,
+            expires_at: a.expires_at,
+        }
+    }
+}
+
+impl ApprovalWindow {
+    fn to_value(self) -> Value {
+        record([
+            ("category", self.category.to_value()),
+            ("expires_at", ts(self.expires_at)),
+        ])
+    }
+
+    fn from_value(value: &Value) -> Result<Self, ModelError> {
+        let f = Fields::of("ApprovalWindow", value)?;
+        Ok(Self {
+            category: DataCategory::from_symbol(f.symbol("category")?)?,
+            expires_at: f.time("expires_at")?,
+        })
+    }
 }
 
 impl SubjectCase {
@@ -48,9 +88,15 @@ impl SubjectCase {
 
 impl CaseEvent {
     /// The event fanned out to each of its subjects, in the order of
-    /// `subjects`: the records of `cases.by-subject`.
+    /// `subjects`: the records of `cases.by-subject` (no approvals).
     #[must_use]
     pub fn fan_out(&self) -> Vec<SubjectCase> {
+        self.fan_out_with(&[])
+    }
+
+    /// [`CaseEvent::fan_out`] with the case's approvals that hold.
+    #[must_use]
+    pub fn fan_out_with(&self, approvals: &[ApprovalWindow]) -> Vec<SubjectCase> {
         self.subjects
             .iter()
             .map(|subject| SubjectCase {
@@ -60,6 +106,7 @@ impl CaseEvent {
                 infectious_from: self.infectious_from,
                 infectious_until: self.infectious_until,
                 confirmed_at: self.confirmed_at,
+                approvals: approvals.to_vec(),
             })
             .collect()
     }
@@ -78,6 +125,15 @@ impl AvroRecord for SubjectCase {
             ("infectious_from", ts(self.infectious_from)),
             ("infectious_until", opt(self.infectious_until.map(ts))),
             ("confirmed_at", ts(self.confirmed_at)),
+            (
+                "approvals",
+                Value::Array(
+                    self.approvals
+                        .iter()
+                        .map(|a| ApprovalWindow::to_value(*a))
+                        .collect(),
+                ),
+            ),
         ])
     }
 
@@ -90,6 +146,11 @@ impl AvroRecord for SubjectCase {
             infectious_from: f.time("infectious_from")?,
             infectious_until: f.opt_time("infectious_until")?,
             confirmed_at: f.time("confirmed_at")?,
+            approvals: f
+                .array("approvals")?
+                .iter()
+                .map(ApprovalWindow::from_value)
+                .collect::<Result<_, _>>()?,
         };
         sc.validate()?;
         Ok(sc)

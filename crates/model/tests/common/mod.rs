@@ -369,15 +369,25 @@ pub fn subject_case() -> impl Strategy<Value = SubjectCase> {
         ordered(),
         any::<bool>(),
         time(),
+        prop::collection::vec((prop::sample::select(DataCategory::ALL), time()), 0..4),
     )
         .prop_map(
-            |(subject, case_id, status, (from, until), open, confirmed_at)| SubjectCase {
-                subject,
-                case_id,
-                status,
-                infectious_from: from,
-                infectious_until: (!open).then_some(until),
-                confirmed_at,
+            |(subject, case_id, status, (from, until), open, confirmed_at, approvals)| {
+                SubjectCase {
+                    subject,
+                    case_id,
+                    status,
+                    infectious_from: from,
+                    infectious_until: (!open).then_some(until),
+                    confirmed_at,
+                    approvals: approvals
+                        .into_iter()
+                        .map(|(category, expires_at)| ApprovalWindow {
+                            category,
+                            expires_at,
+                        })
+                        .collect(),
+                }
             },
         )
 }
