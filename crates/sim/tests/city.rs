@@ -68,7 +68,7 @@ fn the_same_seed_gives_identical_bytes() {
     let (fa, fb, fc) = (read_all(a.path()), read_all(b.path()), read_all(c.path()));
     assert_eq!(
         fa.len(),
-        11,
+        12,
         "{:?}",
         fa.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
