@@ -77,6 +77,25 @@ pub const APPROVAL_STATE: &str = "approvals";
 /// Store of each case's open categories and their next expiry.
 pub const GATES: &str = "gates";
 
+/// The ledger keys of a case and the contact each names.
+fn ledger_contacts(
+    case: &CaseId,
+    txn: &Txn<'_>,
+) -> Result<Vec<(Vec<u8>, SubjectId)>, ProcessError> {
+    let prefix = case_prefix(case);
+    txn.scan(LEDGERS, &prefix, &prefix_end(&prefix))
+        .or_fatal()?
+        .into_iter()
+        .map(|(key, _)| {
+            let contact = key
+                .get(prefix.len()..)
+                .and_then(|b| SubjectId::from_slice(b).ok())
+                .ok_or_else(|| ProcessError::Fatal("corrupt ledger key".into()))?;
+            Ok((key, contact))
+        })
+        .collect()
+}
+
 /// A stored gate: `bits(1) · next expiry (8, little-endian; i64::MAX when
 /// none)`.
 #[must_use]
@@ -475,14 +494,7 @@ impl ExposureAggregator {
             if approved.union(self.default_gate) == before.union(self.default_gate) {
                 continue;
             }
-            for (key, _) in txn
-                .scan(LEDGERS, &prefix, &prefix_end(&prefix))
-                .or_fatal()?
-            {
-                let contact = key
-                    .get(prefix.len()..)
-                    .and_then(|b| SubjectId::from_slice(b).ok())
-                    .ok_or_else(|| ProcessError::Fatal("corrupt ledger key".into()))?;
+            for (_, contact) in ledger_contacts(&case, txn)? {
                 let dirty = self.dirty.entry((case.clone(), contact)).or_insert(ts);
                 if dirty.is_none() {
                     *dirty = ts;
@@ -522,16 +534,8 @@ impl ExposureAggregator {
     ) -> Result<(), ProcessError> {
         txn.put(CASE_STATE, e.case_id.as_str().as_bytes(), encode_value(e)?);
         self.recount = true;
-        let prefix = case_prefix(&e.case_id);
         let drop_all = e.status == CaseStatus::Retracted;
-        for (key, _) in txn
-            .scan(LEDGERS, &prefix, &prefix_end(&prefix))
-            .or_fatal()?
-        {
-            let contact = key
-                .get(prefix.len()..)
-                .and_then(|b| SubjectId::from_slice(b).ok())
-                .ok_or_else(|| ProcessError::Fatal("corrupt ledger key".into()))?;
+        for (key, contact) in ledger_contacts(&e.case_id, txn)? {
             if drop_all || e.subjects.contains(&contact) {
                 txn.delete(LEDGERS, &key[..]);
                 self.dirty.insert((e.case_id.clone(), contact), ts);
