@@ -47,11 +47,14 @@ fi
 have() { command -v "$1" >/dev/null 2>&1; }
 
 # libclang as bindgen (clang-sys) finds it: LIBCLANG_PATH, then the usual
-# Debian locations.
+# Debian locations. Only libclang.so* and libclang-N*.so* count: clang-sys
+# does not load libclang-cpp.so (the C++ library, which other packages
+# install without libclang itself).
 have_libclang() {
   local d
   for d in ${LIBCLANG_PATH:+"$LIBCLANG_PATH"} /usr/lib/llvm-*/lib /usr/lib/*-linux-gnu /usr/lib64 /usr/lib; do
-    compgen -G "$d/libclang*.so*" >/dev/null 2>&1 && return 0
+    compgen -G "$d/libclang.so*" >/dev/null 2>&1 && return 0
+    compgen -G "$d/libclang-[0-9]*.so*" >/dev/null 2>&1 && return 0
   done
   return 1
 }

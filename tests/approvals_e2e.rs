@@ -282,6 +282,7 @@ async fn approvals_gate_exposures_on_a_real_broker() {
                 infectious_from: EventTime::from_millis("t", lapse).unwrap(),
                 infectious_until: None,
                 status: CaseStatus::Confirmed,
+                region: None,
             })
         })
         .collect();

@@ -91,6 +91,7 @@ fn case_event(run: &str, p: &Person, infectious_day: f64, status: CaseStatus) ->
         infectious_from: EventTime::from_millis("t", from).unwrap(),
         infectious_until: None,
         status,
+        region: None,
     };
     OutputRecord {
         topic: CASES.into(),

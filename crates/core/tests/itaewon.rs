@@ -107,6 +107,7 @@ fn itaewon_by_hand() {
         infectious_from: at(-24 * 60),
         infectious_until: None,
         status: CaseStatus::Confirmed,
+        region: None,
     };
     let spec = CaseSpec::from_event(&case);
 

@@ -4,14 +4,16 @@
 //! `run` (the processors, with the operations endpoint), `demo` (everything
 //! in one process on an in-process mock Kafka cluster), `config check` /
 //! `config keys`, `health` (a probe for containers without curl), `wait`
-//! (until a running pipeline has caught up), and the
-//! audited reads of investigators, `clusters` and `case ID`. The
+//! (until a running pipeline has caught up), the
+//! audited reads of investigators, `clusters` and `case ID`, and the
+//! investigators' API, `serve`, with its `users`. The
 //! binary only parses flags, loads configuration and wires the library
 //! crates together.
 
 mod demo;
 mod purge;
 mod query;
+mod serve;
 mod settings;
 mod tools;
 mod wait;
@@ -94,6 +96,18 @@ enum Command {
     /// clusters that contain it. Audited: appends a record to audit.log
     /// (--actor, --purpose) before printing anything.
     Case(query::CaseArgs),
+    /// The investigators' API over HTTP(S): cases and their approval
+    /// status, timelines, contacts, clusters, approvals, the audit log —
+    /// each to the roles whose duty needs it (log in with a user of
+    /// `api.users_file`); every request recorded on audit.log before its
+    /// response is sent. Runs until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Manage the API's users file: add (argon2id-hashed password, role,
+    /// regions or authority and category), disable, list.
+    Users {
+        #[command(subcommand)]
+        command: serve::UsersCommand,
+    },
     /// The audit trail: `audit verify` checks audit.log's hash chain.
     Audit {
         #[command(subcommand)]
@@ -270,7 +284,7 @@ pub(crate) fn require_kafka(kafka: &epitrace_stream::KafkaConfig) -> Result<()> 
     Ok(())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -459,6 +473,8 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Eval(args) => tools::eval_cmd(&args, out),
         Command::Clusters(args) => query::clusters_cmd(&args, out),
         Command::Case(args) => query::case_cmd(&args, out),
+        Command::Serve(args) => serve::serve_cmd(&args, out),
+        Command::Users { command } => serve::users_cmd(&command, out),
         Command::Wait(args) => wait::wait_cmd(&args, out),
         Command::Health { url } => {
             let (status, body) = epitrace_ops::get(&url)?;
@@ -470,7 +486,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -133,16 +133,19 @@ pub(crate) fn purge_cmd(args: &PurgeArgs, out: &mut impl Write) -> Result<()> {
             args.key.display()
         );
     }
-    // A running instance would write its state back.
-    let lock = cfg.state_dir.join("instance.lock");
-    if lock.exists() {
-        let f = std::fs::File::open(&lock)?;
-        f.try_lock().map_err(|_| {
-            anyhow::anyhow!(
-                "{} is in use by a running epitrace: stop every instance first",
-                cfg.state_dir.display()
-            )
-        })?;
+    // A running instance would write its state back; a running API holds
+    // personal data in memory.
+    for name in ["instance.lock", crate::serve::API_LOCK] {
+        let lock = cfg.state_dir.join(name);
+        if lock.exists() {
+            let f = std::fs::File::open(&lock)?;
+            f.try_lock().map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is in use by a running epitrace ({name}): stop every instance and `epitrace serve` first",
+                    cfg.state_dir.display()
+                )
+            })?;
+        }
     }
     crate::require_kafka(&cfg.kafka)?;
     let rt = crate::runtime()?;

@@ -256,6 +256,9 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
         .security
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [kafka.security] configuration: {e}"))?;
+    cfg.api
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [api] configuration: {e}"))?;
     Ok(())
 }
 

@@ -474,3 +474,217 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
         ]
     );
 }
+
+/// `epitrace users add|list|disable` on a users file, the password from
+/// stdin; bad users refused; no password or hash shown or stored; `[api]`
+/// settings validated.
+#[test]
+fn users_are_added_listed_and_disabled_and_passwords_stay_out() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    let set = format!("api.users_file={}", file.display());
+    let add = |args: &[&str], password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_epitrace"))
+            .args(["users", "add"])
+            .args(args)
+            .args(["--set", &set])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8(out.stderr).unwrap())
+    };
+    let password = "a long enough password";
+    let (ok, err) = add(
+        &["inv-kim", "--role", "investigator", "--region", "seoul"],
+        password,
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = add(
+        &[
+            "police-park",
+            "--role",
+            "approver",
+            "--authority",
+            "seoul-police",
+            "--category",
+            "location",
+        ],
+        password,
+    );
+    assert!(ok, "{err}");
+    // Refused: a short password, a taken name, an approver without its
+    // category, an investigator without a region.
+    for (args, pw) in [
+        (
+            &["inv-lee", "--role", "investigator", "--region", "busan"][..],
+            "short",
+        ),
+        (&["inv-kim", "--role", "auditor"][..], password),
+        (
+            &["police-lee", "--role", "approver", "--authority", "x"][..],
+            password,
+        ),
+        (&["inv-lee", "--role", "investigator"][..], password),
+    ] {
+        let (ok, err) = add(args, pw);
+        assert!(!ok, "{args:?} accepted");
+        assert!(!err.contains(pw) || pw == password, "{err}");
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(password), "a password at rest");
+    let (ok, out, err) = epitrace(&["users", "list", "--json", "--set", &set]);
+    assert!(ok, "{err}");
+    let listed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["category"], "LOCATION");
+    assert!(!out.contains("argon2"), "a hash listed: {out}");
+    let (ok, out, err) = epitrace(&["users", "disable", "inv-kim", "--set", &set]);
+    assert!(ok, "{err}");
+    assert!(out.contains("disabled inv-kim"), "{out}");
+    let (ok, out, _) = epitrace(&["users", "list", "--set", &set]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("inv-kim") && l.contains("disabled")),
+        "{out}"
+    );
+    let (ok, _, err) = epitrace(&["users", "disable", "nobody", "--set", &set]);
+    assert!(!ok);
+    assert!(err.contains("no user nobody"), "{err}");
+    // [api] settings are checked like the others.
+    let (ok, _, err) = epitrace(&["config", "check", "--set", "api.tls_cert=a.pem"]);
+    assert!(!ok);
+    assert!(err.contains("tls_key"), "{err}");
+}
+
+/// `epitrace serve` on the real broker of `scripts/with-kafka.sh`: it
+/// prints where it listens, answers a login (audited), holds
+/// `<state_dir>/api.lock` so that `epitrace purge` refuses, and stops
+/// cleanly on SIGTERM. Without users it refuses to start.
+#[test]
+fn serve_answers_holds_its_lock_and_stops_on_sigterm() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let brokers = std::env::var("EPITRACE_TEST_BROKERS").expect(
+        "EPITRACE_TEST_BROKERS is not set: run through `make test` or scripts/with-kafka.sh",
+    );
+    let (ok, _, stderr) = epitrace(&["topics", "create", "--brokers", &brokers]);
+    assert!(ok, "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let state = dir.path().join("state");
+    let common = [
+        "--brokers".to_owned(),
+        brokers.clone(),
+        "--state-dir".to_owned(),
+        state.display().to_string(),
+        "--set".to_owned(),
+        format!("api.users_file={}", users.display()),
+        "--set".to_owned(),
+        "api.listen=127.0.0.1:0".to_owned(),
+    ];
+    let serve = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_epitrace"))
+            .arg("serve")
+            .args(&common)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = serve(&[]).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("no users") && err.contains("users add"),
+        "{err}"
+    );
+
+    let mut users_file = epitrace_api::Users::default();
+    users_file
+        .add(
+            epitrace_api::NewUser {
+                name: "audit-choi".into(),
+                role: epitrace_api::ApiRole::Auditor,
+                regions: vec![],
+                authority: None,
+                category: None,
+            },
+            "a long enough password",
+        )
+        .unwrap();
+    users_file.save(&users).unwrap();
+    let mut child = serve(&[]);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let body = r#"{"user":"audit-choi","password":"a long enough password"}"#;
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v1/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("x-epitrace-audit-seq"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"token\""), "{answer}");
+
+    let key = dir.path().join("authority.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let canaries = dir.path().join("canaries.txt");
+    std::fs::write(&canaries, "01055558888\n").unwrap();
+    let (ok, _, err) = epitrace(&[
+        "purge",
+        "--yes",
+        "--key",
+        key.to_str().unwrap(),
+        "--canaries",
+        canaries.to_str().unwrap(),
+        "--brokers",
+        &brokers,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(!ok, "purge ran while serve holds its lock");
+    assert!(err.contains("api.lock"), "{err}");
+    assert!(key.exists(), "the key survived the refused purge");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -320,6 +320,9 @@ impl RowConverter {
                             .map_err(model("status"))?,
                         None => CaseStatus::Confirmed,
                     },
+                    region: opt("region")?
+                        .map(|r| Text::new("region", ident("region", r)?).map_err(model("region")))
+                        .transpose()?,
                 })
             }
             Feed::Approvals => {

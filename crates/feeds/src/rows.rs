@@ -107,6 +107,11 @@ const CASES: &[Column] = &[
         true,
         "CONFIRMED (default), UPDATED, RETRACTED or CLOSED",
     ),
+    col(
+        "region",
+        true,
+        "the health region in charge (e.g. `seoul`); the API shows the case to that region's investigators; empty: to those of every region only",
+    ),
 ];
 
 const APPROVALS: &[Column] = &[

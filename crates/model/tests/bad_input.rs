@@ -267,6 +267,7 @@ fn cross_field_rules() {
         infectious_from: t0,
         infectious_until: None,
         status: CaseStatus::Confirmed,
+        region: None,
     };
     let datum = datum_of(event.to_value(), CaseEvent::schema());
     assert_eq!(
@@ -505,6 +506,7 @@ fn subject_case_rules() {
         infectious_from: t0().saturating_add_ms(-2 * DAY_MS),
         infectious_until: Some(t0()),
         status: CaseStatus::Updated,
+        region: None,
     };
     let out = event.fan_out();
     assert_eq!(out.len(), 2);

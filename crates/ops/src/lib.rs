@@ -27,7 +27,7 @@ mod server;
 
 use std::sync::Arc;
 
-pub use config::OpsConfig;
+pub use config::{ApiConfig, OpsConfig};
 pub use error::OpsError;
 pub use health::{Health, TaskHealth};
 pub use kafka_link::{KafkaLink, LinkErrorKind, LinkReport};

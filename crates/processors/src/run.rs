@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use epitrace_core::TracingConfig;
-use epitrace_ops::{OpsConfig, Telemetry};
+use epitrace_ops::{ApiConfig, OpsConfig, Telemetry};
 use epitrace_state::StoreOptions;
 use epitrace_stream::task::TaskStats;
 use epitrace_stream::{KafkaConfig, StreamError, TaskDef, run_task};
@@ -108,6 +108,8 @@ pub struct PipelineConfig {
     pub metrics: OpsConfig,
     /// What `epitrace produce` accepts from providers.
     pub feeds: FeedsConfig,
+    /// The investigators' API (`epitrace serve`).
+    pub api: ApiConfig,
 }
 
 /// What `epitrace produce` accepts from providers.
@@ -142,6 +144,7 @@ impl Default for PipelineConfig {
             state_dir: PathBuf::from("epitrace-state"),
             metrics: OpsConfig::default(),
             feeds: FeedsConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }

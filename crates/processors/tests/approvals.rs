@@ -123,6 +123,7 @@ fn advance_clock(driver: &mut TopologyDriver, at_ms: i64, tag: u8) {
             infectious_from: EventTime::from_millis("t", at_ms - DAY_MS).unwrap(),
             infectious_until: None,
             status: CaseStatus::Confirmed,
+            region: None,
         };
         let payload = encode_single_object(&e).unwrap();
         driver.pipe(CASES, Some(e.case_id.as_str().as_bytes()), Some(&payload));

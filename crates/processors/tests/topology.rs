@@ -458,6 +458,7 @@ fn exposure_aggregator_and_cluster_detector_forget_cases_that_ended_a_retention_
             infectious_from: at(last + (days - 2) * DAY),
             infectious_until: None,
             status: CaseStatus::Confirmed,
+            region: None,
         };
         let payload = encode_single_object(&e).unwrap();
         driver.pipe(CASES, Some(e.case_id.as_str().as_bytes()), Some(&payload));

@@ -370,6 +370,7 @@ pub fn nightlife(residents: u32, seed: u64) -> Result<Scenario, ModelError> {
             infectious_from: EventTime::from_millis("infectious_from", NIGHT_START_MS - DAY_MS)?,
             infectious_until: None,
             status,
+            region: None,
         })
     };
     let infected_at_the_club = |id: &str, phone: SubjectId| -> Result<CaseEvent, ModelError> {

@@ -243,3 +243,118 @@ pub fn pending_records(
     }
     Ok(pending)
 }
+
+/// One record of a [`Follower`]'s topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowedRecord {
+    /// The topic it was read from.
+    pub topic: String,
+    /// The record.
+    pub record: ConsumedRecord,
+}
+
+/// Follows topics from their beginning, `read_committed`, without a
+/// consumer group (manual assignment of every partition that exists at the
+/// start, nothing committed): what keeps a reader's view of output topics,
+/// such as the investigators' API, up to date. Blocking: poll it from a
+/// thread of its own.
+pub struct Follower {
+    consumer: BaseConsumer,
+    /// Every followed partition and its high watermark at the start.
+    ends: Vec<(String, i32, i64)>,
+    caught_up: bool,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("partitions", &self.ends.len())
+            .field("caught_up", &self.caught_up)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    /// Assigns every partition of `topics` from its beginning.
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] when the metadata or watermarks cannot be
+    /// fetched within `timeout`; [`StreamError::Timeout`] naming a topic
+    /// that does not exist (create the topics first).
+    pub fn new(cfg: &KafkaConfig, topics: &[&str], timeout: Duration) -> Result<Self, StreamError> {
+        let deadline = Instant::now() + timeout;
+        let mut conf = cfg.consumer_config("follower");
+        conf.set("group.id", format!("{}.follower", cfg.group_prefix));
+        let consumer: BaseConsumer = conf.create()?;
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for topic in topics {
+            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == *topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                return Err(StreamError::Timeout(format!(
+                    "topic {topic} does not exist (run `epitrace topics create`)"
+                )));
+            }
+            for p in partitions {
+                let (low, high) = watermarks(&consumer, topic, p, deadline)?;
+                // An empty partition (nothing or nothing left) is read.
+                ends.push(((*topic).to_owned(), p, if high > low { high } else { 0 }));
+                tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            }
+        }
+        consumer.assign(&tpl)?;
+        Ok(Self {
+            consumer,
+            ends,
+            caught_up: false,
+        })
+    }
+
+    /// The next record, waiting at most `timeout`; `None` when none came.
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] for a consumer error (the follower goes on
+    /// after one: poll again).
+    pub fn poll(&mut self, timeout: Duration) -> Option<Result<FollowedRecord, StreamError>> {
+        let msg = match self.consumer.poll(timeout)? {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(Ok(FollowedRecord {
+            topic: msg.topic().to_owned(),
+            record: ConsumedRecord {
+                partition: msg.partition(),
+                offset: msg.offset(),
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: msg.payload().map(<[u8]>::to_vec),
+                timestamp_ms: msg.timestamp().to_millis(),
+            },
+        }))
+    }
+
+    /// Whether every followed partition has been read up to where it ended
+    /// when the follower started (then stays `true`).
+    ///
+    /// # Errors
+    /// [`StreamError::Kafka`] when the consumer's positions cannot be read.
+    pub fn caught_up(&mut self) -> Result<bool, StreamError> {
+        if self.caught_up {
+            return Ok(true);
+        }
+        let position = self.consumer.position()?;
+        self.caught_up = self.ends.iter().all(|(topic, p, end)| {
+            *end == 0
+                || position
+                    .find_partition(topic, *p)
+                    .and_then(|e| e.offset().to_raw())
+                    .is_some_and(|pos| pos >= *end)
+        });
+        Ok(self.caught_up)
+    }
+}

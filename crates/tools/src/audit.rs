@@ -314,10 +314,35 @@ impl AuditWriter {
     /// the timeout; [`ToolError::Audit`] when reading the log fails;
     /// [`ToolError::Model`] as [`chain_hash`].
     pub async fn append(&mut self, entry: AuditEntry) -> Result<Appended, ToolError> {
+        let (mut records, undecodable) = self.append_all(std::slice::from_ref(&entry)).await?;
+        let record = records.pop().ok_or_else(|| ToolError::Audit {
+            reason: "audit writer appended nothing".into(),
+        })?;
+        Ok(Appended {
+            record,
+            undecodable,
+        })
+    }
+
+    /// Appends `entries` in order, chained, in **one** transaction (a group
+    /// commit: what a server does with the requests that arrived while the
+    /// previous transaction committed), and returns their records once it
+    /// committed, with the count of undecodable records skipped while
+    /// reading the tail. All or none of them are on the log.
+    ///
+    /// # Errors
+    /// As [`AuditWriter::append`].
+    pub async fn append_all(
+        &mut self,
+        entries: &[AuditEntry],
+    ) -> Result<(Vec<AuditRecord>, usize), ToolError> {
+        if entries.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut attempt: u32 = 0;
         loop {
-            match self.try_append(&entry).await {
+            match self.try_append(entries).await {
                 Ok(done) => return Ok(done),
                 Err(e) => {
                     // Start over with a fresh producer (a fenced one is
@@ -340,7 +365,10 @@ impl AuditWriter {
         }
     }
 
-    async fn try_append(&mut self, entry: &AuditEntry) -> Result<Appended, ToolError> {
+    async fn try_append(
+        &mut self,
+        entries: &[AuditEntry],
+    ) -> Result<(Vec<AuditRecord>, usize), ToolError> {
         let mut undecodable = 0;
         if self.publisher.is_none() {
             let p = Publisher::transactional(&self.kafka, LinkHooks::quiet(), WRITER_ID)?;
@@ -357,16 +385,24 @@ impl AuditWriter {
                 reason: "audit writer not initialised".into(),
             });
         };
-        let record = next_record(last.as_ref(), entry.clone())?;
+        let mut records: Vec<AuditRecord> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let prev = records.last().or(last.as_ref());
+            records.push(next_record(prev, entry.clone())?);
+        }
+        let outgoing = records
+            .iter()
+            .map(|record| {
+                Ok(OutputRecord {
+                    topic: AUDIT.to_owned(),
+                    key: AUDIT_KEY.to_vec(),
+                    payload: encode_single_object(record)?,
+                    timestamp_ms: Some(record.at.as_millis()),
+                })
+            })
+            .collect::<Result<Vec<_>, ToolError>>()?;
         publisher.begin()?;
-        let sent = publisher
-            .send_all(&[OutputRecord {
-                topic: AUDIT.to_owned(),
-                key: AUDIT_KEY.to_vec(),
-                payload: encode_single_object(&record)?,
-                timestamp_ms: Some(record.at.as_millis()),
-            }])
-            .await;
+        let sent = publisher.send_all(&outgoing).await;
         let committed = match sent {
             Ok(_) => publisher.commit_records().await,
             Err(e) => Err(e),
@@ -375,11 +411,8 @@ impl AuditWriter {
             let _ = publisher.abort().await;
             return Err(e.into());
         }
-        self.last = Some(Some(record.clone()));
-        Ok(Appended {
-            record,
-            undecodable,
-        })
+        self.last = Some(records.last().cloned());
+        Ok((records, undecodable))
     }
 }
 

@@ -23,11 +23,18 @@ symbol_enum!(
         Auditor = "AUDITOR",
         /// An automated service.
         Service = "SERVICE",
+        /// Posts data-access approvals for one authority's category.
+        Approver = "APPROVER",
+        /// Manages the API's users; sees no personal data.
+        Admin = "ADMIN",
+        /// A request that named no valid user (no or a bad token, a login
+        /// for an unknown name).
+        Anonymous = "ANONYMOUS",
     }
 );
 
 symbol_enum!(
-    /// What was done to personal data.
+    /// What was done: an access to personal data, an API request, a purge.
     AuditAction, "action", {
         /// Read a case.
         ReadCase = "READ_CASE",
@@ -43,6 +50,18 @@ symbol_enum!(
         Purge = "PURGE",
         /// Recorded a data-access approval.
         GrantApproval = "GRANT_APPROVAL",
+        /// Logged in (or tried to).
+        Login = "LOGIN",
+        /// Listed cases and their status.
+        ListCases = "LIST_CASES",
+        /// Read data-access approvals.
+        ReadApprovals = "READ_APPROVALS",
+        /// Read or verified the audit log.
+        ReadAudit = "READ_AUDIT",
+        /// Listed, added or disabled users.
+        ManageUsers = "MANAGE_USERS",
+        /// A request to no known endpoint.
+        InvalidRequest = "INVALID_REQUEST",
     }
 );
 

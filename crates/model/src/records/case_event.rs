@@ -6,6 +6,7 @@ use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::ids::{CaseId, SubjectId};
 use crate::records::{check_order, symbol_enum};
+use crate::text::Text;
 use crate::time::EventTime;
 use crate::value::{self, Fields, opt, record, str_value, subject_value, ts};
 
@@ -40,6 +41,11 @@ pub struct CaseEvent {
     pub infectious_until: Option<EventTime>,
     /// What this event does to the case.
     pub status: CaseStatus,
+    /// The health region in charge of the case; the investigators' API
+    /// shows the case to that region's investigators. `None` (and every
+    /// record written before the field existed): to investigators of every
+    /// region only.
+    pub region: Option<Text>,
 }
 
 impl CaseEvent {
@@ -64,6 +70,10 @@ impl AvroRecord for CaseEvent {
             ("infectious_from", ts(self.infectious_from)),
             ("infectious_until", opt(self.infectious_until.map(ts))),
             ("status", self.status.to_value()),
+            (
+                "region",
+                opt(self.region.as_ref().map(|r| str_value(r.as_str()))),
+            ),
         ])
     }
 
@@ -84,6 +94,10 @@ impl AvroRecord for CaseEvent {
             infectious_from: f.time("infectious_from")?,
             infectious_until: f.opt_time("infectious_until")?,
             status: CaseStatus::from_symbol(f.symbol("status")?)?,
+            region: f
+                .opt_string("region")?
+                .map(|r| Text::new("region", r))
+                .transpose()?,
         };
         event.validate()?;
         Ok(event)

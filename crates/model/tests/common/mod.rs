@@ -129,6 +129,7 @@ pub fn case_event() -> impl Strategy<Value = CaseEvent> {
                     infectious_from: from,
                     infectious_until: (!open).then_some(until),
                     status,
+                    region: None,
                 }
             },
         )

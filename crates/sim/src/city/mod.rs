@@ -232,6 +232,8 @@ fn case_row(world: &World, id: &str, person: u32, inf: &Infection) -> Row {
         time(inf.infectious_from),
         time(inf.infectious_until),
         "CONFIRMED".to_owned(),
+        // One city, one health region: its investigators see every case.
+        "seoul".to_owned(),
     ]
 }
 
