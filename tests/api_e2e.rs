@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use epitrace_api::policy::{MATRIX, access};
 use epitrace_api::{Access, ApiConfig, ApiRole, EndpointKind, NewUser, Server, Users};
 use epitrace_core::approval::{ApprovalConfig, Category};
+use epitrace_core::interview::InterviewConfig;
 use epitrace_e2e::LocalBroker;
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{
@@ -374,6 +375,18 @@ fn matrix_request(kind: EndpointKind) -> (&'static str, &'static str, Option<Val
         EndpointKind::Case => ("GET", "/v1/cases/KR-1", None, 200),
         EndpointKind::Timeline => ("GET", "/v1/cases/KR-1/timeline", None, 200),
         EndpointKind::Contacts => ("GET", "/v1/cases/KR-1/contacts", None, 200),
+        EndpointKind::Interview => ("GET", "/v1/cases/KR-1/interview", None, 200),
+        EndpointKind::PostInterview => (
+            "POST",
+            "/v1/cases/KR-1/interview",
+            Some(stated(
+                "at-the-visit",
+                cell().center(),
+                T0 - 10 * H + 10 * MIN,
+                T0 - 9 * H - 10 * MIN,
+            )),
+            201,
+        ),
         EndpointKind::ListClusters => ("GET", "/v1/clusters", None, 200),
         EndpointKind::Cluster => ("GET", "/v1/clusters/cl-1", None, 200),
         EndpointKind::ListApprovals => ("GET", "/v1/approvals?case=KR-1", None, 200),
@@ -391,6 +404,21 @@ fn matrix_request(kind: EndpointKind) -> (&'static str, &'static str, Option<Val
         // Disables nobody who matters (a user added for it).
         EndpointKind::DisableUser => ("POST", "/v1/users/spare/disable", Some(json!({})), 200),
     }
+}
+
+const MIN: i64 = 60_000;
+
+/// An interview post of one statement.
+fn stated(id: &str, at: epitrace_model::LatLng, start: i64, end: i64) -> Value {
+    json!({"entries": [{
+        "entry_id": id,
+        "lat": at.lat(),
+        "lng": at.lng(),
+        "radius_m": 50.0,
+        "start": t(start).to_string(),
+        "end": t(end).to_string(),
+        "label": "as stated",
+    }]})
 }
 
 fn read_audit(kafka: &KafkaConfig) -> Vec<AuditRecord> {
@@ -470,6 +498,7 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         api: api.clone(),
         kafka: kafka.clone(),
         approvals: ApprovalConfig::default(),
+        interview: InterviewConfig::default(),
     }
     .start()
     .await
@@ -526,7 +555,11 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
                 || (name == "inv-busan"
                     && matches!(
                         kind,
-                        EndpointKind::Case | EndpointKind::Timeline | EndpointKind::Contacts
+                        EndpointKind::Case
+                            | EndpointKind::Timeline
+                            | EndpointKind::Contacts
+                            | EndpointKind::Interview
+                            | EndpointKind::PostInterview
                     ));
             let want = if allowed && !scoped_out {
                 ok_status
@@ -537,9 +570,11 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
             // The case of a path is known before anything; the case of a
             // query or a body once the request is let through.
             let case = match kind {
-                EndpointKind::Case | EndpointKind::Timeline | EndpointKind::Contacts => {
-                    Some("KR-1")
-                }
+                EndpointKind::Case
+                | EndpointKind::Timeline
+                | EndpointKind::Contacts
+                | EndpointKind::Interview
+                | EndpointKind::PostInterview => Some("KR-1"),
                 EndpointKind::ListApprovals | EndpointKind::PostApproval if allowed => Some("KR-1"),
                 _ => None,
             };
@@ -657,6 +692,76 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         .collect();
     assert_eq!(posted.len(), 1, "one approval posted (by police only)");
     assert_eq!(posted[0].authority.as_str(), "seoul-police");
+
+    // --- Interview correlation: a statement at the visit's place and time
+    // (posted in the matrix) is corroborated by the visit's source; one 6 km
+    // away at the same time is contradicted; one when the data has nothing
+    // has no data. ---
+    let far =
+        epitrace_model::LatLng::new(cell().center().lat() + 0.054, cell().center().lng()).unwrap();
+    for (id, at, start, end) in [
+        (
+            "elsewhere",
+            far,
+            T0 - 10 * H + 5 * MIN,
+            T0 - 10 * H + 20 * MIN,
+        ),
+        ("later", cell().center(), T0 + 5 * H, T0 + 6 * H),
+    ] {
+        let r = client.send(&Req::post(
+            "/v1/cases/KR-1/interview",
+            Some(&inv_seoul),
+            &stated(id, at, start, end),
+        ));
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    wait_for("three interview entries", || {
+        client
+            .send(&Req::get("/v1/cases/KR-1/interview", &inv_seoul))
+            .body["entries"]
+            .as_array()
+            .is_some_and(|e| e.len() == 3)
+    })
+    .await;
+    let iv = client
+        .send(&Req::get("/v1/cases/KR-1/interview", &inv_seoul))
+        .body;
+    let verdicts: BTreeMap<&str, (&str, Vec<&str>)> = iv["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["entry_id"].as_str().unwrap(),
+                (
+                    e["verdict"].as_str().unwrap(),
+                    e["sources"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| s.as_str().unwrap())
+                        .collect(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts["at-the-visit"],
+        ("CORROBORATED", vec!["CARD"]),
+        "{iv}"
+    );
+    assert_eq!(verdicts["elsewhere"], ("CONTRADICTED", vec![]), "{iv}");
+    assert_eq!(verdicts["later"], ("NO_DATA", vec![]), "{iv}");
+    // A phone number typed as the place is refused, and echoed nowhere.
+    let mut raw = stated("oops", far, T0, T0 + H);
+    raw["entries"][0]["label"] = json!("010-5555-8888");
+    let refused = client.send(&Req::post(
+        "/v1/cases/KR-1/interview",
+        Some(&inv_seoul),
+        &raw,
+    ));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(!refused.body.to_string().contains("5555"), "{refused:?}");
 
     // --- Bad input: a 4xx, an audit record, nothing changed. ---
     let before_cases = client.send(&Req::get("/v1/cases", &tokens["epi"])).body;
@@ -961,6 +1066,7 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         },
         kafka: kafka.clone(),
         approvals: ApprovalConfig::default(),
+        interview: InterviewConfig::default(),
     }
     .start()
     .await
@@ -1020,6 +1126,7 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         },
         kafka: kafka.clone(),
         approvals: ApprovalConfig::default(),
+        interview: InterviewConfig::default(),
     }
     .start()
     .await

@@ -112,6 +112,10 @@ pub enum EndpointKind {
     Timeline,
     /// `GET /v1/cases/{case}/contacts`.
     Contacts,
+    /// `GET /v1/cases/{case}/interview`.
+    Interview,
+    /// `POST /v1/cases/{case}/interview`.
+    PostInterview,
     /// `GET /v1/clusters`.
     ListClusters,
     /// `GET /v1/clusters/{cluster}`.
@@ -135,12 +139,14 @@ use Access::{Denied as D, Full as F, Pseudonymous as P};
 /// The matrix: per endpoint, the access of investigator, epidemiologist,
 /// approver, auditor, admin (the columns of [`ApiRole::ALL`]). Login is
 /// open to everyone (it is how a role is obtained).
-pub const MATRIX: [(EndpointKind, [Access; 5]); 13] = [
+pub const MATRIX: [(EndpointKind, [Access; 5]); 15] = [
     (EndpointKind::Login, [F, F, F, F, F]),
     (EndpointKind::ListCases, [F, F, F, D, D]),
     (EndpointKind::Case, [F, F, F, D, D]),
     (EndpointKind::Timeline, [F, D, D, D, D]),
     (EndpointKind::Contacts, [F, P, D, D, D]),
+    (EndpointKind::Interview, [F, D, D, D, D]),
+    (EndpointKind::PostInterview, [F, D, D, D, D]),
     (EndpointKind::ListClusters, [F, F, D, D, D]),
     (EndpointKind::Cluster, [F, F, D, D, D]),
     (EndpointKind::ListApprovals, [F, D, F, D, D]),
@@ -170,6 +176,8 @@ impl EndpointKind {
             Self::Case => AuditAction::ReadCase,
             Self::Timeline => AuditAction::ReadTimeline,
             Self::Contacts => AuditAction::ReadExposures,
+            Self::Interview => AuditAction::ReadInterview,
+            Self::PostInterview => AuditAction::RecordInterview,
             Self::ListClusters | Self::Cluster => AuditAction::ReadCluster,
             Self::ListApprovals => AuditAction::ReadApprovals,
             Self::PostApproval => AuditAction::GrantApproval,
@@ -184,7 +192,13 @@ impl EndpointKind {
     pub const fn needs_purpose(self) -> bool {
         matches!(
             self,
-            Self::Case | Self::Timeline | Self::Contacts | Self::ListApprovals | Self::PostApproval
+            Self::Case
+                | Self::Timeline
+                | Self::Contacts
+                | Self::Interview
+                | Self::PostInterview
+                | Self::ListApprovals
+                | Self::PostApproval
         )
     }
 
@@ -197,6 +211,8 @@ impl EndpointKind {
             Self::Case => "GET /v1/cases/{case}",
             Self::Timeline => "GET /v1/cases/{case}/timeline",
             Self::Contacts => "GET /v1/cases/{case}/contacts",
+            Self::Interview => "GET /v1/cases/{case}/interview",
+            Self::PostInterview => "POST /v1/cases/{case}/interview",
             Self::ListClusters => "GET /v1/clusters",
             Self::Cluster => "GET /v1/clusters/{cluster}",
             Self::ListApprovals => "GET /v1/approvals",
@@ -222,6 +238,10 @@ pub enum Endpoint {
     Timeline(CaseId),
     /// `GET /v1/cases/{case}/contacts`.
     Contacts(CaseId),
+    /// `GET /v1/cases/{case}/interview`.
+    Interview(CaseId),
+    /// `POST /v1/cases/{case}/interview`.
+    PostInterview(CaseId),
     /// `GET /v1/clusters`.
     ListClusters,
     /// `GET /v1/clusters/{cluster}`.
@@ -266,6 +286,14 @@ impl Endpoint {
             ["", "v1", "cases", id] => (EndpointKind::Case, Some(*id)),
             ["", "v1", "cases", id, "timeline"] => (EndpointKind::Timeline, Some(*id)),
             ["", "v1", "cases", id, "contacts"] => (EndpointKind::Contacts, Some(*id)),
+            ["", "v1", "cases", id, "interview"] => (
+                if method == "POST" {
+                    EndpointKind::PostInterview
+                } else {
+                    EndpointKind::Interview
+                },
+                Some(*id),
+            ),
             ["", "v1", "clusters"] => (EndpointKind::ListClusters, None),
             ["", "v1", "clusters", id] => (EndpointKind::Cluster, Some(*id)),
             ["", "v1", "approvals"] => (
@@ -284,7 +312,10 @@ impl Endpoint {
         };
         let wanted = if matches!(
             kind,
-            EndpointKind::Login | EndpointKind::PostApproval | EndpointKind::DisableUser
+            EndpointKind::Login
+                | EndpointKind::PostApproval
+                | EndpointKind::PostInterview
+                | EndpointKind::DisableUser
         ) {
             "POST"
         } else {
@@ -301,6 +332,8 @@ impl Endpoint {
             EndpointKind::Case => Self::Case(case()?),
             EndpointKind::Timeline => Self::Timeline(case()?),
             EndpointKind::Contacts => Self::Contacts(case()?),
+            EndpointKind::Interview => Self::Interview(case()?),
+            EndpointKind::PostInterview => Self::PostInterview(case()?),
             EndpointKind::ListClusters => Self::ListClusters,
             EndpointKind::Cluster => Self::Cluster(
                 ClusterId::new(arg).map_err(|_| RouteError::BadId(kind, "cluster id"))?,
@@ -325,6 +358,8 @@ impl Endpoint {
             Self::Case(_) => EndpointKind::Case,
             Self::Timeline(_) => EndpointKind::Timeline,
             Self::Contacts(_) => EndpointKind::Contacts,
+            Self::Interview(_) => EndpointKind::Interview,
+            Self::PostInterview(_) => EndpointKind::PostInterview,
             Self::ListClusters => EndpointKind::ListClusters,
             Self::Cluster(_) => EndpointKind::Cluster,
             Self::ListApprovals => EndpointKind::ListApprovals,
@@ -340,7 +375,11 @@ impl Endpoint {
     #[must_use]
     pub const fn case(&self) -> Option<&CaseId> {
         match self {
-            Self::Case(c) | Self::Timeline(c) | Self::Contacts(c) => Some(c),
+            Self::Case(c)
+            | Self::Timeline(c)
+            | Self::Contacts(c)
+            | Self::Interview(c)
+            | Self::PostInterview(c) => Some(c),
             _ => None,
         }
     }
@@ -368,7 +407,7 @@ mod tests {
     fn the_matrix_gives_personal_data_to_investigators_only() {
         use EndpointKind as K;
         for role in ApiRole::ALL {
-            let personal = [K::Timeline, K::Contacts];
+            let personal = [K::Timeline, K::Contacts, K::Interview, K::PostInterview];
             for k in personal {
                 let a = access(role, k);
                 match role {

@@ -1,7 +1,10 @@
 //! Records as the API's JSON (times in RFC 3339 UTC, pseudonyms and cells
 //! in hex). Shared with the CLI's `--json` output.
 
-use epitrace_model::records::{AuditRecord, ClusterAlert, DataAccessApproval, Exposure, Visit};
+use epitrace_core::interview::Correlation;
+use epitrace_model::records::{
+    AuditRecord, ClusterAlert, DataAccessApproval, Exposure, InterviewEntry, Visit,
+};
 use epitrace_model::{CaseId, Cell};
 use serde_json::{Value, json};
 
@@ -106,6 +109,35 @@ pub fn contacts_pseudonymous(case: &CaseId, exposures: &[&Exposure]) -> Value {
         "contacts": per.len(),
         "exposures": exposures.len(),
         "by_contact": per.into_iter().map(|(c, (n, s))| json!({"contact": c, "exposures": n, "minutes": s / 60})).collect::<Vec<_>>(),
+    })
+}
+
+/// An interview entry with what the case's timeline says about it;
+/// `visits` are the visits the correlation's indexes point into.
+#[must_use]
+pub fn interview(e: &InterviewEntry, c: &Correlation, visits: &[&Visit]) -> Value {
+    let ids = |idx: &[usize]| -> Vec<Value> {
+        idx.iter()
+            .filter_map(|i| visits.get(*i))
+            .map(|v| visit(v))
+            .collect()
+    };
+    json!({
+        "entry_id": e.entry_id.as_str(),
+        "lat": e.position.lat(),
+        "lng": e.position.lng(),
+        "radius_m": e.radius_m,
+        "start": e.start.to_string(),
+        "end": e.end.to_string(),
+        "label": e.label.as_ref().map(|l| l.as_str()),
+        "recorded_by": e.recorded_by.as_str(),
+        "recorded_at": e.recorded_at.to_string(),
+        "verdict": c.verdict,
+        "sources": c.sources.iter().map(|s| s.as_symbol()).collect::<Vec<_>>(),
+        "corroborated_minutes": c.corroborated_ms / 60_000,
+        "nearest_m": c.nearest_m.map(f64::round),
+        "corroborating": ids(&c.corroborating),
+        "contradicting": ids(&c.contradicting),
     })
 }
 

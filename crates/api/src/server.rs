@@ -44,15 +44,20 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use epitrace_core::approval::{ApprovalConfig, Category};
-use epitrace_feeds::{Produced, parse_time};
-use epitrace_model::records::{AuditOutcome, DataAccessApproval, DataCategory, Role};
-use epitrace_model::{ActorId, CaseId, EventTime, Text};
+use epitrace_core::interview::{InterviewConfig, Observed, Stated, correlate};
+use epitrace_feeds::{Produced, looks_like_raw_id, parse_time};
+use epitrace_model::records::{
+    AuditOutcome, DataAccessApproval, DataCategory, InterviewEntry, Role,
+};
+use epitrace_model::topics::INTERVIEWS;
+use epitrace_model::{ActorId, CaseId, EntryId, EventTime, LatLng, Text};
 use epitrace_stream::read::Follower;
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
 use epitrace_tools::audit::{AuditEntry, AuditWriter, verify_chain};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::ApiConfig;
@@ -80,6 +85,8 @@ pub struct Server {
     pub kafka: KafkaConfig,
     /// `[tracing.approvals]`, for the approval status of cases.
     pub approvals: ApprovalConfig,
+    /// `[tracing.interview]`, for matching interview statements.
+    pub interview: InterviewConfig,
 }
 
 /// A running server.
@@ -138,6 +145,7 @@ struct Pending {
 struct App {
     cfg: ApiConfig,
     approvals_cfg: ApprovalConfig,
+    interview_cfg: InterviewConfig,
     view: Arc<RwLock<View>>,
     users: Mutex<UsersCache>,
     tokens: TokenKey,
@@ -197,6 +205,7 @@ impl Server {
             publisher: Publisher::new(&self.kafka)?,
             view,
             approvals_cfg: self.approvals,
+            interview_cfg: self.interview,
             cfg: self.api.clone(),
         });
         let listener = tokio::net::TcpListener::bind(self.api.listen).await?;
@@ -577,6 +586,42 @@ async fn process(app: &App, draft: &mut Draft, has_purpose: bool, req: Request) 
                 })
             }
         }),
+        Endpoint::Interview(id) => read_case(app, &principal, &id, |v, _| {
+            let visits = v.visits(&id);
+            let observed: Vec<Observed<'_>> = visits
+                .iter()
+                .map(|x| Observed {
+                    cell: x.cell,
+                    start_ms: x.start.as_millis(),
+                    end_ms: x.end.as_millis(),
+                    sources: &x.sources,
+                })
+                .collect();
+            let entries: Vec<Value> = v
+                .interviews(&id)
+                .into_iter()
+                .map(|e| {
+                    let stated = Stated {
+                        position: e.position,
+                        radius_m: e.radius_m,
+                        start_ms: e.start.as_millis(),
+                        end_ms: e.end.as_millis(),
+                    };
+                    render::interview(
+                        e,
+                        &correlate(&stated, &observed, &app.interview_cfg),
+                        &visits,
+                    )
+                })
+                .collect();
+            json!({ "case_id": id.as_str(), "entries": entries })
+        }),
+        Endpoint::PostInterview(id) => {
+            match read_json::<InterviewBody>(app, &parts.headers, body).await {
+                Ok(b) => post_interview(app, &principal, &id, b).await,
+                Err(r) => r,
+            }
+        }
         Endpoint::ListClusters => with_view(app, |v| {
             Reply::ok(json!({ "clusters": v.clusters().map(render::cluster).collect::<Vec<_>>() }))
         }),
@@ -842,6 +887,148 @@ async fn post_approval(app: &App, p: &Principal, draft: &mut Draft, b: ApprovalB
             Reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the approval could not be published; try again",
+            )
+        }
+    }
+}
+
+/// Most entries one interview post may carry.
+const MAX_INTERVIEW_ENTRIES: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterviewBody {
+    entries: Vec<InterviewItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterviewItem {
+    #[serde(default)]
+    entry_id: Option<String>,
+    lat: f64,
+    lng: f64,
+    radius_m: f64,
+    start: String,
+    end: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    retracted: bool,
+}
+
+/// The id of an entry posted without one: the same place and time give
+/// the same id, so a repost replaces instead of duplicating.
+fn derived_entry_id(case: &CaseId, it: &InterviewItem) -> String {
+    let mut h = Sha256::new();
+    h.update(case.as_str().as_bytes());
+    h.update(it.lat.to_le_bytes());
+    h.update(it.lng.to_le_bytes());
+    h.update(it.start.trim().as_bytes());
+    h.update([0]);
+    h.update(it.end.trim().as_bytes());
+    format!("iv-{}", crate::token::hex(&h.finalize()[..8]))
+}
+
+async fn post_interview(app: &App, p: &Principal, case: &CaseId, b: InterviewBody) -> Reply {
+    if b.entries.is_empty() || b.entries.len() > MAX_INTERVIEW_ENTRIES {
+        return Reply::error(
+            StatusCode::BAD_REQUEST,
+            format!("entries holds 1 to {MAX_INTERVIEW_ENTRIES} statements"),
+        );
+    }
+    // (The guard must not live across the publish below.)
+    let scope = app
+        .view
+        .read()
+        .map(|v| {
+            v.case(case)
+                .map(|e| in_scope(p, e.region.as_ref().map(Text::as_str)))
+        })
+        .map_err(|_| ());
+    match scope {
+        Ok(Some(true)) => {}
+        Ok(Some(false)) => {
+            return Reply::error(StatusCode::FORBIDDEN, "this case belongs to another region");
+        }
+        Ok(None) => return Reply::error(StatusCode::NOT_FOUND, "no such case"),
+        Err(_) => return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "view lock poisoned"),
+    }
+    let Ok(recorded_by) = ActorId::new(p.user.name.as_str()) else {
+        return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "invalid user name");
+    };
+    let Ok(recorded_at) = EventTime::from_millis("recorded_at", now_ms()) else {
+        return Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the clock is out of range",
+        );
+    };
+    let mut records = Vec::with_capacity(b.entries.len());
+    let mut ids = Vec::with_capacity(b.entries.len());
+    for (i, it) in b.entries.iter().enumerate() {
+        let bad =
+            |what: &str| Reply::error(StatusCode::BAD_REQUEST, format!("entries[{i}]: {what}"));
+        let Ok(position) = LatLng::new(it.lat, it.lng) else {
+            return bad("lat and lng are WGS84 degrees");
+        };
+        let (Ok(start), Ok(end)) = (parse_time("start", &it.start), parse_time("end", &it.end))
+        else {
+            return bad("start and end are RFC 3339 times (e.g. 2020-05-02T01:30:00Z)");
+        };
+        let label = match it.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+            None => None,
+            Some(l) if looks_like_raw_id(l) => {
+                return bad("label looks like a phone or card number; refused");
+            }
+            Some(l) => match Text::new("label", l) {
+                Ok(t) => Some(t),
+                Err(_) => return bad("label is 1 to 256 bytes of printable text"),
+            },
+        };
+        let entry_id = match it.entry_id.as_deref() {
+            Some(id) => match EntryId::new(id) {
+                Ok(id) => id,
+                Err(_) => return bad("entry_id is 1 to 64 characters of A-Z a-z 0-9 . _ : -"),
+            },
+            None => match EntryId::new(derived_entry_id(case, it)) {
+                Ok(id) => id,
+                Err(_) => return bad("no entry_id could be derived"),
+            },
+        };
+        let entry = InterviewEntry {
+            case_id: case.clone(),
+            entry_id,
+            position,
+            radius_m: it.radius_m,
+            start,
+            end,
+            label,
+            recorded_by: recorded_by.clone(),
+            recorded_at,
+            retracted: it.retracted,
+        };
+        let Ok(payload) = epitrace_model::encode_single_object(&entry) else {
+            return bad("radius_m is 1 to 50000 metres and end is not before start");
+        };
+        ids.push(entry.entry_id.as_str().to_owned());
+        records.push(OutputRecord {
+            topic: INTERVIEWS.to_owned(),
+            key: case.as_str().as_bytes().to_vec(),
+            payload,
+            timestamp_ms: None,
+        });
+    }
+    match app.publisher.send_all(&records).await {
+        Ok(_) => Reply {
+            status: StatusCode::CREATED,
+            body: json!({ "case_id": case.as_str(), "entries": ids }),
+            headers: Vec::new(),
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "api: interview entries could not be published");
+            Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the entries could not be published; try again",
             )
         }
     }

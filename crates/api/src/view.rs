@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `cases.events` | the latest event per case |
 //! | `cases.approvals` | the latest approval per (case, category, reference): a repost with an earlier `expires_at` is a revocation |
+//! | `cases.interviews` | the latest entry per (case, entry id); a retracted one is removed |
 //! | `tracing.timelines` | the live visits per case (a retracted visit is removed) |
 //! | `tracing.exposures` | the live exposures per case (a RETRACTED one is removed) |
 //! | `tracing.clusters` | the live clusters (MERGED and DISSOLVED ones are removed) |
@@ -27,19 +28,22 @@ use epitrace_core::approval::{ApprovalConfig, Category, Gate, Held, gate_at};
 use epitrace_model::codec::{DecodeOptions, decode_single_object};
 use epitrace_model::records::{
     AuditRecord, CaseEvent, CaseStatus, ClusterAlert, ClusterStatus, DataAccessApproval, Exposure,
-    ExposureStatus, Visit,
+    ExposureStatus, InterviewEntry, Visit,
 };
-use epitrace_model::topics::{APPROVALS, AUDIT, CASES, CLUSTERS, EXPOSURES, TIMELINES};
-use epitrace_model::{AvroRecord, CaseId, ClusterId, ExposureId, VisitId};
+use epitrace_model::topics::{APPROVALS, AUDIT, CASES, CLUSTERS, EXPOSURES, INTERVIEWS, TIMELINES};
+use epitrace_model::{AvroRecord, CaseId, ClusterId, EntryId, ExposureId, VisitId};
 
 /// The topics the API follows.
-pub const FOLLOWED: [&str; 6] = [CASES, APPROVALS, TIMELINES, EXPOSURES, CLUSTERS, AUDIT];
+pub const FOLLOWED: [&str; 7] = [
+    CASES, APPROVALS, INTERVIEWS, TIMELINES, EXPOSURES, CLUSTERS, AUDIT,
+];
 
 /// The folded topics.
 #[derive(Debug, Default)]
 pub struct View {
     cases: BTreeMap<CaseId, CaseEvent>,
     approvals: BTreeMap<(CaseId, Category, String), DataAccessApproval>,
+    interviews: BTreeMap<CaseId, BTreeMap<EntryId, InterviewEntry>>,
     visits: BTreeMap<CaseId, BTreeMap<VisitId, Visit>>,
     exposures: BTreeMap<CaseId, BTreeMap<ExposureId, Exposure>>,
     clusters: BTreeMap<ClusterId, ClusterAlert>,
@@ -88,6 +92,14 @@ impl View {
                     a.reference.as_str().to_owned(),
                 );
                 self.approvals.insert(key, a);
+            }),
+            INTERVIEWS => decode::<InterviewEntry>(p).map(|e| {
+                let of_case = self.interviews.entry(e.case_id.clone()).or_default();
+                if e.retracted {
+                    of_case.remove(&e.entry_id);
+                } else {
+                    of_case.insert(e.entry_id.clone(), e);
+                }
             }),
             TIMELINES => decode::<Visit>(p).map(|v| {
                 let of_case = self.visits.entry(v.case_id.clone()).or_default();
@@ -226,6 +238,18 @@ impl View {
             .get(case)
             .map(|m| m.values().collect())
             .unwrap_or_default()
+    }
+
+    /// The live interview entries of `case`, in stated-time order.
+    #[must_use]
+    pub fn interviews(&self, case: &CaseId) -> Vec<&InterviewEntry> {
+        let mut v: Vec<&InterviewEntry> = self
+            .interviews
+            .get(case)
+            .map(|m| m.values().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| (a.start, a.end, &a.entry_id).cmp(&(b.start, b.end, &b.entry_id)));
+        v
     }
 
     /// The live clusters, in id order.

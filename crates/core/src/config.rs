@@ -27,6 +27,8 @@ pub struct TracingConfig {
     pub cluster: ClusterConfig,
     /// Which data categories need an approval before they are traced.
     pub approvals: ApprovalConfig,
+    /// How interview statements are matched against a case's timeline.
+    pub interview: crate::interview::InterviewConfig,
 }
 
 impl TracingConfig {

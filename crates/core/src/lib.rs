@@ -51,6 +51,7 @@ pub mod footprint;
 pub mod ids;
 pub mod ingest;
 pub mod interval;
+pub mod interview;
 pub mod join;
 pub mod observation;
 pub mod segment;

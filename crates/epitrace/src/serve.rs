@@ -139,6 +139,7 @@ pub(crate) fn serve_cmd(args: &ServeArgs, out: &mut impl Write) -> Result<()> {
             api: cfg.api.clone(),
             kafka: cfg.kafka.clone(),
             approvals: cfg.tracing.approvals.clone(),
+            interview: cfg.tracing.interview.clone(),
         }
         .start()
         .await?;

@@ -27,7 +27,7 @@ fn schemas_lists_every_record_with_its_frame_fingerprint() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 13);
+    assert_eq!(lines.len(), 14);
     let ping = lines
         .iter()
         .find(|l| l["record"] == "LocationPing")

@@ -26,6 +26,6 @@ mod time;
 
 pub use error::{FeedError, RowError};
 pub use pseudonym::{IdKind, PseudonymKey, Pseudonymizer};
-pub use read::{FeedReader, Produced, RowConverter};
+pub use read::{FeedReader, Produced, RowConverter, looks_like_raw_id};
 pub use rows::{Feed, Format, RawRow, write_header, write_row};
 pub use time::{format_time, parse_time};

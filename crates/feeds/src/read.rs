@@ -405,7 +405,7 @@ fn redacted(e: &ModelError, allowed: &str) -> String {
 /// leading `+`) remain, and they are a Korean mobile number (`01` then 8–9
 /// digits, or `+82 1…`), or 13–19 digits passing the Luhn check (a card).
 #[must_use]
-pub(crate) fn looks_like_raw_id(value: &str) -> bool {
+pub fn looks_like_raw_id(value: &str) -> bool {
     let mut digits = String::with_capacity(value.len());
     for (i, c) in value.trim().chars().enumerate() {
         match c {

@@ -50,6 +50,12 @@ impl LatLng {
         self.lng
     }
 
+    /// The great-circle distance to `other`, in metres.
+    #[must_use]
+    pub fn distance_m(self, other: Self) -> f64 {
+        self.h3.distance_m(other.h3)
+    }
+
     /// The H3 cell at `res` containing this position.
     #[must_use]
     pub fn to_cell(self, res: Resolution) -> Cell {

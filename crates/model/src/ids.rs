@@ -192,6 +192,11 @@ text_id!(
 );
 
 text_id!(
+    /// An interview entry within its case (`cases.interviews`).
+    EntryId, "entry_id", 64
+);
+
+text_id!(
     /// A visit on a case's timeline; deterministic (derived from its content)
     /// so that consumers can upsert and a replay produces the same id.
     VisitId, "visit_id", 128

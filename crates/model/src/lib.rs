@@ -50,15 +50,15 @@ pub use codec::{
 pub use error::ModelError;
 pub use geo::{AccuracyM, Cell, LatLng};
 pub use ids::{
-    ActorId, CaseId, ClusterId, ExposureId, MerchantId, ProviderId, SiteId, SubjectId, VenueId,
-    VisitId,
+    ActorId, CaseId, ClusterId, EntryId, ExposureId, MerchantId, ProviderId, SiteId, SubjectId,
+    VenueId, VisitId,
 };
 pub use records::{
     ApprovalWindow, AuditAction, AuditOutcome, AuditRecord, CardTransaction, CaseEvent, CaseStatus,
     CaseTag, ClusterAlert, ClusterStatus, DataAccessApproval, DataCategory, DeadLetter, Exposure,
-    ExposureCandidate, ExposureStatus, LocationPing, LocationSource, ObservationSource, Place,
-    Role, SegmentRef, SegmentUpdate, SegmentUpdateKind, SubjectCase, TimeWindow, VenueCheckin,
-    Visit,
+    ExposureCandidate, ExposureStatus, InterviewEntry, LocationPing, LocationSource,
+    ObservationSource, Place, Role, SegmentRef, SegmentUpdate, SegmentUpdateKind, SubjectCase,
+    TimeWindow, VenueCheckin, Visit,
 };
 pub use schema::SchemaSet;
 pub use text::{Mcc, Probability, Text};

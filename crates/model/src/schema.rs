@@ -67,6 +67,7 @@ schema_file!(
     "DataAccessApproval",
     "data_access_approval.avsc"
 );
+schema_file!(INTERVIEW_ENTRY, "InterviewEntry", "interview_entry.avsc");
 schema_file!(VISIT, "Visit", "visit.avsc");
 schema_file!(EXPOSURE, "Exposure", "exposure.avsc");
 schema_file!(CLUSTER_ALERT, "ClusterAlert", "cluster_alert.avsc");
@@ -88,6 +89,7 @@ pub const SCHEMA_FILES: &[SchemaFile] = &[
     VENUE_CHECKIN,
     CASE_EVENT,
     DATA_ACCESS_APPROVAL,
+    INTERVIEW_ENTRY,
     VISIT,
     EXPOSURE,
     CLUSTER_ALERT,

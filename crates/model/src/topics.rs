@@ -11,6 +11,9 @@ pub const CHECKIN: &str = "feeds.venue.checkin";
 pub const CASES: &str = "cases.events";
 /// Data-access approvals (key = case id).
 pub const APPROVALS: &str = "cases.approvals";
+/// Places and times patients stated in interview, recorded through the API
+/// (key = case id).
+pub const INTERVIEWS: &str = "cases.interviews";
 /// Internal: case events fanned out to their subjects (key = subject),
 /// co-partitioned with the feeds.
 pub const CASES_BY_SUBJECT: &str = "cases.by-subject";

@@ -69,6 +69,9 @@ proptest! {
     fn data_access_approval(r in common::data_access_approval()) { round_trip(&r); }
 
     #[test]
+    fn interview_entry(r in common::interview_entry()) { round_trip(&r); }
+
+    #[test]
     fn visit(r in common::visit()) { round_trip(&r); }
 
     #[test]

@@ -301,7 +301,7 @@ fn exposure_candidate_refers_to_subject_id_by_name() {
 #[test]
 fn topic_and_internal_records_are_all_compiled_in() {
     let records: Vec<&str> = SCHEMA_FILES.iter().map(|f| f.record).collect();
-    assert_eq!(records.len(), 13, "10 topic records and 3 internal ones");
+    assert_eq!(records.len(), 14, "11 topic records and 3 internal ones");
     for internal in ["SubjectCase", "SegmentUpdate", "ExposureCandidate"] {
         assert!(records.contains(&internal), "{internal}");
     }

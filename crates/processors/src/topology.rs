@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub use epitrace_model::topics::{
     APPROVALS, AUDIT, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE,
-    CLUSTERS, DEADLETTER, EXPOSURES, SEGMENTS, TELECOM, TIMELINES,
+    CLUSTERS, DEADLETTER, EXPOSURES, INTERVIEWS, SEGMENTS, TELECOM, TIMELINES,
 };
 
 /// How topics are laid out.
@@ -67,6 +67,8 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
             }
         }
     }
+    // Written and read by the investigators' API (`epitrace serve`).
+    names.push(INTERVIEWS);
     names.push(DEADLETTER);
     let mut specs: Vec<TopicSpec> = names
         .into_iter()
@@ -173,6 +175,7 @@ mod tests {
             CHECKIN,
             CASES,
             APPROVALS,
+            INTERVIEWS,
             CASES_BY_SUBJECT,
             SEGMENTS,
             CANDIDATES,

@@ -62,6 +62,10 @@ symbol_enum!(
         ManageUsers = "MANAGE_USERS",
         /// A request to no known endpoint.
         InvalidRequest = "INVALID_REQUEST",
+        /// Recorded interview statements of a case.
+        RecordInterview = "RECORD_INTERVIEW",
+        /// Read a case's interview statements and their correlation.
+        ReadInterview = "READ_INTERVIEW",
     }
 );
 

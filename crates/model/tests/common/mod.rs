@@ -118,9 +118,19 @@ pub fn case_event() -> impl Strategy<Value = CaseEvent> {
         ordered(),
         any::<bool>(),
         prop::sample::select(CaseStatus::ALL),
+        prop::option::of(text("region")),
     )
         .prop_map(
-            |(case_id, subjects, confirmed_at, symptom_onset, (from, until), open, status)| {
+            |(
+                case_id,
+                subjects,
+                confirmed_at,
+                symptom_onset,
+                (from, until),
+                open,
+                status,
+                region,
+            )| {
                 CaseEvent {
                     case_id,
                     subjects: subjects.into_iter().map(SubjectId::from_bytes).collect(),
@@ -129,7 +139,47 @@ pub fn case_event() -> impl Strategy<Value = CaseEvent> {
                     infectious_from: from,
                     infectious_until: (!open).then_some(until),
                     status,
-                    region: None,
+                    region,
+                }
+            },
+        )
+}
+
+pub fn interview_entry() -> impl Strategy<Value = InterviewEntry> {
+    (
+        case_id(),
+        id_text(64),
+        position(),
+        1.0f64..=50_000.0,
+        ordered(),
+        prop::option::of(text("label")),
+        id_text(128),
+        time(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                case_id,
+                entry,
+                position,
+                radius_m,
+                (start, end),
+                label,
+                actor,
+                recorded_at,
+                retracted,
+            )| {
+                InterviewEntry {
+                    case_id,
+                    entry_id: EntryId::new(entry).unwrap(),
+                    position,
+                    radius_m,
+                    start,
+                    end,
+                    label,
+                    recorded_by: ActorId::new(actor).unwrap(),
+                    recorded_at,
+                    retracted,
                 }
             },
         )
