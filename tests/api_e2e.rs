@@ -35,11 +35,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use epitrace_api::policy::{MATRIX, access};
-use epitrace_api::{Access, ApiConfig, ApiRole, EndpointKind, NewUser, Server, Users};
+use epitrace_api::{
+    Access, ApiConfig, ApiRole, EndpointKind, NewUser, Server, ServerHandle, Users,
+};
 use epitrace_core::approval::{ApprovalConfig, Category};
 use epitrace_core::interview::InterviewConfig;
 use epitrace_e2e::LocalBroker;
@@ -449,6 +450,44 @@ type Expected = (
     AuditOutcome,
 );
 
+/// Starts a server with `api` and waits until its view shows KR-1's visit
+/// (logging `inv-seoul` in again each time, as its token may be short-lived);
+/// returns the server, a client for it and a token of `inv-seoul`.
+async fn start_server(
+    api: ApiConfig,
+    kafka: &KafkaConfig,
+    tls_ca: Option<std::path::PathBuf>,
+) -> (ServerHandle, Client, String) {
+    let server = Server {
+        api,
+        kafka: kafka.clone(),
+        approvals: ApprovalConfig::default(),
+        interview: InterviewConfig::default(),
+    }
+    .start()
+    .await
+    .unwrap();
+    let client = Client {
+        addr: server.addr,
+        tls_ca,
+    };
+    let c = client.clone();
+    let token = blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let tok = c.login("inv-seoul");
+            let r = c.send(&Req::get("/v1/cases/KR-1/timeline", &tok));
+            if r.status == 200 && r.body["visits"].as_array().is_some_and(|v| v.len() == 1) {
+                return tok;
+            }
+            assert!(Instant::now() < deadline, "the view never caught up: {r:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await;
+    (server, client, token)
+}
+
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
@@ -494,34 +533,12 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         max_body_bytes: 2_048,
         ..ApiConfig::default()
     };
-    let server = Server {
-        api: api.clone(),
-        kafka: kafka.clone(),
-        approvals: ApprovalConfig::default(),
-        interview: InterviewConfig::default(),
-    }
-    .start()
-    .await
-    .unwrap();
-    let client = Client {
-        addr: server.addr,
-        tls_ca: None,
-    };
-
     // Until the view caught up: 503 (audited too). Then the fixtures show.
+    let (server, client, _) = start_server(api.clone(), &kafka, None).await;
     let admin_token = {
         let c = client.clone();
         blocking(move || c.login("admin")).await
     };
-    {
-        let c = client.clone();
-        let tok = blocking(move || c.login("inv-seoul")).await;
-        wait_for("the view to catch up", || {
-            let r = client.send(&Req::get("/v1/cases/KR-1/timeline", &tok));
-            r.status == 200 && r.body["visits"].as_array().is_some_and(|v| v.len() == 1)
-        })
-        .await;
-    }
 
     // --- The matrix: every role against every endpoint. ---
     let mut tokens: BTreeMap<&str, String> = BTreeMap::new();
@@ -1057,37 +1074,18 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         "-addext",
         "subjectAltName=IP:127.0.0.1",
     ]);
-    let tls_server = Server {
-        api: ApiConfig {
+    let (tls_server, tls, tok) = start_server(
+        ApiConfig {
             tls_cert: dir.path().join("api.crt"),
             tls_key: dir.path().join("api.key"),
             token_ttl_s: 2,
             ..api
         },
-        kafka: kafka.clone(),
-        approvals: ApprovalConfig::default(),
-        interview: InterviewConfig::default(),
-    }
-    .start()
-    .await
-    .unwrap();
+        &kafka,
+        Some(dir.path().join("api.crt")),
+    )
+    .await;
     assert!(tls_server.tls);
-    let tls = Arc::new(Client {
-        addr: tls_server.addr,
-        tls_ca: Some(dir.path().join("api.crt")),
-    });
-    let tok = {
-        let c = Arc::clone(&tls);
-        blocking(move || c.login("inv-seoul")).await
-    };
-    {
-        let c = Arc::clone(&tls);
-        let tok = tok.clone();
-        wait_for("the TLS server's view", move || {
-            c.send(&Req::get("/v1/cases/KR-1", &tok)).status == 200
-        })
-        .await;
-    }
     // Plain HTTP to the TLS port gets no HTTP answer.
     let plain = {
         let addr = tls_server.addr;
@@ -1117,41 +1115,19 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
 
     // No audit record, no answer: with the broker gone, a request for data
     // the server holds in memory gets 503 and shows nothing.
-    let last = Server {
-        api: ApiConfig {
+    let (last, c, tok) = start_server(
+        ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             users_file: users.clone(),
             audit_timeout_s: 5,
             ..ApiConfig::default()
         },
-        kafka: kafka.clone(),
-        approvals: ApprovalConfig::default(),
-        interview: InterviewConfig::default(),
-    }
-    .start()
-    .await
-    .unwrap();
-    let c = Arc::new(Client {
-        addr: last.addr,
-        tls_ca: None,
-    });
-    let tok = {
-        let c = Arc::clone(&c);
-        blocking(move || c.login("inv-seoul")).await
-    };
-    {
-        let c = Arc::clone(&c);
-        let tok = tok.clone();
-        wait_for("the last server's view", move || {
-            c.send(&Req::get("/v1/cases/KR-1/timeline", &tok)).status == 200
-        })
-        .await;
-    }
+        &kafka,
+        None,
+    )
+    .await;
     broker.run("stop");
-    let unaudited = {
-        let c = Arc::clone(&c);
-        blocking(move || c.send(&Req::get("/v1/cases/KR-1/timeline", &tok))).await
-    };
+    let unaudited = blocking(move || c.send(&Req::get("/v1/cases/KR-1/timeline", &tok))).await;
     assert_eq!(unaudited.status, 503, "{unaudited:?}");
     assert!(unaudited.body.get("visits").is_none(), "{unaudited:?}");
     assert!(!unaudited.headers.contains_key("x-epitrace-audit-seq"));

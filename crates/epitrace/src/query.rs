@@ -251,7 +251,7 @@ fn select_clusters(mut clusters: Vec<ClusterAlert>, case: Option<&CaseId>) -> Ve
 
 /// A cell as 15 lowercase hex digits (the usual H3 spelling).
 fn cell_hex(cell: Cell) -> String {
-    format!("{:x}", cell.raw())
+    epitrace_api::render::cell_hex(cell)
 }
 
 /// A duration in seconds as `45s`, `25m` or `1h 25m` (seconds dropped past
@@ -357,34 +357,7 @@ fn clusters_json(clusters: &[ClusterAlert]) -> Value {
 }
 
 fn cluster_json(a: &ClusterAlert) -> Value {
-    let places: Vec<Value> = a
-        .places
-        .iter()
-        .map(|p| {
-            let c = p.cell().center();
-            json!({
-                "cell": cell_hex(p.cell()),
-                "res": u8::from(p.cell().resolution()),
-                "lat": c.lat(),
-                "lng": c.lng(),
-                "start": p.start().to_string(),
-                "end": p.end().to_string(),
-                "source_case": p.source_case().map(CaseId::as_str),
-                "cases": p.cases().iter().map(CaseId::as_str).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "cluster_id": a.cluster_id.as_str(),
-        "status": a.status.as_symbol(),
-        "size": a.size,
-        "index_case": a.index_case.as_ref().map(CaseId::as_str),
-        "source_evidence": a.source_evidence.as_str(),
-        "cases": a.cases.iter().map(CaseId::as_str).collect::<Vec<_>>(),
-        "places": places,
-        "merged_into": a.merged_into.as_ref().map(|m| m.as_str()),
-        "detected_at": a.detected_at.to_string(),
-    })
+    epitrace_api::render::cluster(a)
 }
 
 fn sources(v: &Visit) -> Vec<&'static str> {
@@ -454,25 +427,7 @@ fn case_text(case: &CaseId, visits: &[Visit], clusters: &[ClusterAlert]) -> Stri
 }
 
 fn case_json(case: &CaseId, visits: &[Visit], clusters: &[ClusterAlert]) -> Value {
-    let visits: Vec<Value> = visits
-        .iter()
-        .map(|v| {
-            let c = v.cell.center();
-            json!({
-                "visit_id": v.visit_id.as_str(),
-                "subject": v.subject.to_hex(),
-                "start": v.start.to_string(),
-                "end": v.end.to_string(),
-                "dwell_s": v.dwell_s,
-                "cell": cell_hex(v.cell),
-                "res": v.res(),
-                "lat": c.lat(),
-                "lng": c.lng(),
-                "sources": sources(v),
-                "confidence": v.confidence.get(),
-            })
-        })
-        .collect();
+    let visits: Vec<Value> = visits.iter().map(epitrace_api::render::visit).collect();
     let clusters: Vec<Value> = clusters
         .iter()
         .map(|a| {
