@@ -55,6 +55,7 @@ use epitrace_model::{
     AvroRecord, CaseId, Cell, ClusterId, EventTime, ExposureId, Probability, SubjectId, Text,
     VisitId,
 };
+use epitrace_ops::Telemetry;
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
 use epitrace_stream::admin::create_topics;
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
@@ -457,12 +458,14 @@ async fn start_server(
     api: ApiConfig,
     kafka: &KafkaConfig,
     tls_ca: Option<std::path::PathBuf>,
+    telemetry: &Telemetry,
 ) -> (ServerHandle, Client, String) {
     let server = Server {
         api,
         kafka: kafka.clone(),
         approvals: ApprovalConfig::default(),
         interview: InterviewConfig::default(),
+        telemetry: Some(telemetry.clone()),
     }
     .start()
     .await
@@ -512,6 +515,7 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
     publisher.send_all(&fixtures()).await.unwrap();
 
     let users = users_file(dir.path());
+    let telemetry = Telemetry::new().unwrap();
     let mut spare = Users::load(&users).unwrap();
     spare
         .add(
@@ -534,7 +538,7 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         ..ApiConfig::default()
     };
     // Until the view caught up: 503 (audited too). Then the fixtures show.
-    let (server, client, _) = start_server(api.clone(), &kafka, None).await;
+    let (server, client, _) = start_server(api.clone(), &kafka, None, &telemetry).await;
     let admin_token = {
         let c = client.clone();
         blocking(move || c.login("admin")).await
@@ -1018,6 +1022,28 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
     assert_eq!(seqs.len(), 1_000, "every request has its own record");
     let records = read_audit(&kafka);
     assert_eq!(records.len(), before + 1_000);
+    // The metrics count the same requests, and the audit writer committed
+    // them in fewer transactions than requests (group commit).
+    let m = &telemetry.metrics;
+    let allowed = m.api_requests.with_label_values(&["case", "allowed"]).get()
+        + m.api_requests
+            .with_label_values(&["list_clusters", "allowed"])
+            .get();
+    assert!(allowed >= 1_000, "{allowed}");
+    let batches = m.api_audit_batch.get_sample_count();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let committed = m.api_audit_batch.get_sample_sum() as u64;
+    assert_eq!(
+        committed,
+        records.len() as u64,
+        "every record is this server's"
+    );
+    println!("audit: {committed} records in {batches} transactions");
+    assert!(
+        telemetry.health.is_ready(),
+        "the API is ready once its view caught up: waiting for {:?}",
+        telemetry.health.not_ready()
+    );
     let report = verify_log(&kafka, Duration::from_secs(60)).unwrap();
     assert_eq!(report.records, records.len());
     println!(
@@ -1083,6 +1109,7 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         },
         &kafka,
         Some(dir.path().join("api.crt")),
+        &Telemetry::new().unwrap(),
     )
     .await;
     assert!(tls_server.tls);
@@ -1124,6 +1151,7 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
         },
         &kafka,
         None,
+        &Telemetry::new().unwrap(),
     )
     .await;
     broker.run("stop");

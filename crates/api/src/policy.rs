@@ -202,6 +202,28 @@ impl EndpointKind {
         )
     }
 
+    /// The `endpoint` label of `epitrace_api_requests_total`.
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::ListCases => "list_cases",
+            Self::Case => "case",
+            Self::Timeline => "timeline",
+            Self::Contacts => "contacts",
+            Self::Interview => "interview",
+            Self::PostInterview => "post_interview",
+            Self::ListClusters => "list_clusters",
+            Self::Cluster => "cluster",
+            Self::ListApprovals => "list_approvals",
+            Self::PostApproval => "post_approval",
+            Self::Audit => "audit",
+            Self::AuditVerify => "audit_verify",
+            Self::Users => "users",
+            Self::DisableUser => "disable_user",
+        }
+    }
+
     /// Method and path pattern, as the README lists them.
     #[must_use]
     pub const fn route(self) -> &'static str {

@@ -28,8 +28,11 @@
 //!
 //! The view is kept by a thread that follows the output topics
 //! ([`epitrace_stream::read::Follower`], `read_committed`) into
-//! [`View`]. Error bodies are `{"error": "…"}` and never echo a submitted
-//! value. Logs carry the endpoint and status only.
+//! [`View`]; once it has caught up, the process is ready (`/readyz`).
+//! Requests are counted by endpoint and outcome, audit transactions by
+//! size (`epitrace_api_requests_total`, `epitrace_api_audit_batch_records`).
+//! Error bodies are `{"error": "…"}` and never echo a submitted value. Logs
+//! carry the endpoint and status only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +90,9 @@ pub struct Server {
     pub approvals: ApprovalConfig,
     /// `[tracing.interview]`, for matching interview statements.
     pub interview: InterviewConfig,
+    /// Where to count requests and audit batches, and report readiness
+    /// (the view caught up); `None` in tests that do not look.
+    pub telemetry: Option<epitrace_ops::Telemetry>,
 }
 
 /// A running server.
@@ -153,6 +159,7 @@ struct App {
     decoy: String,
     audit: mpsc::Sender<Pending>,
     publisher: Publisher,
+    metrics: Option<Arc<epitrace_ops::Metrics>>,
 }
 
 impl Server {
@@ -180,17 +187,22 @@ impl Server {
         };
         let view = Arc::new(RwLock::new(View::default()));
         let stop_follower = Arc::new(AtomicBool::new(false));
+        let readiness = self
+            .telemetry
+            .as_ref()
+            .map(|t| (t.health.task("api"), Arc::clone(&t.kafka)));
+        let metrics = self.telemetry.as_ref().map(|t| Arc::clone(&t.metrics));
         {
             let kafka = self.kafka.clone();
             let view = Arc::clone(&view);
             let stop = Arc::clone(&stop_follower);
             std::thread::Builder::new()
                 .name("api-follower".into())
-                .spawn(move || follow(&kafka, &view, &stop))?;
+                .spawn(move || follow(&kafka, &view, &stop, readiness.as_ref()))?;
         }
         let (audit_tx, audit_rx) = mpsc::channel(4 * AUDIT_BATCH);
         let writer = AuditWriter::new(&self.kafka, Duration::from_secs(self.api.audit_timeout_s));
-        tokio::spawn(audit_task(audit_rx, writer));
+        tokio::spawn(audit_task(audit_rx, writer, metrics.clone()));
         let lock_ms = i64::try_from(self.api.lockout_s.saturating_mul(1_000)).unwrap_or(i64::MAX);
         let app = Arc::new(App {
             users: Mutex::new(UsersCache {
@@ -203,6 +215,7 @@ impl Server {
             decoy: decoy_hash()?,
             audit: audit_tx,
             publisher: Publisher::new(&self.kafka)?,
+            metrics,
             view,
             approvals_cfg: self.approvals,
             interview_cfg: self.interview,
@@ -295,7 +308,12 @@ async fn connection(
 
 /// The follower thread: reads the followed topics into the view until
 /// `stop`.
-fn follow(kafka: &KafkaConfig, view: &RwLock<View>, stop: &AtomicBool) {
+fn follow(
+    kafka: &KafkaConfig,
+    view: &RwLock<View>,
+    stop: &AtomicBool,
+    readiness: Option<&(epitrace_ops::TaskHealth, Arc<epitrace_ops::KafkaLink>)>,
+) {
     let mut follower = loop {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -328,6 +346,11 @@ fn follow(kafka: &KafkaConfig, view: &RwLock<View>, stop: &AtomicBool) {
             wait = Duration::ZERO;
         }
         if !batch.is_empty()
+            && let Some((_, link)) = readiness
+        {
+            link.answered();
+        }
+        if !batch.is_empty()
             && let Ok(mut v) = view.write()
         {
             for r in &batch {
@@ -339,6 +362,10 @@ fn follow(kafka: &KafkaConfig, view: &RwLock<View>, stop: &AtomicBool) {
             if let Ok(mut v) = view.write() {
                 v.set_caught_up();
             }
+            if let Some((task, link)) = readiness {
+                link.answered();
+                task.set_ready(true);
+            }
             tracing::info!("api: the view has caught up with the output topics");
         }
     }
@@ -347,7 +374,11 @@ fn follow(kafka: &KafkaConfig, view: &RwLock<View>, stop: &AtomicBool) {
 /// The audit task: appends the queued requests' entries, as many as queued
 /// (up to [`AUDIT_BATCH`]), in one transaction, and answers each with its
 /// seq.
-async fn audit_task(mut rx: mpsc::Receiver<Pending>, mut writer: AuditWriter) {
+async fn audit_task(
+    mut rx: mpsc::Receiver<Pending>,
+    mut writer: AuditWriter,
+    metrics: Option<Arc<epitrace_ops::Metrics>>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < AUDIT_BATCH {
@@ -357,6 +388,10 @@ async fn audit_task(mut rx: mpsc::Receiver<Pending>, mut writer: AuditWriter) {
             }
         }
         let entries: Vec<AuditEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+        if let Some(m) = &metrics {
+            #[allow(clippy::cast_precision_loss)] // at most AUDIT_BATCH
+            m.api_audit_batch.observe(entries.len() as f64);
+        }
         match writer.append_all(&entries).await {
             Ok((records, _)) => {
                 for (p, r) in batch.into_iter().zip(records) {
@@ -406,6 +441,8 @@ impl Reply {
 
 /// The audit record of a request, filled in as the request is understood.
 struct Draft {
+    /// The endpoint, once the path parsed (the metrics label).
+    kind: Option<EndpointKind>,
     actor: ActorId,
     role: Role,
     action: epitrace_model::records::AuditAction,
@@ -440,6 +477,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         .filter(|p| !p.is_empty())
         .and_then(|p| Text::new("purpose", p).ok());
     let mut draft = Draft {
+        kind: None,
         actor: anonymous(),
         role: Role::Anonymous,
         action: epitrace_model::records::AuditAction::InvalidRequest,
@@ -455,6 +493,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         401 | 403 | 429 => AuditOutcome::Denied,
         _ => AuditOutcome::Failed,
     };
+    let label = draft.kind.map_or("unknown", EndpointKind::label);
     let entry = AuditEntry {
         at: EventTime::from_millis("at", now_ms()).unwrap_or(EventTime::MIN),
         actor: draft.actor,
@@ -475,6 +514,15 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .and_then(Result::ok),
         Err(_) => None,
     };
+    if let Some(m) = &app.metrics {
+        let shown = match (seq.is_some(), outcome) {
+            (false, _) => "unaudited",
+            (true, AuditOutcome::Allowed) => "allowed",
+            (true, AuditOutcome::Denied) => "denied",
+            (true, AuditOutcome::Failed) => "failed",
+        };
+        m.api_request(label, shown);
+    }
     let Some(seq) = seq else {
         tracing::error!(
             status = reply.status.as_u16(),
@@ -511,6 +559,7 @@ async fn process(app: &App, draft: &mut Draft, has_purpose: bool, req: Request) 
             return Reply::error(StatusCode::NOT_FOUND, "no such endpoint");
         }
         Err(RouteError::MethodNotAllowed(kind)) => {
+            draft.kind = Some(kind);
             draft.action = kind.action();
             return Reply::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -518,6 +567,7 @@ async fn process(app: &App, draft: &mut Draft, has_purpose: bool, req: Request) 
             );
         }
         Err(RouteError::BadId(kind, what)) => {
+            draft.kind = Some(kind);
             draft.action = kind.action();
             return Reply::error(
                 StatusCode::BAD_REQUEST,
@@ -526,6 +576,7 @@ async fn process(app: &App, draft: &mut Draft, has_purpose: bool, req: Request) 
         }
     };
     let kind = endpoint.kind();
+    draft.kind = Some(kind);
     draft.action = kind.action();
     draft.case_id = endpoint.case().cloned();
     let query = req.uri().query().map(str::to_owned);

@@ -133,6 +133,12 @@ pub(crate) fn serve_cmd(args: &ServeArgs, out: &mut impl Write) -> Result<()> {
             cfg.state_dir.display()
         )
     })?;
+    let telemetry = epitrace_ops::Telemetry::new()?;
+    let _ops = if cfg.metrics.enabled {
+        Some(epitrace_ops::OpsServer::start(&cfg.metrics, &telemetry)?)
+    } else {
+        None
+    };
     let rt = crate::runtime()?;
     rt.block_on(async {
         let handle = Server {
@@ -140,6 +146,7 @@ pub(crate) fn serve_cmd(args: &ServeArgs, out: &mut impl Write) -> Result<()> {
             kafka: cfg.kafka.clone(),
             approvals: cfg.tracing.approvals.clone(),
             interview: cfg.tracing.interview.clone(),
+            telemetry: Some(telemetry.clone()),
         }
         .start()
         .await?;

@@ -594,6 +594,8 @@ fn serve_answers_holds_its_lock_and_stops_on_sigterm() {
         format!("api.users_file={}", users.display()),
         "--set".to_owned(),
         "api.listen=127.0.0.1:0".to_owned(),
+        "--set".to_owned(),
+        "metrics.listen=127.0.0.1:0".to_owned(),
     ];
     let serve = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_epitrace"))

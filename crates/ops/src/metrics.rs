@@ -65,7 +65,14 @@ pub struct Metrics {
     pub kafka_client_errors: IntCounterVec,
     /// `epitrace_build_info{version}`.
     pub build_info: IntGaugeVec,
+    /// `epitrace_api_requests_total{endpoint, outcome}` (`epitrace serve`).
+    pub api_requests: IntCounterVec,
+    /// `epitrace_api_audit_batch_records` (`epitrace serve`).
+    pub api_audit_batch: Histogram,
 }
+
+/// Audit records per group commit of the API: 1 to the batch limit.
+const AUDIT_BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// Batch durations: 1 ms to 60 s.
 const BATCH_BUCKETS: &[f64] = &[
@@ -106,7 +113,18 @@ impl Metrics {
         "epitrace_kafka_reachable",
         "epitrace_kafka_client_errors_total",
         "epitrace_build_info",
+        "epitrace_api_requests_total",
+        "epitrace_api_audit_batch_records",
     ];
+
+    /// Counts one request to the investigators' API (`endpoint`: a
+    /// matrix row or `unknown`; `outcome`: `allowed`, `denied`, `failed`
+    /// or `unaudited`).
+    pub fn api_request(&self, endpoint: &str, outcome: &str) {
+        self.api_requests
+            .with_label_values(&[endpoint, outcome])
+            .inc();
+    }
 
     /// Defines and registers every metric.
     ///
@@ -132,6 +150,14 @@ impl Metrics {
             registry.register(Box::new(h.clone()))?;
             Ok::<_, prometheus::Error>(h)
         };
+        let api_audit_batch = Histogram::with_opts(
+            HistogramOpts::new(
+                "epitrace_api_audit_batch_records",
+                "Audit records the investigators' API committed per transaction (requests that arrived together share one).",
+            )
+            .buckets(AUDIT_BATCH_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(api_audit_batch.clone()))?;
         let metrics = Self {
             input_records: counter(
                 "epitrace_input_records_total",
@@ -257,6 +283,12 @@ impl Metrics {
                 "Always 1; the version of the running binary in its label.",
                 &["version"],
             )?,
+            api_requests: counter(
+                "epitrace_api_requests_total",
+                "Requests to the investigators' API, by endpoint and outcome (allowed, denied, failed; unaudited when the audit record could not be committed and 503 was sent).",
+                &["endpoint", "outcome"],
+            )?,
+            api_audit_batch,
             registry,
         };
         metrics
@@ -515,6 +547,8 @@ mod tests {
             .kafka_client_errors
             .with_label_values(&["transport"])
             .inc();
+        metrics.api_request("case", "allowed");
+        metrics.api_audit_batch.observe(3.0);
         let mut gathered: Vec<String> = metrics
             .registry
             .gather()
