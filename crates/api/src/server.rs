@@ -615,10 +615,7 @@ async fn process(app: &App, draft: &mut Draft, has_purpose: bool, req: Request) 
     match endpoint {
         Endpoint::Login => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "unreachable"),
         Endpoint::ListCases => list_cases(app, &principal, query.as_deref()),
-        Endpoint::Case(id) => read_case(app, &principal, &id, |v, s| {
-            let _ = v;
-            render::case_state(s)
-        }),
+        Endpoint::Case(id) => read_case(app, &principal, &id, |_, s| render::case_state(s)),
         Endpoint::Timeline(id) => read_case(app, &principal, &id, |v, _| {
             json!({
                 "case_id": id.as_str(),
@@ -1265,10 +1262,14 @@ fn authenticate(app: &App, headers: &HeaderMap, draft: &mut Draft) -> Result<Pri
     else {
         return Err(unauthorized("log in first: Authorization: Bearer <token>"));
     };
-    let Some(token) = raw.strip_prefix("Bearer ") else {
-        return Err(unauthorized(
-            "the Authorization header takes a Bearer token",
-        ));
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let token = match raw.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+        _ => {
+            return Err(unauthorized(
+                "the Authorization header takes a Bearer token",
+            ));
+        }
     };
     let claims = app
         .tokens
