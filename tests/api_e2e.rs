@@ -126,6 +126,7 @@ fn fixtures() -> Vec<OutputRecord> {
         risk: Probability::new("risk", 0.7).unwrap(),
         status: ExposureStatus::New,
         detected_at: t(T0),
+        evidence: vec![epitrace_model::records::DataCategory::Card],
     };
     let approval = DataAccessApproval {
         case_id: kr1.clone(),

@@ -5,7 +5,9 @@
 //! processor on RocksDB, and `tracing.exposures` read back and compared
 //! with the brute-force oracle computed from the same records; then the
 //! timelines (against the oracle's segments), the one cluster the scenario
-//! holds, and the metrics (against the topics' contents).
+//! holds, and the metrics (against the topics' contents); last, the first
+//! case's interview places as tracing evidence (against the oracle with
+//! those stays as the case's own).
 
 // Test code: a panic is a failed test.
 #![allow(
@@ -359,6 +361,16 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
     )
     .await;
 
+    check_statements(
+        &kafka,
+        &publisher,
+        &scenario,
+        &observations,
+        &live,
+        &cfg.tracing,
+    )
+    .await;
+
     let stats: Vec<(String, u64, u64, u64)> = pipeline
         .stats()
         .iter()
@@ -382,6 +394,101 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
         all_versions.len(),
         converged.as_secs_f64()
     );
+}
+
+/// Phase 4: the first case's interview — places where others stayed and
+/// its own records need not be — recorded on `cases.interviews` (the case's
+/// INTERVIEW category is approved with the others): the exposures become
+/// the oracle's with those stays as the case's own segments, and a contact
+/// found from the statements alone says so in its evidence.
+async fn check_statements(
+    kafka: &KafkaConfig,
+    publisher: &Publisher,
+    scenario: &epitrace_sim::Scenario,
+    observations: &[(SubjectId, epitrace_core::Observation)],
+    live: &[CaseSpec],
+    tracing: &TracingConfig,
+) {
+    let started = Instant::now();
+    let statements = scenario.statements(&Ingest::new(tracing), 4);
+    assert_eq!(statements.len(), 4, "the scenario has stays to state");
+    let fp = epitrace_core::Footprinter::new(&tracing.footprint);
+    let stated: Vec<(CaseId, oracle::OracleSegment)> = statements
+        .iter()
+        .map(|e| {
+            let accuracy = epitrace_model::AccuracyM::new(e.radius_m).unwrap();
+            let seg = oracle::OracleSegment {
+                cell: fp.cell(e.position, accuracy),
+                start: e.start.as_millis(),
+                end: e.end.as_millis(),
+            };
+            (e.case_id.clone(), seg)
+        })
+        .collect();
+    let before = oracle::exposures(observations, live, tracing);
+    let expected = oracle::exposures_with_statements(observations, live, tracing, &stated);
+    let added: Vec<_> = expected
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .cloned()
+        .collect();
+    assert!(!added.is_empty(), "the statements find contacts");
+    let records: Vec<OutputRecord> = statements
+        .iter()
+        .map(|e| OutputRecord {
+            topic: epitrace_model::topics::INTERVIEWS.into(),
+            key: e.case_id.as_str().as_bytes().to_vec(),
+            payload: encode_single_object(e).unwrap(),
+            timestamp_ms: None,
+        })
+        .collect();
+    publisher.send_all(&records).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut latest: BTreeMap<(CaseId, SubjectId), Exposure> = BTreeMap::new();
+        for r in read_all(kafka, EXPOSURES).await.unwrap() {
+            let e: Exposure =
+                decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default())
+                    .unwrap();
+            latest.insert((e.case_id.clone(), e.contact), e);
+        }
+        latest.retain(|_, e| e.status != ExposureStatus::Retracted);
+        let equal = latest.keys().eq(expected.keys())
+            && expected.iter().all(|(k, want)| {
+                (i64::from(latest[k].cumulative_s) - want.cumulative_ms / 1000).abs() <= 1
+            });
+        if equal {
+            for k in &added {
+                assert!(
+                    latest[k]
+                        .evidence
+                        .contains(&epitrace_model::records::DataCategory::Interview),
+                    "{k:?}: {:?}",
+                    latest[k].evidence
+                );
+            }
+            let alone = added
+                .iter()
+                .filter(|k| {
+                    latest[*k].evidence == [epitrace_model::records::DataCategory::Interview]
+                })
+                .count();
+            assert!(alone > 0, "a contact found from the statements alone");
+            println!(
+                "statements: {} exposures found by 4 interview places ({alone} from them alone), equal to the oracle after {:.1} s",
+                added.len(),
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exposures with the statements differ from the oracle after 120 s: {} live, {} expected",
+            latest.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
 }
 
 /// The scenario's one cluster: case 1 and the two it infected at the club,
@@ -686,7 +793,7 @@ async fn check_timelines(
         let window = infectious_window(case.infectious_from, case.infectious_until);
         let mut want = Vec::new();
         for subject in &case.subjects {
-            for stream in epitrace_core::Stream::ALL {
+            for stream in epitrace_core::Stream::FEEDS {
                 let obs: Vec<_> = observations
                     .iter()
                     .filter(|(s, o)| s == subject && o.source.stream() == stream)

@@ -90,6 +90,7 @@ pub fn exposure(e: &Exposure) -> Value {
         "lng": c.lng(),
         "windows": e.windows.iter().map(|w| json!({"start": w.start().to_string(), "end": w.end().to_string()})).collect::<Vec<_>>(),
         "detected_at": e.detected_at.to_string(),
+        "evidence": e.evidence.iter().map(|c| c.as_symbol()).collect::<Vec<_>>(),
     })
 }
 

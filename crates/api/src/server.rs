@@ -903,11 +903,7 @@ async fn post_approval(app: &App, p: &Principal, draft: &mut Draft, b: ApprovalB
     };
     let approval = DataAccessApproval {
         case_id,
-        category: match category {
-            Category::Location => DataCategory::Location,
-            Category::Card => DataCategory::Card,
-            Category::Checkin => DataCategory::Checkin,
-        },
+        category: DataCategory::from(category),
         authority,
         reference,
         approved_at,

@@ -34,11 +34,15 @@ pub enum Category {
     Card,
     /// Venue entry logs: `feeds.venue.checkin`.
     Checkin,
+    /// The places the patient stated in interview (`cases.interviews`),
+    /// used as tracing evidence of their own: their contacts are found even
+    /// where no record of the patient's is (see `crate::interview`).
+    Interview,
 }
 
 impl Category {
     /// Every category.
-    pub const ALL: [Self; 3] = [Self::Location, Self::Card, Self::Checkin];
+    pub const ALL: [Self; 4] = [Self::Location, Self::Card, Self::Checkin, Self::Interview];
 
     /// The feed whose records belong to this category.
     #[must_use]
@@ -47,6 +51,7 @@ impl Category {
             Self::Location => Stream::Telecom,
             Self::Card => Stream::Card,
             Self::Checkin => Stream::Checkin,
+            Self::Interview => Stream::Interview,
         }
     }
 
@@ -57,16 +62,18 @@ impl Category {
             Stream::Telecom => Self::Location,
             Stream::Card => Self::Card,
             Stream::Checkin => Self::Checkin,
+            Stream::Interview => Self::Interview,
         }
     }
 
-    /// The schema's symbol (`LOCATION`, `CARD`, `CHECKIN`).
+    /// The schema's symbol (`LOCATION`, `CARD`, `CHECKIN`, `INTERVIEW`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Location => "LOCATION",
             Self::Card => "CARD",
             Self::Checkin => "CHECKIN",
+            Self::Interview => "INTERVIEW",
         }
     }
 }
@@ -77,6 +84,18 @@ impl From<DataCategory> for Category {
             DataCategory::Location => Self::Location,
             DataCategory::Card => Self::Card,
             DataCategory::Checkin => Self::Checkin,
+            DataCategory::Interview => Self::Interview,
+        }
+    }
+}
+
+impl From<Category> for DataCategory {
+    fn from(c: Category) -> Self {
+        match c {
+            Category::Location => Self::Location,
+            Category::Card => Self::Card,
+            Category::Checkin => Self::Checkin,
+            Category::Interview => Self::Interview,
         }
     }
 }
@@ -115,13 +134,14 @@ impl Gate {
     /// Nothing open.
     pub const CLOSED: Self = Self(0);
     /// Every category open.
-    pub const OPEN: Self = Self(0b111);
+    pub const OPEN: Self = Self(0b1111);
 
     const fn bit(c: Category) -> u8 {
         match c {
             Category::Location => 1,
             Category::Card => 2,
             Category::Checkin => 4,
+            Category::Interview => 8,
         }
     }
 
@@ -261,7 +281,7 @@ mod tests {
 
     #[test]
     fn bits_round_trip_and_categories_map_to_feeds() {
-        for bits in 0..8 {
+        for bits in 0..16 {
             assert_eq!(Gate::from_bits(bits).bits(), bits);
         }
         for c in Category::ALL {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use epitrace_model::{Cell, SubjectId};
 
-use crate::approval::Gate;
+use crate::approval::{Category, Gate};
 use crate::codec::{Reader, Writer};
 use crate::config::ExposureConfig;
 use crate::error::CoreError;
@@ -105,7 +105,15 @@ impl ContactLedger {
             .filter(|(p, _)| gate.allows_stream(p.case_segment.lane.stream()))
             .map(|(_, o)| o)
             .collect();
+        let evidence = self
+            .overlaps
+            .keys()
+            .filter(|p| gate.allows_stream(p.case_segment.lane.stream()))
+            .fold(Gate::CLOSED, |g, p| {
+                g.with(Category::of_stream(p.case_segment.lane.stream()))
+            });
         let mut assessment = Assessment::of(open.iter().map(|o| o.window).collect(), cfg);
+        assessment.evidence = evidence;
         assessment.first_cell = open
             .iter()
             .min_by_key(|o| (o.window.start(), o.cell))
@@ -168,6 +176,9 @@ pub struct Assessment {
     pub exposed: bool,
     /// Where the earliest overlap happened (set by [`ContactLedger::assess`]).
     pub first_cell: Option<Cell>,
+    /// The categories of the case's data the counted overlaps come from
+    /// (set by [`ContactLedger::assess_gated`]; a [`Gate`] used as a set).
+    pub evidence: Gate,
 }
 
 impl Assessment {
@@ -185,6 +196,7 @@ impl Assessment {
             exposed: peak_ms >= cfg.min_cumulative.as_millis(),
             windows,
             first_cell: None,
+            evidence: Gate::CLOSED,
         }
     }
 }

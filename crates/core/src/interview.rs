@@ -17,10 +17,30 @@
 //! contradicts for another part is corroborated, with the contradicting
 //! visits listed too: the investigator sees both. Pure: the caller passes
 //! the visits.
+//!
+//! ## Interview places as tracing evidence
+//!
+//! A stated stay is also evidence of its own ([`evidence`]): one segment of
+//! the case's first pseudonym, at the footprint of the stated place and
+//! radius, over the stated time, from [`Source::Interview`] (confidence
+//! [`INTERVIEW_CONFIDENCE`](crate::timeline::INTERVIEW_CONFIDENCE), below a
+//! check-in's). The case-router publishes it to the presence join, which
+//! pairs it with everyone there then, so a contact is found even where the
+//! patient's phone left no record. It is the *case's* evidence only: the
+//! join never indexes it as anyone's presence, so it makes nobody a contact
+//! of another case. It counts only while the case's INTERVIEW category is
+//! open (an approval, or `open_by_default`), like any other category; and
+//! it is never a visit of the case's timeline, which stays what the data
+//! shows, so that correlation never corroborates a statement with itself.
 
-use epitrace_model::records::ObservationSource;
-use epitrace_model::{Cell, LatLng};
+use epitrace_model::records::{InterviewEntry, ObservationSource};
+use epitrace_model::{AccuracyM, CaseId, Cell, LatLng};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::footprint::Footprinter;
+use crate::observation::{Source, SourceSet, Stream};
+use crate::segment::{Lane, Segment, SegmentKey};
 
 /// How near is near: the `[tracing.interview]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +124,53 @@ pub struct Correlation {
     /// Distance from the stated place to the nearest overlapping visit's
     /// cell centre, in metres (`None` without overlapping visits).
     pub nearest_m: Option<f64>,
+}
+
+/// The lane of an interview entry's evidence segment: the
+/// [`Stream::Interview`] stream, numbered by a 27-bit digest of (case,
+/// entry id), so that two entries of one case never share a segment
+/// identity unless their digests collide *and* they start at the same
+/// instant in the same cell (then they are the same stay anyway).
+#[must_use]
+pub fn evidence_lane(case: &CaseId, entry_id: &str) -> Lane {
+    let mut h = Sha256::new();
+    h.update(b"epitrace.interview-lane.v1");
+    h.update(
+        u64::try_from(case.as_str().len())
+            .unwrap_or(u64::MAX)
+            .to_le_bytes(),
+    );
+    h.update(case.as_str().as_bytes());
+    h.update(entry_id.as_bytes());
+    let d = h.finalize();
+    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & ((1 << 27) - 1);
+    Lane::of(Stream::Interview, n)
+}
+
+/// The evidence segment of an interview entry: the stated place's
+/// footprint (its radius as the accuracy) over the stated time, from
+/// [`Source::Interview`]. `None` for a retracted entry and for an instant
+/// (start = end), which can overlap nothing.
+#[must_use]
+pub fn evidence(entry: &InterviewEntry, fp: &Footprinter) -> Option<Segment> {
+    if entry.retracted || entry.end <= entry.start {
+        return None;
+    }
+    // Validated radii (1..=50 km) are valid accuracies; anything else
+    // cannot be placed.
+    let accuracy = AccuracyM::new(entry.radius_m).ok()?;
+    let cell = fp.cell(entry.position, accuracy);
+    Some(Segment {
+        key: SegmentKey {
+            lane: evidence_lane(&entry.case_id, entry.entry_id.as_str()),
+            start: entry.start,
+            first_cell: cell,
+        },
+        cell,
+        end: entry.end,
+        sources: SourceSet::of(Source::Interview),
+        observations: 1,
+    })
 }
 
 /// The circumradius of a cell, in metres (its edge length, for a hexagon).

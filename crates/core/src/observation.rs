@@ -21,11 +21,23 @@ pub enum Source {
     Card = 8,
     /// A venue QR check-in.
     Checkin = 16,
+    /// A place and time the patient stated in interview, used as tracing
+    /// evidence once the case's INTERVIEW category is approved (see
+    /// `crate::interview::evidence`). A case's evidence only: never a
+    /// contact's.
+    Interview = 32,
 }
 
 impl Source {
     /// Every source, in bit order.
-    pub const ALL: [Self; 5] = [Self::Cell, Self::Gps, Self::Wifi, Self::Card, Self::Checkin];
+    pub const ALL: [Self; 6] = [
+        Self::Cell,
+        Self::Gps,
+        Self::Wifi,
+        Self::Card,
+        Self::Checkin,
+        Self::Interview,
+    ];
 
     /// The feed this source arrives in.
     #[must_use]
@@ -34,6 +46,7 @@ impl Source {
             Self::Cell | Self::Gps | Self::Wifi => Stream::Telecom,
             Self::Card => Stream::Card,
             Self::Checkin => Stream::Checkin,
+            Self::Interview => Stream::Interview,
         }
     }
 }
@@ -51,11 +64,16 @@ pub enum Stream {
     Card = 1,
     /// `feeds.venue.checkin`.
     Checkin = 2,
+    /// `cases.interviews`: not a provider feed but a case's stated places,
+    /// which the case-router turns into evidence segments of their own (one
+    /// per entry, never merged, never segmented by the segmenter).
+    Interview = 3,
 }
 
 impl Stream {
-    /// Every feed.
-    pub const ALL: [Self; 3] = [Self::Telecom, Self::Card, Self::Checkin];
+    /// The provider feeds the segmenter segments (every stream but
+    /// [`Stream::Interview`]).
+    pub const FEEDS: [Self; 3] = [Self::Telecom, Self::Card, Self::Checkin];
 }
 
 /// A set of [`Source`]s (a bit set).
@@ -94,7 +112,7 @@ impl SourceSet {
     /// A set from raw bits; unknown bits are dropped.
     #[must_use]
     pub const fn from_bits(bits: u8) -> Self {
-        Self(bits & 0b1_1111)
+        Self(bits & 0b11_1111)
     }
 }
 

@@ -88,6 +88,7 @@ impl Lane {
         match self.0 & 0xf {
             1 => Stream::Card,
             2 => Stream::Checkin,
+            3 => Stream::Interview,
             _ => Stream::Telecom,
         }
     }

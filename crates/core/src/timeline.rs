@@ -22,12 +22,18 @@ pub fn clip(segment: &Segment, window: Interval) -> Option<Interval> {
         .filter(|i| !i.is_empty())
 }
 
+/// The confidence of a place stated in interview: below a check-in (0.95),
+/// a fix (0.9), a card (0.8) and a fine tower cell (0.6).
+pub const INTERVIEW_CONFIDENCE: f64 = 0.5;
+
 /// Confidence that the subject was in the visit's cell for the whole visit:
 /// the best of its sources. A check-in is a declaration at the venue (0.95);
 /// a GPS or Wi-Fi fix is within tens of metres (0.9); a card payment places
 /// the card, not necessarily its holder, at the merchant (0.8); a tower
 /// record only bounds the phone to the tower's coverage, the coarser the
-/// less telling (0.6 at res 9 and finer, 0.45 at 8, 0.3 at 7, 0.15 coarser).
+/// less telling (0.6 at res 9 and finer, 0.45 at 8, 0.3 at 7, 0.15 coarser);
+/// a place stated in interview is the patient's memory, below every record
+/// of the place itself ([`INTERVIEW_CONFIDENCE`], 0.5).
 /// A heuristic for ordering and display, not a probability model.
 #[must_use]
 pub fn confidence(sources: SourceSet, cell: Cell) -> f64 {
@@ -44,6 +50,7 @@ pub fn confidence(sources: SourceSet, cell: Cell) -> f64 {
             Source::Gps | Source::Wifi => 0.9,
             Source::Card => 0.8,
             Source::Cell => tower,
+            Source::Interview => INTERVIEW_CONFIDENCE,
         })
         .fold(0.0, f64::max)
 }

@@ -91,6 +91,9 @@ enum CategoryArg {
     Card,
     /// Venue check-ins.
     Checkin,
+    /// The places patients stated in interview, traced as evidence (the
+    /// health authority's decision).
+    Interview,
 }
 
 impl From<RoleArg> for ApiRole {
@@ -110,6 +113,7 @@ impl From<CategoryArg> for Category {
         match c {
             CategoryArg::Location => Self::Location,
             CategoryArg::Card => Self::Card,
+            CategoryArg::Interview => Self::Interview,
             CategoryArg::Checkin => Self::Checkin,
         }
     }

@@ -183,7 +183,7 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
         "--topic",
         "feeds.",
     ]);
-    for input in ["cases.events", "cases.approvals"] {
+    for input in ["cases.events", "cases.approvals", "cases.interviews"] {
         acl(&[
             "--allow-principal",
             "User:pipeline",

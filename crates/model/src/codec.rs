@@ -191,6 +191,29 @@ pub fn decode_datum_with<T: AvroRecord>(
     check_future(T::read_binary(bytes)?, opts)
 }
 
+/// Decodes a plain Avro datum whose writer schema was not recorded: as the
+/// current schema first, then as each released one (resolved into the
+/// current). For stored state written before stored values carried their
+/// schema's fingerprint; new data should be framed (single-object) instead.
+///
+/// # Errors
+/// The current schema's error when no known writer schema reads it.
+pub fn decode_datum_any_version<T: AvroRecord>(bytes: &[u8]) -> Result<T, ModelError> {
+    let current = T::read_binary(bytes);
+    if current.is_ok() {
+        return current;
+    }
+    let set = T::schema_set();
+    for w in set.writers().filter(|w| !w.same_as_current) {
+        if let Ok(Some(reader)) = set.datum_reader(w.fingerprint)
+            && let Ok(record) = read_with(reader, bytes).and_then(|v| T::from_value(&v))
+        {
+            return Ok(record);
+        }
+    }
+    current
+}
+
 /// Validates a decoded value into a record.
 fn finish<T: AvroRecord>(value: &Value, opts: &DecodeOptions) -> Result<T, ModelError> {
     check_future(T::from_value(value)?, opts)

@@ -377,6 +377,56 @@ fn bytes_written_with_released_schema_decode_with_current() {
 }
 
 #[test]
+fn a_bare_datum_of_a_released_schema_is_read_by_trying_each_writer() {
+    // Stored state written before values carried their fingerprint: an
+    // exposure as v1 wrote it (no `evidence`) and one as the current schema
+    // writes it both decode.
+    let mut exposure = Exposure {
+        exposure_id: ExposureId::new("e-1").unwrap(),
+        case_id: CaseId::new("KR-1").unwrap(),
+        contact: SubjectId::from_bytes([7; 16]),
+        first_cell: Cell::new(0x0892_830a_8a07_ffff).unwrap(),
+        windows: vec![
+            TimeWindow::new(
+                EventTime::from_millis("t", 1_588_377_600_000).unwrap(),
+                EventTime::from_millis("t", 1_588_378_500_000).unwrap(),
+            )
+            .unwrap(),
+        ],
+        cumulative_s: 900,
+        risk: Probability::new("risk", 0.25).unwrap(),
+        status: ExposureStatus::New,
+        detected_at: EventTime::from_millis("t", 1_588_378_500_000).unwrap(),
+        evidence: vec![DataCategory::Location, DataCategory::Interview],
+    };
+    let current = encode_datum(&exposure).unwrap();
+    assert_eq!(
+        codec::decode_datum_any_version::<Exposure>(&current).unwrap(),
+        exposure
+    );
+    let released = schema::parse(schema::EXPOSURE.released[0].1).unwrap();
+    let Value::Record(mut fields) = exposure.to_value() else {
+        unreachable!()
+    };
+    fields.retain(|(n, _)| n != "evidence");
+    let old = GenericDatumWriter::builder(&released)
+        .build()
+        .unwrap()
+        .write_value_to_vec(Value::Record(fields))
+        .unwrap();
+    assert!(
+        decode_datum::<Exposure>(&old).is_err(),
+        "not the current layout"
+    );
+    exposure.evidence = Vec::new();
+    assert_eq!(
+        codec::decode_datum_any_version::<Exposure>(&old).unwrap(),
+        exposure
+    );
+    assert!(codec::decode_datum_any_version::<Exposure>(&[1, 2, 3]).is_err());
+}
+
+#[test]
 fn older_writer_is_resolved_into_current_reader() {
     // A writer schema from before `site_id` existed: the current schema
     // reads it, filling the default.

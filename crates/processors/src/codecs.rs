@@ -9,7 +9,7 @@ use epitrace_core::ContactLedger;
 use epitrace_core::SubjectTrail;
 use epitrace_core::codec::decode_segment;
 use epitrace_model::records::{
-    CaseEvent, ClusterAlert, DataAccessApproval, Exposure, SubjectCase, Visit,
+    CaseEvent, ClusterAlert, DataAccessApproval, Exposure, InterviewEntry, SubjectCase, Visit,
 };
 use epitrace_model::{CaseId, SubjectId};
 
@@ -36,6 +36,8 @@ pub enum KeyCodec {
     CaseVisit,
     /// `case id · 0 · category(1) · approval reference`.
     CaseApproval,
+    /// `case id · 0 · interview entry id`.
+    CaseEntry,
     /// `case id`.
     Case,
     /// `cluster id`.
@@ -89,6 +91,7 @@ impl KeyCodec {
             Self::CaseContact => "case id · 0 · contact(16)",
             Self::CaseVisit => "case id · 0 · visit id",
             Self::CaseApproval => "case id · 0 · category(1) · approval reference",
+            Self::CaseEntry => "case id · 0 · interview entry id",
             Self::Case => "case id",
             Self::Cluster => "cluster id",
         }
@@ -142,10 +145,14 @@ impl KeyCodec {
                     case: Some(case),
                 }
             }
-            Self::CaseVisit => {
+            Self::CaseVisit | Self::CaseEntry => {
                 let (case, rest) = split_case(key)?;
                 if rest.is_empty() || std::str::from_utf8(rest).is_err() {
-                    return Err(bad("no visit id"));
+                    return Err(bad(if self == Self::CaseVisit {
+                        "no visit id"
+                    } else {
+                        "no interview entry id"
+                    }));
                 }
                 KeyOwner {
                     subject: None,
@@ -155,7 +162,7 @@ impl KeyCodec {
             Self::CaseApproval => {
                 let (case, rest) = split_case(key)?;
                 match rest.split_first() {
-                    Some((1..=3, reference)) if std::str::from_utf8(reference).is_ok() => {}
+                    Some((1..=4, reference)) if std::str::from_utf8(reference).is_ok() => {}
                     _ => return Err(bad("no approval category and reference")),
                 }
                 KeyOwner {
@@ -190,18 +197,20 @@ pub enum ValueCodec {
     ContactLedger,
     /// Nothing: the key is the entry.
     Empty,
-    /// `[version 1] · Avro datum` of a `SubjectCase`.
+    /// A stored record (`[2] · Avro single-object`, or `[1] · datum` from before) of a `SubjectCase`.
     SubjectCase,
-    /// `[version 1] · Avro datum` of an `Exposure`.
+    /// A stored record (`[2] · Avro single-object`, or `[1] · datum` from before) of an `Exposure`.
     Exposure,
-    /// `[version 1] · Avro datum` of a `CaseEvent`.
+    /// A stored record (`[2] · Avro single-object`, or `[1] · datum` from before) of a `CaseEvent`.
     CaseEvent,
-    /// `[version 1] · Avro datum` of a `Visit`.
+    /// A stored record (`[2] · Avro single-object`, or `[1] · datum` from before) of a `Visit`.
     Visit,
-    /// `[version 1] · Avro datum` of a `ClusterAlert`.
+    /// A stored record (`[2] · Avro single-object`, or `[1] · datum` from before) of a `ClusterAlert`.
     ClusterAlert,
-    /// `[version 1] · Avro datum` of a `DataAccessApproval`.
+    /// A stored record (`[2] · Avro single-object`, or `[1] · datum` from before) of a `DataAccessApproval`.
     Approval,
+    /// A stored record (`[2] · Avro single-object`, or `[1] · datum` from before) of an `InterviewEntry`.
+    InterviewEntry,
     /// `open categories(1) · next expiry(8)`: an approval gate.
     Gate,
 }
@@ -216,12 +225,13 @@ impl ValueCodec {
             Self::IndexedSegment => "segment + case tags (compact, v1)",
             Self::ContactLedger => "ContactLedger (core codec)",
             Self::Empty => "empty",
-            Self::SubjectCase => "SubjectCase (version byte + Avro datum)",
-            Self::Exposure => "Exposure (version byte + Avro datum)",
-            Self::CaseEvent => "CaseEvent (version byte + Avro datum)",
-            Self::Visit => "Visit (version byte + Avro datum)",
-            Self::ClusterAlert => "ClusterAlert (version byte + Avro datum)",
-            Self::Approval => "DataAccessApproval (version byte + Avro datum)",
+            Self::SubjectCase => "SubjectCase (version byte + Avro single-object)",
+            Self::Exposure => "Exposure (version byte + Avro single-object)",
+            Self::CaseEvent => "CaseEvent (version byte + Avro single-object)",
+            Self::Visit => "Visit (version byte + Avro single-object)",
+            Self::ClusterAlert => "ClusterAlert (version byte + Avro single-object)",
+            Self::Approval => "DataAccessApproval (version byte + Avro single-object)",
+            Self::InterviewEntry => "InterviewEntry (version byte + Avro single-object)",
             Self::Gate => "gate: open categories(1) · next expiry(8)",
         }
     }
@@ -270,6 +280,9 @@ impl ValueCodec {
                 .map(drop)
                 .map_err(|e| format!("{e:?}")),
             Self::Approval => decode_value::<DataAccessApproval>(bytes)
+                .map(drop)
+                .map_err(|e| format!("{e:?}")),
+            Self::InterviewEntry => decode_value::<InterviewEntry>(bytes)
                 .map(drop)
                 .map_err(|e| format!("{e:?}")),
             Self::Gate => crate::exposure_aggregator::decode_gate(bytes)

@@ -4,7 +4,9 @@
 
 use epitrace_core::{Lane, Segment, SegmentKey, Source, SourceSet};
 use epitrace_engine::{InputRecord, ProcessError};
-use epitrace_model::codec::{AvroRecord, DecodeOptions, decode_single_object};
+use epitrace_model::codec::{
+    AvroRecord, DecodeOptions, decode_single_object, encode_single_object,
+};
 use epitrace_model::records::{
     CaseTag, DataAccessApproval, DataCategory, ObservationSource, SegmentRef, SegmentUpdate,
     SegmentUpdateKind,
@@ -150,6 +152,7 @@ pub(crate) fn approval_key(a: &DataAccessApproval) -> Vec<u8> {
         DataCategory::Location => 1,
         DataCategory::Card => 2,
         DataCategory::Checkin => 3,
+        DataCategory::Interview => 4,
     };
     let mut member = vec![category];
     member.extend_from_slice(a.reference.as_str().as_bytes());
@@ -189,6 +192,7 @@ pub(crate) fn wire_source(s: Source) -> ObservationSource {
         Source::Wifi => ObservationSource::Wifi,
         Source::Card => ObservationSource::Card,
         Source::Checkin => ObservationSource::Checkin,
+        Source::Interview => ObservationSource::Interview,
     }
 }
 
@@ -200,6 +204,7 @@ pub(crate) fn core_source(s: ObservationSource) -> Source {
         ObservationSource::Wifi => Source::Wifi,
         ObservationSource::Card => Source::Card,
         ObservationSource::Checkin => Source::Checkin,
+        ObservationSource::Interview => Source::Interview,
     }
 }
 
@@ -235,22 +240,33 @@ pub(crate) fn segment_key(r: &SegmentRef) -> SegmentKey {
     }
 }
 
-/// Stored values carry a format version byte before an Avro datum.
-pub(crate) const VALUE_VERSION: u8 = 1;
+/// Stored values carry a format version byte: 2 = an Avro single-object
+/// frame (its schema's fingerprint, then the datum), so that a store written
+/// before a schema evolved is read through the released schema it was
+/// written with; 1 = a bare datum (state written before version 2: read as
+/// the current schema, else as each released one).
+pub(crate) const VALUE_VERSION: u8 = 2;
+const VALUE_VERSION_BARE: u8 = 1;
 
-/// `[version] + datum`.
+/// `[version] + single-object frame`.
 pub(crate) fn encode_value<T: AvroRecord>(record: &T) -> Result<Vec<u8>, ProcessError> {
-    let datum = epitrace_model::codec::encode_datum(record).or_fatal()?;
-    let mut v = Vec::with_capacity(datum.len() + 1);
+    let frame = encode_single_object(record).or_fatal()?;
+    let mut v = Vec::with_capacity(frame.len() + 1);
     v.push(VALUE_VERSION);
-    v.extend_from_slice(&datum);
+    v.extend_from_slice(&frame);
     Ok(v)
 }
 
-/// Reads [`encode_value`] back; a mismatch is corrupt state (fatal).
+/// Reads [`encode_value`] (or a version-1 value) back; a mismatch is
+/// corrupt state (fatal).
 pub(crate) fn decode_value<T: AvroRecord>(bytes: &[u8]) -> Result<T, ProcessError> {
     match bytes.split_first() {
-        Some((&VALUE_VERSION, datum)) => epitrace_model::codec::decode_datum(datum).or_fatal(),
+        Some((&VALUE_VERSION, frame)) => {
+            decode_single_object(frame, &DecodeOptions::default()).or_fatal()
+        }
+        Some((&VALUE_VERSION_BARE, datum)) => {
+            epitrace_model::codec::decode_datum_any_version(datum).or_fatal()
+        }
         Some((v, _)) => Err(ProcessError::Fatal(format!("stored value version {v}"))),
         None => Err(ProcessError::Fatal("empty stored value".into())),
     }

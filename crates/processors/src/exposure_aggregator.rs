@@ -54,8 +54,8 @@ use epitrace_core::{
 use epitrace_engine::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
-    CaseEvent, CaseStatus, DataAccessApproval, Exposure, ExposureCandidate, ExposureStatus,
-    TimeWindow,
+    CaseEvent, CaseStatus, DataAccessApproval, DataCategory, Exposure, ExposureCandidate,
+    ExposureStatus, TimeWindow,
 };
 use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
@@ -318,10 +318,12 @@ impl ExposureAggregator {
             .or_fatal()?;
         let cumulative_s = u32::try_from(a.cumulative_ms / 1000).unwrap_or(u32::MAX);
         let risk = Probability::new("risk", self.risk(&a)).or_fatal()?;
+        let evidence: Vec<DataCategory> = a.evidence.categories().map(Into::into).collect();
         if let Some(prev) = live_last
             && prev.windows == windows
             && prev.cumulative_s == cumulative_s
             && prev.first_cell == first_cell
+            && prev.evidence == evidence
         {
             return Ok(());
         }
@@ -339,6 +341,7 @@ impl ExposureAggregator {
                 ExposureStatus::New
             },
             detected_at: Self::detected_at(ts, last_window.end()),
+            evidence,
         };
         self.publish(&exposure, ts, txn, out)
     }

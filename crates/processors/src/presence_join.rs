@@ -21,6 +21,11 @@
 //!   probes the case segments (`patients`). So population data arriving
 //!   after the case still matches, and so does a case confirmed after its
 //!   contacts' data (the segmenter re-sends the case's segments, tagged).
+//! - **Interview evidence:** a segment of the interview stream (a place a
+//!   patient stated, from the case-router) is its case's evidence only: it
+//!   is indexed in `patients` and probes everyone, but is never indexed in
+//!   `presence` and never probes `patients`, so a statement never makes its
+//!   subject anyone's contact.
 //! - **Time:** event time. Index entries older than `retention` behind the
 //!   latest segment end seen are dropped by whole buckets at the end of a
 //!   batch (at most once per day of event time: each drop is a range
@@ -35,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use epitrace_core::codec::{decode_segment, encode_segment};
 use epitrace_core::join::{Bucket, Probe, buckets, infectious_window, overlap};
-use epitrace_core::{CellKey, Overlap, Segment, TracingConfig};
+use epitrace_core::{CellKey, Lane, Overlap, Segment, Stream, TracingConfig};
 use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
@@ -186,6 +191,11 @@ pub struct PresenceJoin {
     sweep_cursor: Vec<u8>,
 }
 
+/// Whether `u` is a case's interview evidence (see the module docs).
+fn is_evidence(u: &SegmentUpdate) -> bool {
+    Lane(u.lane).stream() == Stream::Interview
+}
+
 impl PresenceJoin {
     /// The stores it needs.
     pub const STORES: &'static [&'static str] = &[BY_ID, PRESENCE, PATIENTS];
@@ -218,11 +228,8 @@ impl PresenceJoin {
             if update.end.as_millis() >= cutoff_ms {
                 continue;
             }
-            for (store, patients_only) in [(PRESENCE, false), (PATIENTS, true)] {
-                if patients_only && !update.is_case() {
-                    continue;
-                }
-                for k in self.index_keys(&update) {
+            for store in [PRESENCE, PATIENTS] {
+                for k in self.store_keys(store, &update) {
                     txn.delete(store, &k[..]);
                 }
             }
@@ -233,6 +240,21 @@ impl PresenceJoin {
 
     fn bucket_ms(&self) -> i64 {
         self.cfg.join.bucket.as_millis()
+    }
+
+    /// The index keys of `u` in `store`: `presence` holds every segment but
+    /// interview evidence, `patients` the case segments.
+    fn store_keys(&self, store: &str, u: &SegmentUpdate) -> Vec<Vec<u8>> {
+        let indexed = if store == PATIENTS {
+            u.is_case()
+        } else {
+            !is_evidence(u)
+        };
+        if indexed {
+            self.index_keys(u)
+        } else {
+            Vec::new()
+        }
     }
 
     fn index_keys(&self, u: &SegmentUpdate) -> Vec<Vec<u8>> {
@@ -314,9 +336,12 @@ impl PresenceJoin {
     ) -> Vec<Pair<'a>> {
         let seg = segment_of(u);
         let mut out = Vec::new();
+        // A subject tagged with the case is one of its pseudonyms, never
+        // its contact.
+        let own = |s: &SegmentUpdate, case: &CaseId| s.cases.iter().any(|t| t.case_id == *case);
         for tag in &u.cases {
             let window = infectious_window(tag.infectious_from, tag.infectious_until);
-            for other in everyone {
+            for other in everyone.iter().filter(|o| !own(o, &tag.case_id)) {
                 if let Some(ov) = overlap(&seg, window, &segment_of(other)) {
                     out.push(Pair {
                         case_id: &tag.case_id,
@@ -327,9 +352,10 @@ impl PresenceJoin {
                 }
             }
         }
-        for other in patients {
+        // Interview evidence is nobody's presence: it is never a contact.
+        for other in patients.iter().filter(|_| !is_evidence(u)) {
             let other_seg = segment_of(other);
-            for tag in &other.cases {
+            for tag in other.cases.iter().filter(|t| !own(u, &t.case_id)) {
                 let window = infectious_window(tag.infectious_from, tag.infectious_until);
                 if let Some(ov) = overlap(&other_seg, window, &seg) {
                     out.push(Pair {
@@ -434,7 +460,12 @@ impl Processor for PresenceJoin {
                 } else {
                     Vec::new()
                 };
-                (everyone, self.probe(PATIENTS, u, txn)?)
+                let patients = if is_evidence(&update) {
+                    Vec::new()
+                } else {
+                    self.probe(PATIENTS, u, txn)?
+                };
+                (everyone, patients)
             }
             None => (Vec::new(), Vec::new()),
         };
@@ -464,14 +495,13 @@ impl Processor for PresenceJoin {
         // Index entries are keys only (the segment lives in `by_id`), so a
         // growing segment rewrites nothing but the buckets it newly covers:
         // few writes, few tombstones for later scans to skip.
-        let keys = |u: Option<&SegmentUpdate>, patients_only: bool| -> BTreeSet<Vec<u8>> {
-            u.filter(|u| !patients_only || u.is_case())
-                .map(|u| self.index_keys(u).into_iter().collect())
+        let keys = |u: Option<&SegmentUpdate>, store: &str| -> BTreeSet<Vec<u8>> {
+            u.map(|u| self.store_keys(store, u).into_iter().collect())
                 .unwrap_or_default()
         };
         let new = live.then_some(&update);
-        for (store, patients_only) in [(PRESENCE, false), (PATIENTS, true)] {
-            let (was, now) = (keys(old.as_ref(), patients_only), keys(new, patients_only));
+        for store in [PRESENCE, PATIENTS] {
+            let (was, now) = (keys(old.as_ref(), store), keys(new, store));
             for k in was.difference(&now) {
                 txn.delete(store, &k[..]);
             }

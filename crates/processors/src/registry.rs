@@ -18,7 +18,7 @@ use crate::run::{PipelineConfig, ProcessorKind};
 use crate::segmenter::{self, Segmenter};
 use crate::topology::{
     APPROVALS, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE, CLUSTERS,
-    DEADLETTER, EXPOSURES, SEGMENTS, TELECOM, TIMELINES, topic_specs,
+    DEADLETTER, EXPOSURES, INTERVIEWS, SEGMENTS, TELECOM, TIMELINES, topic_specs,
 };
 
 /// How a store's entries leave it.
@@ -86,8 +86,9 @@ impl ProcessorSpec {
     }
 }
 
-/// Topics written by providers and health authorities, not by processors.
-pub const EXTERNAL_INPUTS: &[&str] = &[TELECOM, CARD, CHECKIN, CASES, APPROVALS];
+/// Topics written by providers and health authorities (the interview
+/// entries through the investigators' API), not by processors.
+pub const EXTERNAL_INPUTS: &[&str] = &[TELECOM, CARD, CHECKIN, CASES, APPROVALS, INTERVIEWS];
 
 const fn store(
     name: &'static str,
@@ -107,9 +108,9 @@ const fn store(
 pub const REGISTRY: &[ProcessorSpec] = &[
     ProcessorSpec {
         kind: ProcessorKind::CaseRouter,
-        about: "cases.events + cases.approvals → cases.by-subject (a case's subjects with its approvals, keyed by subject)",
-        inputs: &[CASES, APPROVALS],
-        outputs: &[CASES_BY_SUBJECT],
+        about: "cases.events + cases.approvals + cases.interviews → cases.by-subject (a case's subjects with its approvals, keyed by subject) and presence.segments (interview places as evidence segments)",
+        inputs: &[CASES, APPROVALS, INTERVIEWS],
+        outputs: &[CASES_BY_SUBJECT, SEGMENTS],
         stores: &[
             store(
                 case_router::CASE_STATE,
@@ -123,9 +124,17 @@ pub const REGISTRY: &[ProcessorSpec] = &[
                 ValueCodec::Approval,
                 Retention::ByCase,
             ),
+            store(
+                case_router::INTERVIEW_STATE,
+                KeyCodec::CaseEntry,
+                ValueCodec::InterviewEntry,
+                Retention::ByCase,
+            ),
         ],
         build: |cfg| {
-            Box::new(CaseRouter::default().with_retention(cfg.topology.retention.as_millis()))
+            Box::new(
+                CaseRouter::new(&cfg.tracing).with_retention(cfg.topology.retention.as_millis()),
+            )
         },
     },
     ProcessorSpec {

@@ -475,7 +475,7 @@ impl Segmenter {
             .iter()
             .map(|(_, bytes)| decode_segment(bytes).or_fatal())
             .collect::<Result<Vec<_>, _>>()?;
-        for stream in Stream::ALL {
+        for stream in Stream::FEEDS {
             let (_, trail) = Self::trail(&mut self.trails, subject, stream, txn)?;
             live.extend(trail.open_segments(&self.cfg.segment));
         }

@@ -67,8 +67,6 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
             }
         }
     }
-    // Written and read by the investigators' API (`epitrace serve`).
-    names.push(INTERVIEWS);
     names.push(DEADLETTER);
     let mut specs: Vec<TopicSpec> = names
         .into_iter()

@@ -13,15 +13,15 @@
 use std::collections::BTreeMap;
 
 use epitrace_core::testkit::{CaseSpec, oracle};
-use epitrace_core::{Category, Ingest, TracingConfig};
+use epitrace_core::{Category, Footprinter, Ingest, TracingConfig};
 use epitrace_engine::TopologyDriver;
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{
     CaseEvent, CaseStatus, DataAccessApproval, DataCategory, Exposure, ExposureStatus,
-    ObservationSource, Visit,
+    InterviewEntry, ObservationSource, Visit,
 };
-use epitrace_model::topics::{APPROVALS, CASES, EXPOSURES, TIMELINES};
-use epitrace_model::{CaseId, EventTime, SubjectId, Text};
+use epitrace_model::topics::{APPROVALS, CASES, EXPOSURES, INTERVIEWS, TIMELINES};
+use epitrace_model::{AccuracyM, CaseId, EventTime, SubjectId, Text};
 use epitrace_processors::PipelineConfig;
 use epitrace_processors::registry::test_driver;
 use epitrace_sim::{Scenario, nightlife};
@@ -167,7 +167,9 @@ fn approvals_per_category_gate_exposures_and_late_ones_lose_nothing() {
     open_cfg.tracing.approvals.open_by_default = Category::ALL.to_vec();
     let all_visits = visits(&scenario_run(&open_cfg, &s));
     for c in Category::ALL {
-        if c != Category::Checkin {
+        // No check-in contacts in this scenario; interview places are no
+        // visits.
+        if c != Category::Checkin && c != Category::Interview {
             assert!(all_visits.values().any(|v| *v == c), "no {c} visit");
         }
     }
@@ -276,4 +278,192 @@ fn a_deployment_may_open_a_category_by_default() {
     pipe_approvals(&mut driver, &locations);
     let want = expected(&s, &cfg.tracing, &[Category::Card, Category::Location]);
     assert_eq!(live(&driver), want, "CARD by default and LOCATION approved");
+}
+
+fn pipe_statements(driver: &mut TopologyDriver, entries: &[InterviewEntry]) {
+    for e in entries {
+        let payload = encode_single_object(e).unwrap();
+        driver.pipe(
+            INTERVIEWS,
+            Some(e.case_id.as_str().as_bytes()),
+            Some(&payload),
+        );
+    }
+    driver.run().unwrap();
+}
+
+/// The live exposures themselves.
+fn live_exposures(driver: &TopologyDriver) -> BTreeMap<(CaseId, SubjectId), Exposure> {
+    let mut latest: BTreeMap<(CaseId, SubjectId), Exposure> = BTreeMap::new();
+    for r in driver.read(EXPOSURES) {
+        let e: Exposure =
+            decode_single_object(r.payload.as_deref().unwrap(), &DecodeOptions::default()).unwrap();
+        latest.insert((e.case_id.clone(), e.contact), e);
+    }
+    latest.retain(|_, e| e.status != ExposureStatus::Retracted);
+    latest
+}
+
+/// The oracle with the entries' stated stays as the cases' own segments
+/// (the stated place's footprint, as the pipeline places any position).
+fn expected_with(
+    s: &Scenario,
+    cfg: &TracingConfig,
+    open: &[Category],
+    entries: &[InterviewEntry],
+) -> Pairs {
+    let ingest = Ingest::new(cfg);
+    let fp = Footprinter::new(&cfg.footprint);
+    let obs: Vec<_> = s.feed().map(|r| r.observation(&ingest)).collect();
+    let specs: Vec<CaseSpec> = s.live_cases().iter().map(CaseSpec::from_event).collect();
+    let stated: Vec<(CaseId, oracle::OracleSegment)> = entries
+        .iter()
+        .filter(|e| !e.retracted)
+        .map(|e| {
+            let seg = oracle::OracleSegment {
+                cell: fp.cell(e.position, AccuracyM::new(e.radius_m).unwrap()),
+                start: e.start.as_millis(),
+                end: e.end.as_millis(),
+            };
+            (e.case_id.clone(), seg)
+        })
+        .collect();
+    oracle::exposures_approved_with_statements(&obs, &specs, cfg, open, &stated)
+        .into_iter()
+        .map(|(k, e)| (k, e.cumulative_ms / 1000))
+        .collect()
+}
+
+#[test]
+fn interview_places_find_contacts_without_the_patients_records() {
+    let cfg = PipelineConfig::default();
+    let tracing = &cfg.tracing;
+    let s = nightlife(80, 11).unwrap();
+    let cases: Vec<CaseId> = s.live_cases().iter().map(|c| c.case_id.clone()).collect();
+    let far = NOW_MS - DAY_MS;
+    let data = [
+        DataCategory::Location,
+        DataCategory::Card,
+        DataCategory::Checkin,
+    ];
+    let approvals: Vec<_> = cases
+        .iter()
+        .flat_map(|c| data.map(|k| approval(c, k, far - 30 * DAY_MS, far)))
+        .collect();
+    let records = [Category::Location, Category::Card, Category::Checkin];
+    let mut driver = scenario_run(&cfg, &s);
+    pipe_approvals(&mut driver, &approvals);
+    let base = expected(&s, tracing, &records);
+    assert_eq!(live(&driver), base, "the records alone");
+
+    // Stated, not yet approved: the statements wait.
+    let entries = s.statements(&Ingest::new(tracing), 4);
+    assert_eq!(
+        entries.len(),
+        4,
+        "the scenario has population stays to state"
+    );
+    pipe_statements(&mut driver, &entries);
+    assert_eq!(live(&driver), base, "INTERVIEW not approved");
+
+    // INTERVIEW approved for the first case: its stated places are traced.
+    let interview = approval(&cases[0], DataCategory::Interview, far - 30 * DAY_MS, far);
+    pipe_approvals(&mut driver, std::slice::from_ref(&interview));
+    let all = [
+        Category::Location,
+        Category::Card,
+        Category::Checkin,
+        Category::Interview,
+    ];
+    let with = expected_with(&s, tracing, &all, &entries);
+    assert_eq!(live(&driver), with, "INTERVIEW approved");
+    let found_by_statement: Vec<_> = with
+        .iter()
+        .filter(|(k, _)| !base.iter().any(|(b, _)| b == k))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        !found_by_statement.is_empty(),
+        "statements find contacts the records do not"
+    );
+    println!(
+        "exposures from the records: {}; with 4 statements of {}: {} ({} found by them)",
+        base.len(),
+        cases[0].as_str(),
+        with.len(),
+        found_by_statement.len()
+    );
+    let exposures = live_exposures(&driver);
+    for k in &found_by_statement {
+        assert!(
+            exposures[k].evidence.contains(&DataCategory::Interview),
+            "an exposure a statement completes names it: {:?}",
+            exposures[k].evidence
+        );
+    }
+    assert!(
+        found_by_statement
+            .iter()
+            .any(|k| exposures[k].evidence == [DataCategory::Interview]),
+        "some contact is found from the statements alone"
+    );
+    // The case's own records still say where they come from.
+    assert!(
+        exposures
+            .values()
+            .filter(|e| e.case_id == cases[0])
+            .any(|e| e.evidence.contains(&DataCategory::Location)
+                || e.evidence.contains(&DataCategory::Card)),
+        "record-based exposures name their categories"
+    );
+
+    // A statement withdrawn: what only it supported is retracted.
+    let mut withdrawn = entries.clone();
+    for e in &mut withdrawn {
+        e.retracted = true;
+    }
+    pipe_statements(&mut driver, &withdrawn[..2]);
+    let with_two = expected_with(
+        &s,
+        tracing,
+        &all,
+        &withdrawn[..2]
+            .iter()
+            .chain(&entries[2..])
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(live(&driver), with_two, "two statements withdrawn");
+
+    // Stated and approved before the case is even confirmed: the same
+    // outcome once it is (the entries wait in the case-router's store).
+    let mut early = test_driver(&cfg, NOW_MS).unwrap();
+    early.set_batch_size(50);
+    pipe_statements(&mut early, &entries);
+    pipe_approvals(&mut early, &approvals);
+    pipe_approvals(&mut early, std::slice::from_ref(&interview));
+    for r in s.trail.iter().chain(s.late.iter()) {
+        early.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+    }
+    for c in &s.cases {
+        let payload = encode_single_object(c).unwrap();
+        early.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
+    }
+    early.run().unwrap();
+    assert_eq!(live(&early), with, "statements before the case");
+
+    // The case retracted: its statements go with it.
+    let mut retracted = s.live_cases()[0].clone();
+    retracted.status = CaseStatus::Retracted;
+    let payload = encode_single_object(&retracted).unwrap();
+    early.pipe(
+        CASES,
+        Some(retracted.case_id.as_str().as_bytes()),
+        Some(&payload),
+    );
+    early.run().unwrap();
+    assert!(
+        live(&early).iter().all(|((c, _), _)| *c != cases[0]),
+        "a retracted case keeps no exposure"
+    );
 }

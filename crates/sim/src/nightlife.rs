@@ -29,16 +29,18 @@
 //!   Avro; each must be dead-lettered with its reason code while everything
 //!   else flows on.
 
+use epitrace_core::Ingest;
+use epitrace_core::ingest::case_window;
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
-    CardTransaction, CaseEvent, CaseStatus, DataAccessApproval, DataCategory, LocationPing,
-    LocationSource, VenueCheckin,
+    CardTransaction, CaseEvent, CaseStatus, DataAccessApproval, DataCategory, InterviewEntry,
+    LocationPing, LocationSource, VenueCheckin,
 };
-use epitrace_model::time::{DAY_MS, MINUTE_MS};
+use epitrace_model::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use epitrace_model::topics::{CARD, TELECOM};
 use epitrace_model::{
-    AccuracyM, CaseId, EventTime, LatLng, Mcc, MerchantId, ModelError, ProviderId, SubjectId, Text,
-    VenueId,
+    AccuracyM, ActorId, CaseId, Cell, EntryId, EventTime, LatLng, Mcc, MerchantId, ModelError,
+    ProviderId, SubjectId, Text, VenueId,
 };
 use h3o::Resolution;
 
@@ -108,11 +110,77 @@ impl Scenario {
         }
         out
     }
+
+    /// What the first live case tells the investigators in interview: `n`
+    /// places and times where people of the population stayed 20 minutes
+    /// or more (their card payments and check-ins, each of another person),
+    /// within the case's infectious window, where no record of the case's
+    /// own is then (no footprint of the case's co-located with the stay's
+    /// within an hour of it) — so that only the statement puts the case
+    /// there. Each entry
+    /// states the footprint's centre within 30 m over the stay; fewer than
+    /// `n` when the scenario has fewer.
+    #[must_use]
+    pub fn statements(&self, ingest: &Ingest, n: usize) -> Vec<InterviewEntry> {
+        let live = self.live_cases();
+        let Some(case) = live.first() else {
+            return Vec::new();
+        };
+        let window = case_window(case);
+        let case_subjects: Vec<SubjectId> = live.iter().flat_map(|c| c.subjects.clone()).collect();
+        let own: Vec<(Cell, i64, i64)> = self
+            .feed()
+            .map(|r| r.observation(ingest))
+            .filter(|(subject, _)| case.subjects.contains(subject))
+            .map(|(_, o)| (o.cell, o.time.as_millis(), o.end().as_millis()))
+            .collect();
+        let mut seen: Vec<SubjectId> = Vec::new();
+        let mut out = Vec::new();
+        for r in self.feed() {
+            if out.len() == n {
+                break;
+            }
+            let (subject, o) = r.observation(ingest);
+            if case_subjects.contains(&subject)
+                || seen.contains(&subject)
+                || o.dwell.as_millis() < 20 * MINUTE_MS
+                || o.time < window.start()
+                || o.end() > window.end()
+                || own.iter().any(|&(cell, from, to)| {
+                    cell.co_located(o.cell)
+                        && from < o.end().as_millis() + HOUR_MS
+                        && to > o.time.as_millis() - HOUR_MS
+                })
+            {
+                continue;
+            }
+            seen.push(subject);
+            let (Ok(entry_id), Ok(by)) = (
+                EntryId::new(format!("stated-{}", out.len() + 1)),
+                ActorId::new("investigator-kim"),
+            ) else {
+                continue;
+            };
+            out.push(InterviewEntry {
+                case_id: case.case_id.clone(),
+                entry_id,
+                position: o.cell.center(),
+                radius_m: 30.0,
+                start: o.time,
+                end: o.end(),
+                label: None,
+                recorded_by: by,
+                recorded_at: case.confirmed_at,
+                retracted: false,
+            });
+        }
+        out
+    }
 }
 
 /// A case's approvals of every category, granted at `at` for 90 days:
-/// LOCATION by the police, CARD by the card association, CHECKIN by the
-/// health authority.
+/// LOCATION by the police, CARD by the card association, CHECKIN and
+/// INTERVIEW (its stated places as evidence) by the health authority.
 #[must_use]
 pub fn approvals_for(case_id: &CaseId, at: EventTime) -> Vec<DataAccessApproval> {
     let until =
@@ -121,6 +189,7 @@ pub fn approvals_for(case_id: &CaseId, at: EventTime) -> Vec<DataAccessApproval>
         (DataCategory::Location, "National Police Agency", "L"),
         (DataCategory::Card, "Credit Finance Association", "C"),
         (DataCategory::Checkin, "Health Authority", "Q"),
+        (DataCategory::Interview, "Health Authority", "I"),
     ]
     .into_iter()
     .filter_map(|(category, authority, tag)| {

@@ -103,6 +103,20 @@ pub fn exposures_approved(
     cfg: &TracingConfig,
     open: &[crate::approval::Category],
 ) -> BTreeMap<(CaseId, SubjectId), OracleExposure> {
+    exposures_approved_with_statements(observations, cases, cfg, open, &[])
+}
+
+/// [`exposures_approved`] with places the cases stated in interview
+/// ([`exposures_with_statements`]), which count only when INTERVIEW is
+/// among the `open` categories.
+#[must_use]
+pub fn exposures_approved_with_statements(
+    observations: &[(SubjectId, Observation)],
+    cases: &[CaseSpec],
+    cfg: &TracingConfig,
+    open: &[crate::approval::Category],
+    stated: &[(CaseId, OracleSegment)],
+) -> BTreeMap<(CaseId, SubjectId), OracleExposure> {
     let case_subjects: BTreeSet<SubjectId> = cases
         .iter()
         .flat_map(|c| c.subjects.iter().copied())
@@ -115,7 +129,12 @@ pub fn exposures_approved(
         })
         .cloned()
         .collect();
-    exposures(&kept, cases, cfg)
+    let stated = if open.contains(&crate::approval::Category::Interview) {
+        stated
+    } else {
+        &[]
+    };
+    exposures_with_statements(&kept, cases, cfg, stated)
 }
 
 /// Every (case, contact) that meets the rule, from everything at once.
@@ -124,6 +143,19 @@ pub fn exposures(
     observations: &[(SubjectId, Observation)],
     cases: &[CaseSpec],
     cfg: &TracingConfig,
+) -> BTreeMap<(CaseId, SubjectId), OracleExposure> {
+    exposures_with_statements(observations, cases, cfg, &[])
+}
+
+/// [`exposures`] with places the cases stated in interview: each stated
+/// stay is one more segment of its case's own (never merged with another,
+/// never anyone's contact segment).
+#[must_use]
+pub fn exposures_with_statements(
+    observations: &[(SubjectId, Observation)],
+    cases: &[CaseSpec],
+    cfg: &TracingConfig,
+    stated: &[(CaseId, OracleSegment)],
 ) -> BTreeMap<(CaseId, SubjectId), OracleExposure> {
     let max_gap = cfg.segment.max_gap.as_millis();
     // Each feed of a subject is segmented on its own.
@@ -149,21 +181,27 @@ pub fn exposures(
             case.window.end().as_millis(),
         );
         let mut per_contact: BTreeMap<SubjectId, Vec<(i64, i64)>> = BTreeMap::new();
-        for subject in &own {
-            for cs in segs.get(subject).into_iter().flatten() {
-                for (contact, contact_segs) in &segs {
-                    if own.contains(contact) {
+        let statements = stated
+            .iter()
+            .filter(|(c, _)| *c == case.case)
+            .map(|(_, seg)| seg);
+        let case_segments = own
+            .iter()
+            .flat_map(|subject| segs.get(subject).into_iter().flatten())
+            .chain(statements);
+        for cs in case_segments {
+            for (contact, contact_segs) in &segs {
+                if own.contains(contact) {
+                    continue;
+                }
+                for ks in contact_segs {
+                    if !(contains(cs.cell, ks.cell) || contains(ks.cell, cs.cell)) {
                         continue;
                     }
-                    for ks in contact_segs {
-                        if !(contains(cs.cell, ks.cell) || contains(ks.cell, cs.cell)) {
-                            continue;
-                        }
-                        let lo = cs.start.max(ks.start).max(w_lo);
-                        let hi = cs.end.min(ks.end).min(w_hi);
-                        if lo < hi {
-                            per_contact.entry(*contact).or_default().push((lo, hi));
-                        }
+                    let lo = cs.start.max(ks.start).max(w_lo);
+                    let hi = cs.end.min(ks.end).min(w_hi);
+                    if lo < hi {
+                        per_contact.entry(*contact).or_default().push((lo, hi));
                     }
                 }
             }

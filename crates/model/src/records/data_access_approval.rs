@@ -19,6 +19,9 @@ symbol_enum!(
         Card = "CARD",
         /// Venue entry logs.
         Checkin = "CHECKIN",
+        /// The places a patient stated in interview, used as tracing
+        /// evidence (seed: the health authority's own decision).
+        Interview = "INTERVIEW",
     }
 );
 

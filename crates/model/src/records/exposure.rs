@@ -6,11 +6,12 @@ use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::geo::Cell;
 use crate::ids::{CaseId, ExposureId, SubjectId};
+use crate::records::DataCategory;
 use crate::records::visit::{cell_from_long, cell_to_long};
 use crate::records::{check_order, symbol_enum};
 use crate::text::Probability;
 use crate::time::EventTime;
-use crate::value::{Fields, record, str_value, subject_value, ts};
+use crate::value::{self, Fields, record, str_value, subject_value, ts};
 
 symbol_enum!(
     /// Lifecycle of an exposure.
@@ -78,8 +79,14 @@ pub struct Exposure {
     pub risk: Probability,
     /// What this record does to the exposure.
     pub status: ExposureStatus,
-    /// Event time at which the exposure was detected.
+    /// When the input that changed the exposure reached epitrace: its Kafka
+    /// timestamp (broker append time), deterministic on replay.
     pub detected_at: EventTime,
+    /// The categories of the case's data the counted overlaps rest on, in
+    /// schema order, no duplicates; on a RETRACTED record, those of the
+    /// version it retracts (empty on records written before the field
+    /// existed).
+    pub evidence: Vec<DataCategory>,
 }
 
 impl AvroRecord for Exposure {
@@ -106,6 +113,10 @@ impl AvroRecord for Exposure {
             ("risk", Value::Double(self.risk.get())),
             ("status", self.status.to_value()),
             ("detected_at", ts(self.detected_at)),
+            (
+                "evidence",
+                Value::Array(self.evidence.iter().map(|c| c.to_value()).collect()),
+            ),
         ])
     }
 
@@ -130,6 +141,11 @@ impl AvroRecord for Exposure {
             risk: Probability::new("risk", f.double("risk")?)?,
             status: ExposureStatus::from_symbol(f.symbol("status")?)?,
             detected_at: f.time("detected_at")?,
+            evidence: f
+                .array("evidence")?
+                .iter()
+                .map(|c| DataCategory::from_symbol(value::symbol("evidence", c)?))
+                .collect::<Result<_, _>>()?,
         };
         exposure.validate()?;
         Ok(exposure)
@@ -140,6 +156,12 @@ impl AvroRecord for Exposure {
             return Err(ModelError::InvalidRecord {
                 field: "windows",
                 reason: "empty",
+            });
+        }
+        if self.evidence.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ModelError::InvalidRecord {
+                field: "evidence",
+                reason: "not in schema order or duplicated",
             });
         }
         Ok(())

@@ -24,6 +24,9 @@ symbol_enum!(
         Card = "CARD",
         /// Venue check-in.
         Checkin = "CHECKIN",
+        /// A place the patient stated in interview: on the evidence
+        /// segments the case-router publishes, never on a visit.
+        Interview = "INTERVIEW",
     }
 );
 

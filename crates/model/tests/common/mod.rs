@@ -259,6 +259,7 @@ pub fn exposure() -> impl Strategy<Value = Exposure> {
         probability("risk"),
         prop::sample::select(ExposureStatus::ALL),
         time(),
+        prop::collection::btree_set(prop::sample::select(DataCategory::ALL), 0..4),
     )
         .prop_map(
             |(
@@ -271,6 +272,7 @@ pub fn exposure() -> impl Strategy<Value = Exposure> {
                 risk,
                 status,
                 detected_at,
+                evidence,
             )| {
                 Exposure {
                     exposure_id: ExposureId::new(id).unwrap(),
@@ -285,6 +287,7 @@ pub fn exposure() -> impl Strategy<Value = Exposure> {
                     risk,
                     status,
                     detected_at,
+                    evidence: evidence.into_iter().collect(),
                 }
             },
         )
