@@ -48,8 +48,9 @@
 use std::collections::BTreeMap;
 
 use epitrace_core::approval::gate_at;
+use epitrace_core::timeline::INTERVIEW_CONFIDENCE;
 use epitrace_core::{
-    Assessment, ContactLedger, Gate, Held, Interval, Overlap, PairKey, TracingConfig,
+    Assessment, Category, ContactLedger, Gate, Held, Interval, Overlap, PairKey, TracingConfig,
 };
 use epitrace_engine::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
@@ -236,12 +237,19 @@ impl ExposureAggregator {
 
     /// A heuristic score for ordering notifications, not a probability of
     /// infection: a quarter per `min_cumulative` of peak co-located time,
-    /// capped at 1 (15 min → 0.25, an hour or more → 1).
+    /// capped at 1 (15 min → 0.25, an hour or more → 1); times
+    /// [`INTERVIEW_CONFIDENCE`] (0.5) when only the patient's statements
+    /// put them there (evidence `INTERVIEW` alone), so that such a contact
+    /// ranks below one the records show.
     fn risk(&self, a: &Assessment) -> f64 {
         let unit = self.cfg.exposure.min_cumulative.as_millis().max(1);
         #[allow(clippy::cast_precision_loss)]
-        let score = a.peak_ms as f64 / (4.0 * unit as f64);
-        score.clamp(0.0, 1.0)
+        let score = (a.peak_ms as f64 / (4.0 * unit as f64)).clamp(0.0, 1.0);
+        if a.evidence == Gate::CLOSED.with(Category::Interview) {
+            score * INTERVIEW_CONFIDENCE
+        } else {
+            score
+        }
     }
 
     fn publish(

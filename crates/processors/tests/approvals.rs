@@ -407,6 +407,15 @@ fn interview_places_find_contacts_without_the_patients_records() {
             .any(|k| exposures[k].evidence == [DataCategory::Interview]),
         "some contact is found from the statements alone"
     );
+    for e in exposures.values() {
+        if e.evidence == [DataCategory::Interview] {
+            assert!(
+                e.risk.get() <= 0.5,
+                "a statement alone ranks below the records: risk {}",
+                e.risk.get()
+            );
+        }
+    }
     // The case's own records still say where they come from.
     assert!(
         exposures
