@@ -33,9 +33,9 @@ lint: prereqs-test ## clippy and rustdoc with warnings as errors, every target a
 	$(CARGO) clippy --workspace --all-targets --all-features $(CARGO_FLAGS) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --all-features $(CARGO_FLAGS)
 
-unit: prereqs-test ## run every test (unit, property, integration, end to end on a local Kafka broker)
+unit: prereqs-test ## run every test (unit, property, integration, end to end on a local Kafka broker and Schema Registry)
 	$(CARGO) test --workspace --all-features --no-run $(CARGO_FLAGS)
-	scripts/with-kafka.sh $(CARGO) test --workspace --all-features $(CARGO_FLAGS)
+	scripts/with-kafka.sh scripts/with-registry.sh $(CARGO) test --workspace --all-features $(CARGO_FLAGS)
 
 test: prereqs-test fmt-check lint unit ## the whole gate: format, lint, all tests
 
@@ -65,7 +65,7 @@ eval: prereqs-test ## the default simulated city through the pipeline on a local
 
 # A real single-node Kafka broker (KRaft) on 127.0.0.1 for development and
 # tests, resolved from Maven Central (JDK 17 + Maven). See deploy/README.md.
-.PHONY: kafka-up kafka-down kafka-status kafka-reset
+.PHONY: kafka-up kafka-down kafka-status kafka-reset registry-up registry-down registry-status
 
 kafka-up: ## start the local Kafka broker on 127.0.0.1:9092 (idempotent)
 	scripts/kafka-local.sh start
@@ -78,3 +78,14 @@ kafka-status: ## is the local Kafka broker up? (exit 3 when stopped)
 
 kafka-reset: ## stop the local broker and delete its data (fresh cluster)
 	scripts/kafka-local.sh reset
+
+# A real Confluent-compatible Schema Registry (Apicurio Registry, built from
+# Maven Central by deploy/schema-registry) on 127.0.0.1. See deploy/README.md.
+registry-up: ## start the local Schema Registry on 127.0.0.1:8081 (idempotent; schemas kept across restarts)
+	scripts/registry-local.sh start
+
+registry-down: ## stop the local Schema Registry
+	scripts/registry-local.sh stop
+
+registry-status: ## whether the local Schema Registry runs and answers
+	scripts/registry-local.sh status

@@ -102,6 +102,7 @@ check() {
     fi
     have mvn || need "mvn (Maven)" maven
     have openssl || need "openssl (test certificates)" openssl
+    have curl || need "curl (the local Schema Registry's health check)" curl
   fi
 }
 

@@ -87,6 +87,11 @@ where
         let _partition = info_span!("partition", partition = batch[first].partition()).entered();
         for &i in run {
             let msg = &batch[i];
+            if let Some((reason, detail)) = msg.rejection() {
+                outputs.push(dead_letter(msg, reason, detail, received_at_ms)?);
+                bump(&mut dead, reason);
+                continue;
+            }
             let record = msg.as_input(received_at_ms);
             match processor.process(&record, &mut txn, &mut outputs) {
                 Ok(()) => {}
@@ -176,7 +181,10 @@ fn dead_letter<R: Consumed>(
         detail: Text::new("detail", truncate(detail, 1000))
             .or_else(|_| Text::new("detail", "-"))
             .map_err(invalid)?,
-        payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        payload: msg
+            .original_payload()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default(),
         dead_lettered_at: at,
     };
     let payload = encode_single_object(&record).map_err(invalid)?;

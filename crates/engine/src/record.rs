@@ -60,6 +60,19 @@ pub trait Consumed {
     fn payload(&self) -> Option<&[u8]>;
     /// Timestamp (ms), if any.
     fn timestamp_ms(&self) -> Option<i64>;
+    /// A reason the I/O shell already refused the record for (e.g. a
+    /// Confluent frame whose schema id the registry does not know): the
+    /// batch dead-letters it with that reason code and detail without
+    /// handing it to the processor. `None` by default.
+    fn rejection(&self) -> Option<(&'static str, &str)> {
+        None
+    }
+    /// The bytes as they arrived, for a dead letter: [`Consumed::payload`]
+    /// unless the shell replaced them (a Confluent frame turned into a
+    /// single-object one), so that a provider finds its own bytes.
+    fn original_payload(&self) -> Option<&[u8]> {
+        self.payload()
+    }
 
     /// The record as a processor sees it, in a batch taken at
     /// `received_at_ms`.

@@ -58,14 +58,12 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List the Avro records of every topic, with the schema fingerprint a
-    /// single-object frame carries (bytes 2..10, little-endian) and the
-    /// writer versions this build still reads.
-    Schemas {
-        /// Print JSON Lines instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the Avro record of every topic with the 10 bytes that open its
+    /// single-object frames, exactly as on the wire (`c3 01`, then the
+    /// schema fingerprint's 8 bytes little-endian), and the writer versions
+    /// this build still reads; `schemas register` registers them in a
+    /// Schema Registry.
+    Schemas(SchemasArgs),
     /// Manage Kafka topics.
     Topics {
         #[command(subcommand)]
@@ -198,6 +196,37 @@ enum AuditCommand {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct SchemasArgs {
+    #[command(subcommand)]
+    command: Option<SchemasCommand>,
+    /// Print JSON Lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// Register every schema in a Confluent-compatible Schema Registry
+    /// (`kafka.registry.url`): under `<topic>-value` for every topic with
+    /// one record type, the compatibility level `kafka.registry.compatibility`
+    /// (BACKWARD by default) first, then each released version, oldest
+    /// first, then the current one. Idempotent; an incompatible change is
+    /// refused by the registry and reported.
+    Register {
+        /// The registry's Confluent-compatible base URL (overrides
+        /// `kafka.registry.url`), e.g.
+        /// `http://127.0.0.1:8081/apis/ccompat/v7`.
+        #[arg(long, env = "EPITRACE_REGISTRY_URL")]
+        url: Option<String>,
+        /// Print JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum TopicsCommand {
     /// Create every topic epitrace uses (partitions, retention, compaction
@@ -293,7 +322,57 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
     match cli.command {
-        Command::Schemas { json } => schemas(json, out),
+        Command::Schemas(SchemasArgs {
+            command: None,
+            json,
+        }) => schemas(json, out),
+        Command::Schemas(SchemasArgs {
+            command:
+                Some(SchemasCommand::Register {
+                    url,
+                    json,
+                    overrides,
+                }),
+            ..
+        }) => {
+            let mut cfg = load(&overrides)?;
+            if url.is_some() {
+                cfg.kafka.registry.url = url;
+            }
+            cfg.kafka
+                .registry
+                .validate()
+                .map_err(|e| anyhow::anyhow!("invalid [kafka.registry] configuration: {e}"))?;
+            let client = epitrace_stream::registry::RegistryClient::from_config(
+                &cfg.kafka.registry,
+            )
+            .context(
+                "no Schema Registry: set kafka.registry.url, EPITRACE_KAFKA_REGISTRY_URL or --url",
+            )?;
+            let registered = runtime()?.block_on(epitrace_tools::schemas::register_all(
+                &client,
+                &cfg.kafka.registry.compatibility,
+            ))?;
+            for r in registered {
+                if json {
+                    let line = serde_json::json!({
+                        "topic": r.topic,
+                        "subject": r.subject,
+                        "compatibility": cfg.kafka.registry.compatibility,
+                        "versions": r.versions.iter().map(|(label, id)| serde_json::json!({"schema": label, "id": id})).collect::<Vec<_>>(),
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
+                    let ids: Vec<String> = r
+                        .versions
+                        .iter()
+                        .map(|(label, id)| format!("{label}={id}"))
+                        .collect();
+                    writeln!(out, "{:<36} {}", r.subject, ids.join(" "))?;
+                }
+            }
+            Ok(())
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -510,34 +589,46 @@ pub(crate) async fn shutdown_signal() {
 }
 
 fn schemas(json: bool, out: &mut impl Write) -> Result<()> {
+    use epitrace_tools::schemas::{frame_header_hex, topics_of};
     if !json {
         writeln!(
             out,
-            "{:<20} {:<26} {:<18} known writers",
-            "record", "file", "fingerprint"
+            "{:<18} {:<24} {:<20}   known writers (frame header)",
+            "record", "topics", "frame header (wire)"
         )?;
     }
     for file in SCHEMA_FILES {
         let set = SchemaSet::build(file).with_context(|| format!("schema {}", file.file))?;
+        let topics = topics_of(file.record);
+        let header = frame_header_hex(set.fingerprint());
         let writers: Vec<String> = set
             .writers()
-            .map(|w| format!("{}={:016x}", w.label, w.fingerprint))
+            .map(|w| format!("{}={}", w.label, frame_header_hex(w.fingerprint)))
             .collect();
         if json {
             let line = serde_json::json!({
                 "record": file.record,
                 "file": file.file,
-                "fingerprint": format!("{:016x}", set.fingerprint()),
+                "topics": topics,
+                // Bytes 2..10 of every frame, in wire order: paste these.
+                "fingerprint": header[4..].to_owned(),
+                "frame_header": header,
+                "fingerprint_u64": format!("{:016x}", set.fingerprint()),
                 "writers": writers,
             });
             writeln!(out, "{line}")?;
         } else {
+            let topics = if topics.is_empty() {
+                "(clusters.evidence only)".to_owned()
+            } else {
+                topics.join(",")
+            };
             writeln!(
                 out,
-                "{:<20} {:<26} {:016x}   {}",
+                "{:<18} {:<24} {:<20}   {}",
                 file.record,
-                file.file,
-                set.fingerprint(),
+                topics,
+                header,
                 writers.join(" ")
             )?;
         }

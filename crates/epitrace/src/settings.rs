@@ -256,6 +256,10 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
         .security
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [kafka.security] configuration: {e}"))?;
+    cfg.kafka
+        .registry
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [kafka.registry] configuration: {e}"))?;
     cfg.api
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [api] configuration: {e}"))?;

@@ -32,14 +32,24 @@ fn schemas_lists_every_record_with_its_frame_fingerprint() {
         .iter()
         .find(|l| l["record"] == "LocationPing")
         .unwrap();
-    // The fingerprint printed is the one single-object frames carry.
+    // What is printed is what a frame carries, byte for byte, in wire
+    // order: a provider can paste it.
     let frame = epitrace_model::codec::encode_single_object(&sample_ping()).unwrap();
-    let fp = u64::from_le_bytes(frame[2..10].try_into().unwrap());
-    assert_eq!(ping["fingerprint"], format!("{fp:016x}"));
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(ping["frame_header"], hex(&frame[..10]));
+    assert_eq!(ping["fingerprint"], hex(&frame[2..10]));
     assert_eq!(
-        u64::from_str_radix(ping["fingerprint"].as_str().unwrap(), 16).unwrap(),
-        LocationPing::schema_set().fingerprint()
+        ping["fingerprint_u64"],
+        format!("{:016x}", LocationPing::schema_set().fingerprint())
     );
+    assert_eq!(
+        ping["topics"],
+        serde_json::json!(["feeds.telecom.location"])
+    );
+    // The table shows the same bytes.
+    let (ok, table, _) = epitrace(&["schemas"]);
+    assert!(ok);
+    assert!(table.contains(&hex(&frame[..10])), "{table}");
 }
 
 #[test]

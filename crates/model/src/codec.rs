@@ -370,6 +370,63 @@ fn check_magic(bytes: &[u8], magic: &[u8], expected: &'static str) -> Result<(),
     Ok(())
 }
 
+// ----------------------------------------------------------- reframing
+
+/// The single-object frame of a datum written with `writer` (fingerprint
+/// `writer_fp`) as the record named `record` (a `schemas/` record name):
+/// the datum as it is, under its fingerprint, when `writer` is a schema
+/// this build knows for that record (the current or a released one);
+/// otherwise the datum resolved into the current schema, validated and
+/// encoded again. For Confluent frames, whose header names a registry id
+/// instead of a fingerprint.
+///
+/// # Errors
+/// [`ModelError::Shape`] for an unknown record name; the errors of
+/// decoding and validating the datum.
+pub fn reframe(
+    record: &str,
+    writer: &Schema,
+    writer_fp: u64,
+    datum: &[u8],
+) -> Result<Vec<u8>, ModelError> {
+    fn go<T: AvroRecord>(writer: &Schema, fp: u64, datum: &[u8]) -> Result<Vec<u8>, ModelError> {
+        let set = T::schema_set();
+        if set.writer(fp).is_some() {
+            // Checked as a single-object frame would be (the processors
+            // decode it again): a datum that does not read is refused here.
+            let mut frame = Vec::with_capacity(SINGLE_OBJECT_HEADER_LEN + datum.len());
+            frame.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+            frame.extend_from_slice(&fp.to_le_bytes());
+            frame.extend_from_slice(datum);
+            decode_single_object::<T>(&frame, &DecodeOptions::default())?;
+            return Ok(frame);
+        }
+        let value = read_datum(writer, Some(set.current()), datum)?;
+        encode_single_object(&T::from_value(&value)?)
+    }
+    use crate::records::*;
+    match record {
+        "LocationPing" => go::<LocationPing>(writer, writer_fp, datum),
+        "CardTransaction" => go::<CardTransaction>(writer, writer_fp, datum),
+        "VenueCheckin" => go::<VenueCheckin>(writer, writer_fp, datum),
+        "CaseEvent" => go::<CaseEvent>(writer, writer_fp, datum),
+        "DataAccessApproval" => go::<DataAccessApproval>(writer, writer_fp, datum),
+        "InterviewEntry" => go::<InterviewEntry>(writer, writer_fp, datum),
+        "SubjectCase" => go::<SubjectCase>(writer, writer_fp, datum),
+        "SegmentUpdate" => go::<SegmentUpdate>(writer, writer_fp, datum),
+        "ExposureCandidate" => go::<ExposureCandidate>(writer, writer_fp, datum),
+        "Visit" => go::<Visit>(writer, writer_fp, datum),
+        "Exposure" => go::<Exposure>(writer, writer_fp, datum),
+        "ClusterAlert" => go::<ClusterAlert>(writer, writer_fp, datum),
+        "DeadLetter" => go::<DeadLetter>(writer, writer_fp, datum),
+        "AuditRecord" => go::<AuditRecord>(writer, writer_fp, datum),
+        _ => Err(ModelError::Shape {
+            field: "record",
+            reason: format!("unknown record {record}"),
+        }),
+    }
+}
+
 // --------------------------------------------------------------- confluent
 
 /// The byte that opens a Confluent Schema Registry frame.

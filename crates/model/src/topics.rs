@@ -44,3 +44,47 @@ pub const AUDIT: &str = "audit.log";
 /// `exposure.candidates` and `cases.events`) rely on equal keys landing in
 /// equal partition numbers.
 pub const PARTITIONER: &str = "murmur2_random";
+
+/// The Avro record every record of `topic` is (its `schemas/` file's record
+/// name), for the topics a Schema Registry subject `<topic>-value` stands
+/// for; `None` for `clusters.evidence` (three record types, keyed by the
+/// source topic's name) and for unknown topics.
+#[must_use]
+pub fn record_of(topic: &str) -> Option<&'static str> {
+    Some(match topic {
+        TELECOM => "LocationPing",
+        CARD => "CardTransaction",
+        CHECKIN => "VenueCheckin",
+        CASES => "CaseEvent",
+        APPROVALS => "DataAccessApproval",
+        INTERVIEWS => "InterviewEntry",
+        CASES_BY_SUBJECT => "SubjectCase",
+        SEGMENTS => "SegmentUpdate",
+        CANDIDATES => "ExposureCandidate",
+        TIMELINES => "Visit",
+        EXPOSURES => "Exposure",
+        CLUSTERS => "ClusterAlert",
+        DEADLETTER => "DeadLetter",
+        AUDIT => "AuditRecord",
+        _ => return None,
+    })
+}
+
+/// Every topic with one record type, in pipeline order: the subjects
+/// `<topic>-value` of a Schema Registry.
+pub const REGISTERED: &[&str] = &[
+    TELECOM,
+    CARD,
+    CHECKIN,
+    CASES,
+    APPROVALS,
+    INTERVIEWS,
+    CASES_BY_SUBJECT,
+    SEGMENTS,
+    CANDIDATES,
+    TIMELINES,
+    EXPOSURES,
+    CLUSTERS,
+    DEADLETTER,
+    AUDIT,
+];

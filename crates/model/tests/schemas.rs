@@ -562,3 +562,69 @@ fn schema_sets_know_current_and_released_fingerprints() {
     assert!(set.writer(schema::fingerprint(&released)).is_some());
     assert!(set.writer(schema::library_fingerprint(&released)).is_some());
 }
+
+// ------------------------------------------------------------ reframing
+
+#[test]
+fn every_registered_topic_names_a_record_with_a_schema_file() {
+    for topic in topics::REGISTERED {
+        let record = topics::record_of(topic).unwrap();
+        assert!(
+            SCHEMA_FILES.iter().any(|f| f.record == record),
+            "{topic}: {record} has no schema file"
+        );
+    }
+    assert_eq!(topics::record_of(topics::CLUSTER_EVIDENCE), None);
+    assert_eq!(topics::record_of("nope"), None);
+}
+
+#[test]
+fn a_confluent_datum_becomes_the_single_object_frame_of_its_record() {
+    let ping = common::sample_ping();
+    let current = LocationPing::schema().clone();
+    let datum = GenericDatumWriter::builder(&current)
+        .build()
+        .unwrap()
+        .write_value_to_vec(ping.to_value())
+        .unwrap();
+    // A writer this build knows: the same datum under its fingerprint.
+    let fp = schema::fingerprint(&current);
+    let frame = codec::reframe("LocationPing", &current, fp, &datum).unwrap();
+    assert_eq!(&frame[..2], &[0xC3, 0x01]);
+    assert_eq!(&frame[2..10], &fp.to_le_bytes());
+    assert_eq!(&frame[10..], datum.as_slice());
+    let back: LocationPing = decode_single_object(&frame, &DecodeOptions::default()).unwrap();
+    assert_eq!(back, ping);
+
+    // A provider's own compatible schema (an extra field with a default):
+    // resolved into the current one and encoded again.
+    let theirs = edited(schema::LOCATION_PING.current, |d| {
+        d["fields"].as_array_mut().unwrap().push(serde_json::json!({
+            "name": "battery", "type": "int", "default": 0
+        }));
+    });
+    let Value::Record(mut fields) = ping.to_value() else {
+        unreachable!()
+    };
+    fields.push(("battery".into(), Value::Int(81)));
+    let their_datum = GenericDatumWriter::builder(&theirs)
+        .build()
+        .unwrap()
+        .write_value_to_vec(Value::Record(fields))
+        .unwrap();
+    let their_fp = schema::fingerprint(&theirs);
+    assert_ne!(their_fp, fp);
+    let frame = codec::reframe("LocationPing", &theirs, their_fp, &their_datum).unwrap();
+    assert_eq!(
+        &frame[2..10],
+        &fp.to_le_bytes(),
+        "re-encoded as the current schema"
+    );
+    let back: LocationPing = decode_single_object(&frame, &DecodeOptions::default()).unwrap();
+    assert_eq!(back, ping);
+
+    // Bytes that are not that record, an unknown record name: errors.
+    assert!(codec::reframe("LocationPing", &current, fp, &datum[..datum.len() / 2]).is_err());
+    assert!(codec::reframe("LocationPing", &theirs, their_fp, &[1, 2, 3]).is_err());
+    assert!(codec::reframe("Nope", &current, fp, &datum).is_err());
+}

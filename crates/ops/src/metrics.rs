@@ -37,6 +37,8 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     /// `epitrace_delivery_retries_total{processor}`.
     pub delivery_retries: IntCounterVec,
+    /// `epitrace_registry_waits_total{processor}`.
+    pub registry_waits: IntCounterVec,
     /// `epitrace_restore_records_total{processor}`.
     pub restore_records: IntCounterVec,
     /// `epitrace_restoring_partitions{processor}`.
@@ -99,6 +101,7 @@ impl Metrics {
         "epitrace_assigned_partitions",
         "epitrace_rebalances_total",
         "epitrace_delivery_retries_total",
+        "epitrace_registry_waits_total",
         "epitrace_restore_records_total",
         "epitrace_restoring_partitions",
         "epitrace_standby_partitions",
@@ -204,6 +207,11 @@ impl Metrics {
                 "Times a batch's outputs were sent again because the brokers did not acknowledge them in time (its state is written only once they are).",
                 &["processor"],
             )?,
+            registry_waits: counter(
+                "epitrace_registry_waits_total",
+                "Input records held back because the Schema Registry did not answer for their Confluent schema id: their partition is read again from them at the next batch (a record held over several batches is counted each time).",
+                &["processor"],
+            )?,
             restore_records: counter(
                 "epitrace_restore_records_total",
                 "Changelog records applied to local state while restoring assigned partitions.",
@@ -307,6 +315,7 @@ impl Metrics {
     pub fn task(self: &Arc<Self>, processor: &'static str) -> TaskMetrics {
         // Exported at 0 from the start, so that rates and alerts work.
         let _ = self.delivery_retries.with_label_values(&[processor]);
+        let _ = self.registry_waits.with_label_values(&[processor]);
         let _ = self.restore_records.with_label_values(&[processor]);
         let _ = self.restoring_partitions.with_label_values(&[processor]);
         let _ = self.standby_partitions.with_label_values(&[processor]);
@@ -410,6 +419,15 @@ impl TaskMetrics {
             .delivery_retries
             .with_label_values(&[self.processor])
             .inc();
+    }
+
+    /// `n` input records held back: the registry did not answer for their
+    /// schema ids.
+    pub fn registry_wait(&self, n: u64) {
+        self.metrics
+            .registry_waits
+            .with_label_values(&[self.processor])
+            .inc_by(n);
     }
 
     /// `n` changelog records applied while restoring.

@@ -202,6 +202,10 @@ impl Pipeline {
         info!(brokers = %cfg.kafka.brokers, instance = %instance_id, guarantee = %cfg.kafka.processing_guarantee, "connecting to kafka");
         let mut tasks = Vec::new();
         let mut stats = BTreeMap::new();
+        // One cache of registry schemas for every task of the process.
+        let schema_registry = Arc::new(epitrace_stream::registry::Registry::new(
+            &cfg.kafka.registry,
+        ));
         for &kind in kinds {
             let spec = registry::spec(kind);
             let task_stats = Arc::new(TaskStats::default());
@@ -220,6 +224,7 @@ impl Pipeline {
                 state_dir: state_dir.join(kind.name()),
                 store_options: cfg.store.clone(),
                 instance_id: instance_id.clone(),
+                registry: Arc::clone(&schema_registry),
             };
             let replication = cfg.topology.replication;
             let delete_retention = cfg.topology.retention.as_millis();

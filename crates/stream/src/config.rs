@@ -91,6 +91,10 @@ pub struct KafkaConfig {
     /// How every Kafka client of the process encrypts and authenticates
     /// (`[kafka.security]`): TLS and SASL/SCRAM. Default: plaintext.
     pub security: SecurityConfig,
+    /// The Schema Registry providers' Confluent frames are resolved through
+    /// (`[kafka.registry]`, see `epitrace_stream::registry`). Default:
+    /// none.
+    pub registry: crate::registry::RegistryConfig,
     /// Extra librdkafka consumer properties (override the defaults).
     pub consumer: BTreeMap<String, String>,
     /// Extra librdkafka producer properties (override the defaults).
@@ -110,6 +114,7 @@ impl Default for KafkaConfig {
             transaction_timeout_ms: 15_000,
             num_standby: 0,
             security: SecurityConfig::default(),
+            registry: crate::registry::RegistryConfig::default(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }

@@ -76,6 +76,7 @@ pub mod link;
 pub mod mock;
 pub mod publish;
 pub mod read;
+pub mod registry;
 pub mod standby;
 pub mod task;
 

@@ -49,6 +49,7 @@ use crate::config::{Guarantee, KafkaConfig};
 use crate::error::StreamError;
 use crate::link::{LinkHooks, forward_error, forward_log};
 use crate::publish::{Outgoing, Publisher};
+use crate::registry::{Normalized, Registry, confluent_id};
 use crate::standby::{Handoff, Standby, StandbySpec};
 
 pub use epitrace_engine::{
@@ -94,6 +95,9 @@ pub struct TaskDef {
     /// Identifies this instance among the group's members, stable across
     /// its restarts (part of the transactional id).
     pub instance_id: String,
+    /// The Schema Registry step of every batch (shared by the process's
+    /// tasks): Confluent frames in, single-object frames to the processor.
+    pub registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for TaskDef {
@@ -633,6 +637,7 @@ async fn drive(
     let mut abandoned = false;
     let mut failures: u32 = 0;
     let mut lost_rejoins: u32 = 0;
+    let mut registry_waits: u32 = 0;
     loop {
         // A member that lost its assignment (a session timeout while the
         // brokers were away) is given its partitions back when it joins
@@ -696,7 +701,7 @@ async fn drive(
         };
         let mut batch: Vec<Message> = Vec::new();
         match first {
-            Ok(m) => batch.push(Message(m.detach())),
+            Ok(m) => batch.push(Message::new(m.detach())),
             Err(e) => {
                 // Counted on the link and summarised by its watcher: an
                 // outage must not log one line per client per retry.
@@ -707,7 +712,7 @@ async fn drive(
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < cfg.batch_max_records {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(Message(m.detach())),
+                Ok(Ok(m)) => batch.push(Message::new(m.detach())),
                 Ok(Err(e)) => hooks.error(&e),
                 Err(_) => break,
             }
@@ -717,6 +722,19 @@ async fn drive(
             // Handled at the top of the loop; the batch is dropped (its
             // partitions are restored anew).
             continue;
+        }
+        let held = normalize(&consumer, &consumer.context().def.registry, &mut batch).await;
+        if held > 0 {
+            consumer.context().metrics.registry_wait(held);
+            registry_waits += 1;
+            if registry_waits == 1 {
+                warn!(
+                    held,
+                    "the schema registry does not answer for a schema id: its partition waits (records of cached ids flow on)"
+                );
+            }
+        } else {
+            registry_waits = 0;
         }
         let work = step(&consumer, &mut publisher, cfg, batch);
         tokio::pin!(work);
@@ -761,6 +779,13 @@ async fn drive(
         }
         if stop_after {
             break;
+        }
+        if held > 0 {
+            // The held records come back with the next batch: not at once.
+            tokio::select! {
+                () = tokio::time::sleep(retry_backoff(registry_waits).min(Duration::from_secs(5))) => {}
+                () = &mut shutdown => break,
+            }
         }
     }
     if !abandoned && !eos {
@@ -871,11 +896,11 @@ async fn step(
         let mut parts = ctx.parts();
         let mut by_partition: BTreeMap<i32, Vec<Message>> = BTreeMap::new();
         for m in batch {
-            let keep = parts.get(&m.0.partition()).is_some_and(|part| {
-                m.0.offset() >= part.next.get(m.0.topic()).copied().unwrap_or(0)
+            let keep = parts.get(&m.m.partition()).is_some_and(|part| {
+                m.m.offset() >= part.next.get(m.m.topic()).copied().unwrap_or(0)
             });
             if keep {
-                by_partition.entry(m.0.partition()).or_default().push(m);
+                by_partition.entry(m.m.partition()).or_default().push(m);
             }
         }
         let mut processed = Vec::with_capacity(by_partition.len());
@@ -1261,26 +1286,102 @@ fn state_gauges(ctx: &TaskContext) {
     }
 }
 
-/// A consumed Kafka message, as the engine reads it.
-struct Message(OwnedMessage);
+/// A consumed Kafka message, as the engine reads it: with the single-object
+/// frame its Confluent frame became, or the reason it was refused, when
+/// the registry step ([`normalize`]) decided so.
+struct Message {
+    m: OwnedMessage,
+    reframed: Option<Vec<u8>>,
+    rejection: Option<(&'static str, String)>,
+}
+
+impl Message {
+    const fn new(m: OwnedMessage) -> Self {
+        Self {
+            m,
+            reframed: None,
+            rejection: None,
+        }
+    }
+}
 
 impl epitrace_engine::Consumed for Message {
     fn topic(&self) -> &str {
-        self.0.topic()
+        self.m.topic()
     }
     fn partition(&self) -> i32 {
-        self.0.partition()
+        self.m.partition()
     }
     fn offset(&self) -> i64 {
-        self.0.offset()
+        self.m.offset()
     }
     fn key(&self) -> Option<&[u8]> {
-        self.0.key()
+        self.m.key()
     }
     fn payload(&self) -> Option<&[u8]> {
-        self.0.payload()
+        self.reframed.as_deref().or_else(|| self.m.payload())
     }
     fn timestamp_ms(&self) -> Option<i64> {
-        self.0.timestamp().to_millis()
+        self.m.timestamp().to_millis()
     }
+    fn rejection(&self) -> Option<(&'static str, &str)> {
+        self.rejection.as_ref().map(|(r, d)| (*r, d.as_str()))
+    }
+    fn original_payload(&self) -> Option<&[u8]> {
+        self.m.payload()
+    }
+}
+
+/// The registry step of a batch (see [`crate::registry`]): each Confluent
+/// frame becomes the single-object frame of its record, or is refused with
+/// a reason; a record whose schema id the registry must be asked for and
+/// does not answer is held back with the rest of its topic-partition, which
+/// is read again from it (seek). Returns how many records were held back.
+async fn normalize(
+    consumer: &StreamConsumer<TaskContext>,
+    registry: &Registry,
+    batch: &mut Vec<Message>,
+) -> u64 {
+    let ids: std::collections::BTreeSet<u32> = batch
+        .iter()
+        .filter_map(|m| m.m.payload().and_then(confluent_id))
+        .collect();
+    if ids.is_empty() {
+        return 0;
+    }
+    registry.fetch(ids).await;
+    let mut held: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for msg in batch.iter_mut() {
+        let tp = (msg.m.topic().to_owned(), msg.m.partition());
+        if held.contains_key(&tp) {
+            continue;
+        }
+        match registry.normalize(msg.m.topic(), msg.m.payload()) {
+            Normalized::Unchanged => {}
+            Normalized::Reframed(frame) => msg.reframed = Some(frame),
+            Normalized::Rejected(reason, detail) => msg.rejection = Some((reason, detail)),
+            Normalized::Wait => {
+                held.insert(tp, msg.m.offset());
+            }
+        }
+    }
+    if held.is_empty() {
+        return 0;
+    }
+    let before = batch.len();
+    batch.retain(|msg| {
+        held.get(&(msg.m.topic().to_owned(), msg.m.partition()))
+            .is_none_or(|&from| msg.m.offset() < from)
+    });
+    for ((topic, partition), from) in &held {
+        if let Err(e) = consumer.seek(
+            topic,
+            *partition,
+            Offset::Offset(*from),
+            Duration::from_secs(10),
+        ) {
+            debug!(partition, error = %e, "seek back to a record waiting for the registry");
+        }
+    }
+    u64::try_from(before - batch.len()).unwrap_or(u64::MAX)
 }

@@ -18,6 +18,7 @@ pub mod eval;
 pub mod produce;
 pub mod purge;
 pub mod query;
+pub mod schemas;
 
 /// Errors of the tools.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,9 @@ pub enum ToolError {
         /// How it breaks the chain.
         reason: &'static str,
     },
+    /// The Schema Registry.
+    #[error(transparent)]
+    Registry(#[from] epitrace_stream::registry::RegistryError),
     /// A ground-truth file.
     #[error("{path}: {reason}")]
     Truth {
