@@ -15,6 +15,11 @@
 //!    traced once the registry is back.
 //! 4. An id the registry does not have and a datum that does not read are
 //!    dead-lettered with reasons a provider understands, their bytes kept.
+//!
+//! The pipeline writes its public outputs in Confluent framing
+//! (`output_framing = "confluent"`): the raw records carry the current
+//! schemas' ids, and every reader here (through `epitrace_stream::read`)
+//! and the cluster router (through the task's registry step) read them.
 
 #![allow(
     clippy::unwrap_used,
@@ -36,14 +41,16 @@ use epitrace_e2e::{brokers, parse_exposition, read_all, total, unique};
 use epitrace_model::codec::{AvroRecord, DecodeOptions, decode_single_object, encode_confluent};
 use epitrace_model::records::{CaseEvent, DeadLetter, Exposure, ExposureStatus, LocationPing};
 use epitrace_model::schema;
-use epitrace_model::topics::{APPROVALS, CASES, DEADLETTER, EXPOSURES, INTERVIEWS, TELECOM};
+use epitrace_model::topics::{
+    APPROVALS, CASES, DEADLETTER, EXPOSURES, INTERVIEWS, TELECOM, TIMELINES,
+};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::Telemetry;
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
 use epitrace_processors::{Pipeline, PipelineConfig, ProcessorKind};
 use epitrace_sim::{FeedRecord, nightlife};
 use epitrace_stream::admin::{create_topics, purge_topics};
-use epitrace_stream::registry::{RegistryClient, RegistryConfig, RegistryError};
+use epitrace_stream::registry::{Framing, RegistryClient, RegistryConfig, RegistryError};
 use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
 use epitrace_tools::schemas::{register_all, subject};
 
@@ -227,6 +234,7 @@ async fn providers_registry_frames_are_traced_and_survive_a_registry_restart() {
         group_prefix: unique("registry"),
         registry: RegistryConfig {
             url: Some(url.clone()),
+            output_framing: Framing::Confluent,
             ..RegistryConfig::default()
         },
         ..KafkaConfig::for_brokers(brokers())
@@ -332,6 +340,33 @@ async fn providers_registry_frames_are_traced_and_survive_a_registry_restart() {
         Duration::from_secs(180),
     )
     .await;
+    // The public outputs are Confluent frames under the current schemas'
+    // ids (read raw here; epitrace's readers turn them back).
+    let raw = KafkaConfig {
+        registry: RegistryConfig::default(),
+        ..kafka.clone()
+    };
+    for topic in [EXPOSURES, TIMELINES] {
+        let file =
+            epitrace_tools::schemas::file_of(epitrace_model::topics::record_of(topic).unwrap())
+                .unwrap();
+        let id = client
+            .lookup(&subject(topic), file.current)
+            .await
+            .unwrap()
+            .unwrap();
+        let records = read_all(&raw, topic).await.unwrap();
+        assert!(!records.is_empty());
+        for r in &records {
+            let p = r.payload.as_deref().unwrap();
+            assert_eq!(p[0], 0, "{topic}: a Confluent frame");
+            assert_eq!(
+                &p[1..5],
+                &id.to_be_bytes(),
+                "{topic}: under the current schema's id"
+            );
+        }
+    }
     println!(
         "{} Confluent-framed records (feeds, cases incl. a v1 writer, approvals, statements) traced to {} exposures after {:.1} s",
         records.len(),

@@ -43,6 +43,10 @@ pub enum StreamError {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// The Schema Registry refused what epitrace needs of it (e.g. the id
+    /// of an output schema under Confluent output framing).
+    #[error("schema registry: {0}")]
+    Registry(String),
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -1,4 +1,7 @@
-//! Reading a topic from the beginning to its current end.
+//! Reading a topic from the beginning to its current end. Confluent frames
+//! (outputs written with `kafka.registry.output_framing = "confluent"`)
+//! are turned into single-object frames on the way
+//! ([`crate::registry::ReaderFrames`]), so readers decode one framing.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::error::StreamError;
+use crate::registry::ReaderFrames;
 
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,7 @@ fn read_range(
     if remaining == 0 {
         return Ok(out);
     }
+    let mut frames = ReaderFrames::new(&cfg.registry);
     consumer.assign(&tpl)?;
     let mut done: Vec<i32> = Vec::new();
     while done.len() < remaining {
@@ -110,7 +115,7 @@ fn read_range(
                     partition: p,
                     offset: msg.offset(),
                     key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec),
+                    payload: msg.payload().map(|b| frames.normalize(topic, b.to_vec())),
                     timestamp_ms: msg.timestamp().to_millis(),
                 });
             }
@@ -260,6 +265,7 @@ pub struct FollowedRecord {
 /// thread of its own.
 pub struct Follower {
     consumer: BaseConsumer,
+    frames: ReaderFrames,
     /// Every followed partition and its high watermark at the start.
     ends: Vec<(String, i32, i64)>,
     caught_up: bool,
@@ -311,6 +317,7 @@ impl Follower {
         consumer.assign(&tpl)?;
         Ok(Self {
             consumer,
+            frames: ReaderFrames::new(&cfg.registry),
             ends,
             caught_up: false,
         })
@@ -326,13 +333,17 @@ impl Follower {
             Ok(m) => m,
             Err(e) => return Some(Err(e.into())),
         };
+        let topic = msg.topic().to_owned();
+        let payload = msg
+            .payload()
+            .map(|b| self.frames.normalize(&topic, b.to_vec()));
         Some(Ok(FollowedRecord {
-            topic: msg.topic().to_owned(),
+            topic,
             record: ConsumedRecord {
                 partition: msg.partition(),
                 offset: msg.offset(),
                 key: msg.key().map(<[u8]>::to_vec),
-                payload: msg.payload().map(<[u8]>::to_vec),
+                payload,
                 timestamp_ms: msg.timestamp().to_millis(),
             },
         }))

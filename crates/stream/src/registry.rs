@@ -22,9 +22,13 @@
 //!   partitions, and earlier records of its own, flow on; nothing is
 //!   skipped and nothing dead-lettered for an outage
 //!   (`epitrace_registry_waits_total`).
-//! - **Out:** epitrace writes single-object frames; `epitrace schemas
-//!   register` registers every schema under `<topic>-value` so that
-//!   registry-aware consumers find them.
+//! - **Out:** with `kafka.registry.output_framing = "confluent"`, the
+//!   public outputs ([`PUBLIC_OUTPUTS`]) are written as Confluent frames
+//!   under the id the registry gives the current schema in subject
+//!   `<topic>-value` (looked up — registered if missing — when a task
+//!   starts). Internal topics stay single-object. epitrace's own readers
+//!   (`crate::read`) turn Confluent frames back into single-object ones
+//!   through the registry, so the CLI and the API read either.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -43,6 +47,30 @@ use serde_json::{Value, json};
 /// The media type of the Confluent API.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// How epitrace frames the records it publishes on its public outputs: the
+/// `kafka.registry.output_framing` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    /// Avro single-object encoding (`C3 01`, fingerprint, datum). Default.
+    #[default]
+    SingleObject,
+    /// Confluent Schema Registry framing (`00`, the registry's id of the
+    /// current schema under `<topic>-value`, datum); needs
+    /// `kafka.registry.url`.
+    Confluent,
+}
+
+/// The topics whose records `output_framing` applies to: what consumers
+/// outside epitrace read. Internal topics (repartitions, changelogs,
+/// `clusters.evidence`) and `audit.log` stay single-object.
+pub const PUBLIC_OUTPUTS: &[&str] = &[
+    epitrace_model::topics::TIMELINES,
+    epitrace_model::topics::EXPOSURES,
+    epitrace_model::topics::CLUSTERS,
+    epitrace_model::topics::DEADLETTER,
+];
+
 /// The `[kafka.registry]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,6 +82,12 @@ pub struct RegistryConfig {
     /// same host). Default: none — Confluent frames are dead-lettered as
     /// `unknown_schema_id`.
     pub url: Option<String>,
+    /// How the public outputs (`tracing.timelines`, `tracing.exposures`,
+    /// `tracing.clusters`, `pipeline.deadletter`) are framed:
+    /// `single_object` (default) or `confluent` (for consumers using a
+    /// registry deserializer; needs `url`, and the schemas registered with
+    /// `epitrace schemas register`). epitrace's own readers read both.
+    pub output_framing: Framing,
     /// How long one registry request may take, in ms. Default 5000.
     pub timeout_ms: u64,
     /// The compatibility level `epitrace schemas register` sets on every
@@ -66,6 +100,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             url: None,
+            output_framing: Framing::SingleObject,
             timeout_ms: 5_000,
             compatibility: "BACKWARD".into(),
         }
@@ -87,6 +122,10 @@ impl RegistryConfig {
                     "kafka.registry.url must start with http://, not {url:?}"
                 ));
             }
+        } else if self.output_framing == Framing::Confluent {
+            return Err(
+                "kafka.registry.output_framing = \"confluent\" needs kafka.registry.url".into(),
+            );
         }
         if self.timeout_ms == 0 {
             return Err("kafka.registry.timeout_ms must be positive".into());
@@ -426,10 +465,14 @@ pub enum Normalized {
 #[derive(Debug, Default)]
 pub struct Registry {
     client: Option<RegistryClient>,
+    output_framing: Framing,
     by_id: RwLock<HashMap<u32, Arc<Writer>>>,
     /// Ids the registry answered it does not have (asked again after
     /// [`MISSING_RETRY`]).
     missing: RwLock<HashMap<u32, std::time::Instant>>,
+    /// Per public output topic: the current schema's fingerprint and its
+    /// registry id (Confluent output framing).
+    out_ids: RwLock<HashMap<&'static str, (u64, u32)>>,
 }
 
 /// How long an id the registry did not have is taken as missing before it
@@ -454,8 +497,67 @@ impl Registry {
     pub fn new(cfg: &RegistryConfig) -> Self {
         Self {
             client: RegistryClient::from_config(cfg),
+            output_framing: cfg.output_framing,
             ..Self::default()
         }
+    }
+
+    /// Looks up (registering it if the subject lacks it) the id of the
+    /// current schema of every public output among `topics`, for Confluent
+    /// output framing; nothing to do for single-object framing.
+    ///
+    /// # Errors
+    /// [`RegistryError`]: unreachable (the caller retries), or a refusal.
+    pub async fn prepare_outputs(&self, topics: &[&str]) -> Result<(), RegistryError> {
+        let Some(client) = self
+            .client
+            .as_ref()
+            .filter(|_| self.output_framing == Framing::Confluent)
+        else {
+            return Ok(());
+        };
+        for &topic in PUBLIC_OUTPUTS.iter().filter(|t| topics.contains(t)) {
+            let Some(file) = epitrace_model::topics::record_of(topic).and_then(|r| {
+                epitrace_model::schema::SCHEMA_FILES
+                    .iter()
+                    .find(|f| f.record == r)
+            }) else {
+                continue;
+            };
+            let subject = format!("{topic}-value");
+            let id = match client.lookup(&subject, file.current).await? {
+                Some(id) => id,
+                None => client.register(&subject, file.current).await?,
+            };
+            let schema = epitrace_model::schema::parse(file.current)
+                .map_err(|e| RegistryError::Protocol(e.to_string()))?;
+            let fp = epitrace_model::schema::fingerprint(&schema);
+            if let Ok(mut m) = self.out_ids.write() {
+                m.insert(topic, (fp, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload to publish on `topic`: a single-object frame of the
+    /// current schema becomes a Confluent frame under its registry id when
+    /// the output framing is Confluent and `topic` a public output
+    /// ([`Registry::prepare_outputs`] done); `None` leaves it as it is.
+    #[must_use]
+    pub fn frame_output(&self, topic: &str, payload: &[u8]) -> Option<Vec<u8>> {
+        if self.output_framing != Framing::Confluent {
+            return None;
+        }
+        let (fp, id) = *self.out_ids.read().ok()?.get(topic)?;
+        let header = payload.get(..10)?;
+        if header[..2] != [0xC3, 0x01] || header[2..] != fp.to_le_bytes() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(payload.len() - 5);
+        out.push(CONFLUENT_MAGIC);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&payload[10..]);
+        Some(out)
     }
 
     /// The client, when a registry is configured.
@@ -699,6 +801,62 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn outputs_are_framed_only_when_configured_and_prepared() {
+        let single = epitrace_model::codec::encode_single_object(&ping()).unwrap();
+        let topic = epitrace_model::topics::TIMELINES;
+        assert_eq!(Registry::default().frame_output(topic, &single), None);
+        let reg = Registry::new(&RegistryConfig {
+            url: Some("http://127.0.0.1:9".into()),
+            output_framing: Framing::Confluent,
+            ..RegistryConfig::default()
+        });
+        assert_eq!(reg.frame_output(topic, &single), None, "not prepared");
+        let fp = LocationPing::schema_set().fingerprint();
+        reg.out_ids.write().unwrap().insert(topic, (fp, 42));
+        let framed = reg.frame_output(topic, &single).unwrap();
+        assert_eq!(&framed[..5], &[0, 0, 0, 0, 42]);
+        assert_eq!(&framed[5..], &single[10..]);
+        // Another schema's frame, another topic: left alone.
+        reg.out_ids.write().unwrap().insert(topic, (fp ^ 1, 42));
+        assert_eq!(reg.frame_output(topic, &single), None);
+        assert_eq!(reg.frame_output("other", &single), None);
+        let confluent_without_url = RegistryConfig {
+            output_framing: Framing::Confluent,
+            ..RegistryConfig::default()
+        };
+        assert!(confluent_without_url.validate().is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n").unwrap(),
+            b"hello world"
+        );
+        assert_eq!(dechunk(b"zz\r\n"), None);
+        assert_eq!(dechunk(b"5\r\nhel"), None);
+    }
+
+    #[test]
+    fn readers_leave_what_they_cannot_turn() {
+        let mut none = ReaderFrames::new(&RegistryConfig::default());
+        let frame = encode_confluent(&ping(), 7).unwrap();
+        assert_eq!(
+            none.normalize("feeds.telecom.location", frame.clone()),
+            frame
+        );
+        let mut down = ReaderFrames::new(&RegistryConfig {
+            url: Some("http://127.0.0.1:9/apis/ccompat/v7".into()),
+            timeout_ms: 300,
+            ..RegistryConfig::default()
+        });
+        assert_eq!(
+            down.normalize("feeds.telecom.location", frame.clone()),
+            frame
+        );
+    }
+
     #[tokio::test]
     async fn an_unreachable_registry_is_transient() {
         let reg = Registry::new(&RegistryConfig {
@@ -709,5 +867,116 @@ mod tests {
         assert!(!reg.fetch([5]).await, "not answered");
         let err = reg.client().unwrap().schema(5).await.unwrap_err();
         assert!(err.is_transient(), "{err}");
+    }
+}
+
+/// The blocking side for epitrace's own readers (`crate::read`): Confluent
+/// frames read back from a topic become single-object frames, through the
+/// registry over a plain blocking HTTP request per new id (readers run on
+/// threads of their own, outside the runtime). A frame that cannot be
+/// turned (no registry, an unknown id, an unreachable registry) is left as
+/// it is: the reader's decode then refuses it and counts it.
+#[derive(Debug)]
+pub struct ReaderFrames {
+    url: Option<String>,
+    timeout: Duration,
+    cache: HashMap<u32, Option<Arc<Writer>>>,
+}
+
+impl ReaderFrames {
+    /// The reader side of a configuration.
+    #[must_use]
+    pub fn new(cfg: &RegistryConfig) -> Self {
+        Self {
+            url: cfg.url.clone(),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// `payload` of `topic` as a single-object frame when it is a Confluent
+    /// frame this can turn; otherwise unchanged.
+    pub fn normalize(&mut self, topic: &str, payload: Vec<u8>) -> Vec<u8> {
+        let (Some(id), Some(url)) = (confluent_id(&payload), self.url.as_deref()) else {
+            return payload;
+        };
+        let timeout = self.timeout;
+        let writer = self
+            .cache
+            .entry(id)
+            .or_insert_with(|| {
+                let text = fetch_schema_blocking(url, id, timeout)?;
+                let schema = epitrace_model::schema::parse(&text).ok()?;
+                let fingerprint = epitrace_model::schema::fingerprint(&schema);
+                Some(Arc::new(Writer {
+                    schema,
+                    fingerprint,
+                }))
+            })
+            .clone();
+        let (Some(writer), Some(record)) = (writer, epitrace_model::topics::record_of(topic))
+        else {
+            return payload;
+        };
+        let datum = payload.get(5..).unwrap_or_default();
+        epitrace_model::codec::reframe(record, &writer.schema, writer.fingerprint, datum)
+            .unwrap_or(payload)
+    }
+}
+
+/// `GET {url}/schemas/ids/{id}` over a blocking connection (HTTP/1.1,
+/// `Connection: close`); the schema text, or `None` on any failure.
+fn fetch_schema_blocking(url: &str, id: u32, timeout: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let rest = url.strip_prefix("http://")?;
+    let (authority, base) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let addr = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let sock = addr.to_socket_addrs().ok()?.next()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let path = format!("/{}/schemas/ids/{id}", base.trim_end_matches('/'));
+    let path = path.replace("//", "/");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: {CONTENT_TYPE}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&response[..split]).ok()?;
+    let mut body = response[split + 4..].to_vec();
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    if status != 200 {
+        return None;
+    }
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    }) {
+        body = dechunk(&body)?;
+    }
+    let v: Value = serde_json::from_slice(&body).ok()?;
+    v.get("schema").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The body of a chunked transfer encoding.
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
     }
 }

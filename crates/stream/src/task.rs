@@ -49,7 +49,7 @@ use crate::config::{Guarantee, KafkaConfig};
 use crate::error::StreamError;
 use crate::link::{LinkHooks, forward_error, forward_log};
 use crate::publish::{Outgoing, Publisher};
-use crate::registry::{Normalized, Registry, confluent_id};
+use crate::registry::{Normalized, PUBLIC_OUTPUTS, Registry, confluent_id};
 use crate::standby::{Handoff, Standby, StandbySpec};
 
 pub use epitrace_engine::{
@@ -628,11 +628,32 @@ async fn drive(
             consumer.subscribe(&[primary.as_str()])?;
             Ok(consumer)
         };
+    tokio::pin!(shutdown);
+    // Confluent output framing: the registry's ids of the current schemas,
+    // retried while it does not answer.
+    {
+        let mut attempt = 0;
+        loop {
+            match context.def.registry.prepare_outputs(PUBLIC_OUTPUTS).await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() => {
+                    attempt += 1;
+                    if attempt == 1 {
+                        warn!(error = %e, "the schema registry does not answer; retrying before the first batch");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(retry_backoff(attempt).min(Duration::from_secs(5))) => {}
+                        () = &mut shutdown => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(StreamError::Registry(e.to_string())),
+            }
+        }
+    }
     let mut consumer = join(context)?;
     let mut rejoins: u32 = 0;
     let linger = Duration::from_millis(cfg.batch_linger_ms);
     info!(?inputs, brokers = %cfg.brokers, guarantee = %cfg.processing_guarantee, "started");
-    tokio::pin!(shutdown);
     let mut gauges = tokio::time::interval(STATE_GAUGES_EVERY);
     let mut abandoned = false;
     let mut failures: u32 = 0;
@@ -928,9 +949,24 @@ async fn step(
         return Ok(Step::Nothing);
     }
     let changelog = ctx.changelog.as_str();
+    // Public outputs in the configured framing (see `crate::registry`).
+    let registry = &ctx.def.registry;
+    let framed: Vec<Option<Vec<u8>>> = processed
+        .iter()
+        .flat_map(|p| p.outcome.outputs.iter())
+        .map(|o| registry.frame_output(&o.topic, &o.payload))
+        .collect();
     let records: Vec<Outgoing<'_>> = processed
         .iter()
-        .flat_map(|p| p.outcome.outputs.iter().map(Outgoing::from))
+        .flat_map(|p| p.outcome.outputs.iter())
+        .zip(&framed)
+        .map(|(o, framed)| {
+            let mut out = Outgoing::from(o);
+            if let Some(bytes) = framed {
+                out.payload = Some(bytes);
+            }
+            out
+        })
         .chain(processed.iter().flat_map(|p| {
             p.changes.iter().map(move |c| Outgoing {
                 topic: changelog,
