@@ -74,7 +74,15 @@ java_major() {
 # Each missing piece: its name (for the message) and its Debian package.
 missing=()
 packages=()
-need() { missing+=("$1"); [ -n "${2:-}" ] && packages+=("$2"); return 0; }
+need() {
+  missing+=("$1")
+  if [ -n "${2:-}" ]; then
+    local p
+    for p in "${packages[@]}"; do [ "$p" = "$2" ] && return 0; done
+    packages+=("$2")
+  fi
+  return 0
+}
 
 check() {
   missing=()
@@ -96,13 +104,16 @@ check() {
       done
     fi
     if ! have java; then
-      need "java (17+)" default-jre-headless
+      need "java (17+)" default-jdk-headless
     elif [ "$(java_major)" -lt 17 ] 2>/dev/null; then
-      need "java 17+ (found $(java_major))" default-jre-headless
+      need "java 17+ (found $(java_major))" default-jdk-headless
     fi
     have mvn || need "mvn (Maven)" maven
     have openssl || need "openssl (test certificates)" openssl
     have curl || need "curl (the local Schema Registry's health check)" curl
+    have javac || need "javac (a JDK 17+: the Java producer kit)" default-jdk-headless
+    have python3 || need "python3 (the Python producer kit)" python3
+    python3 -m pip --version >/dev/null 2>&1 || need "pip (the Python producer kit's packages)" python3-pip
   fi
 }
 

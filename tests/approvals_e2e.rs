@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Category, Ingest, TracingConfig};
-use epitrace_e2e::{brokers, parse_exposition, read_all, total, unique};
+use epitrace_e2e::{brokers, parse_exposition, read_all, settle, total, unique};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{
     CaseEvent, CaseStatus, DataAccessApproval, DataCategory, Exposure, ExposureStatus,
@@ -196,28 +196,15 @@ async fn approvals_gate_exposures_on_a_real_broker() {
     records.extend(s.late.iter().map(frame));
     publisher.send_all(&records).await.unwrap();
     let feed = u64::try_from(s.trail.len() + s.late.len()).unwrap();
+    settle(
+        &pipeline,
+        feed,
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+        Duration::from_secs(180),
+    )
+    .await;
     let stats = pipeline.stats().clone();
-    let consumed = || -> u64 {
-        stats
-            .values()
-            .map(|s| s.records_in.load(Ordering::Relaxed))
-            .sum()
-    };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut last = (consumed(), Instant::now());
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let seg = stats[&ProcessorKind::Segmenter]
-            .records_in
-            .load(Ordering::Relaxed);
-        let now = consumed();
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if seg >= feed && last.1.elapsed() >= Duration::from_secs(5) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the pipeline did not settle");
-    }
     let candidates = stats[&ProcessorKind::ExposureAggregator]
         .records_in
         .load(Ordering::Relaxed);

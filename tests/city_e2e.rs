@@ -23,11 +23,10 @@
 )]
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use epitrace_core::TracingConfig;
-use epitrace_e2e::{brokers, unique};
+use epitrace_e2e::{brokers, settle, unique};
 use epitrace_feeds::{Feed, Format, PseudonymKey, Pseudonymizer};
 use epitrace_ops::Telemetry;
 use epitrace_processors::topology::{TopologyConfig, topic_specs};
@@ -132,31 +131,14 @@ async fn run_city(
     );
 
     // Wait until the segmenter has everything and every processor is idle.
-    let stats = pipeline.stats().clone();
-    let total = || -> u64 {
-        stats
-            .values()
-            .map(|s| s.records_in.load(Ordering::Relaxed))
-            .sum()
-    };
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut last = (total(), Instant::now());
-    loop {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let seg = stats[&ProcessorKind::Segmenter]
-            .records_in
-            .load(Ordering::Relaxed);
-        let now = total();
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if seg >= feed_records && last.1.elapsed() >= Duration::from_secs(9) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pipeline did not settle: segmenter {seg} of {feed_records}"
-        );
-    }
+    settle(
+        &pipeline,
+        feed_records,
+        Duration::from_secs(3),
+        Duration::from_secs(9),
+        Duration::from_secs(900),
+    )
+    .await;
     println!(
         "{name}: pipeline settled after {:.1} s",
         started.elapsed().as_secs_f64()

@@ -233,7 +233,7 @@ async fn providers_registry_frames_are_traced_and_survive_a_registry_restart() {
     let kafka = KafkaConfig {
         group_prefix: unique("registry"),
         registry: RegistryConfig {
-            url: Some(url.clone()),
+            url: url.clone(),
             output_framing: Framing::Confluent,
             ..RegistryConfig::default()
         },

@@ -327,3 +327,49 @@ impl Drop for LocalBroker {
         let _ = self.command("stop").output();
     }
 }
+
+/// Waits until `pipeline`'s segmenter has taken at least `feed_records`
+/// and no processor has consumed anything for `idle` (checked every
+/// `poll`): the pipeline has settled on what was published.
+///
+/// # Panics
+/// When it has not settled within `deadline`.
+#[allow(clippy::panic)]
+pub async fn settle(
+    pipeline: &epitrace_processors::Pipeline,
+    feed_records: u64,
+    poll: Duration,
+    idle: Duration,
+    deadline: Duration,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let stats = pipeline.stats().clone();
+    let total = || -> u64 {
+        stats
+            .values()
+            .map(|s| s.records_in.load(Ordering::Relaxed))
+            .sum()
+    };
+    let segmenter = || {
+        stats
+            .get(&epitrace_processors::ProcessorKind::Segmenter)
+            .map_or(0, |s| s.records_in.load(Ordering::Relaxed))
+    };
+    let give_up = Instant::now() + deadline;
+    let mut last = (total(), Instant::now());
+    loop {
+        tokio::time::sleep(poll).await;
+        let now = total();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if segmenter() >= feed_records && last.1.elapsed() >= idle {
+            return;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the pipeline did not settle: segmenter {} of {feed_records}",
+            segmenter()
+        );
+    }
+}

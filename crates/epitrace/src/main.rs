@@ -336,7 +336,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             ..
         }) => {
             let mut cfg = load(&overrides)?;
-            if url.is_some() {
+            if let Some(url) = url {
                 cfg.kafka.registry.url = url;
             }
             cfg.kafka

@@ -40,8 +40,11 @@ fn bare_path(without: &[&str]) -> tempfile::TempDir {
         "cmake",
         "pkg-config",
         "java",
+        "javac",
         "mvn",
         "openssl",
+        "curl",
+        "python3",
     ];
     let home = std::env::var("HOME").unwrap_or_default();
     let search: Vec<PathBuf> = std::env::var("PATH")
@@ -95,7 +98,7 @@ fn the_prerequisite_check_names_a_missing_tool_and_its_install_command_in_one_li
         stderr.contains("cmake") && stderr.contains("java"),
         "{stderr}"
     );
-    assert!(stderr.contains("cmake default-jre-headless"), "{stderr}");
+    assert!(stderr.contains("cmake default-jdk-headless"), "{stderr}");
 
     // Java is not needed for a build.
     let path = bare_path(&["java", "mvn"]);

@@ -79,9 +79,9 @@ pub struct RegistryConfig {
     /// `http://127.0.0.1:8081/apis/ccompat/v7` (Apicurio) or
     /// `http://registry:8081` (Confluent). Plain HTTP (a registry inside
     /// the deployment's network, or behind a TLS-terminating proxy on the
-    /// same host). Default: none — Confluent frames are dead-lettered as
-    /// `unknown_schema_id`.
-    pub url: Option<String>,
+    /// same host). Default `""`: none — Confluent frames are dead-lettered
+    /// as `unknown_schema_id`.
+    pub url: String,
     /// How the public outputs (`tracing.timelines`, `tracing.exposures`,
     /// `tracing.clusters`, `pipeline.deadletter`) are framed:
     /// `single_object` (default) or `confluent` (for consumers using a
@@ -99,7 +99,7 @@ pub struct RegistryConfig {
 impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
-            url: None,
+            url: String::new(),
             output_framing: Framing::SingleObject,
             timeout_ms: 5_000,
             compatibility: "BACKWARD".into(),
@@ -108,12 +108,18 @@ impl Default for RegistryConfig {
 }
 
 impl RegistryConfig {
+    /// The registry's URL, when one is configured (`url` not empty).
+    #[must_use]
+    pub fn url(&self) -> Option<&str> {
+        Some(self.url.trim()).filter(|u| !u.is_empty())
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
     /// A message naming the setting.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(url) = &self.url {
+        if let Some(url) = self.url() {
             if url.starts_with("https://") {
                 return Err("kafka.registry.url: https is not supported; reach the registry over plain HTTP inside the deployment's network or through a local TLS-terminating proxy".into());
             }
@@ -215,8 +221,7 @@ impl RegistryClient {
     /// The client a configuration names, if any.
     #[must_use]
     pub fn from_config(cfg: &RegistryConfig) -> Option<Self> {
-        cfg.url
-            .as_deref()
+        cfg.url()
             .map(|u| Self::new(u, Duration::from_millis(cfg.timeout_ms)))
     }
 
@@ -718,7 +723,7 @@ mod tests {
     fn settings_are_checked() {
         assert!(RegistryConfig::default().validate().is_ok());
         let with = |url: &str| RegistryConfig {
-            url: Some(url.into()),
+            url: url.into(),
             ..RegistryConfig::default()
         };
         assert!(with("http://127.0.0.1:8081").validate().is_ok());
@@ -765,7 +770,7 @@ mod tests {
         // A registry: an id not fetched waits; a cached one is reframed; one
         // the registry lacks is refused.
         let reg = Registry::new(&RegistryConfig {
-            url: Some("http://127.0.0.1:9".into()),
+            url: "http://127.0.0.1:9".into(),
             ..RegistryConfig::default()
         });
         assert_eq!(
@@ -807,7 +812,7 @@ mod tests {
         let topic = epitrace_model::topics::TIMELINES;
         assert_eq!(Registry::default().frame_output(topic, &single), None);
         let reg = Registry::new(&RegistryConfig {
-            url: Some("http://127.0.0.1:9".into()),
+            url: "http://127.0.0.1:9".into(),
             output_framing: Framing::Confluent,
             ..RegistryConfig::default()
         });
@@ -847,7 +852,7 @@ mod tests {
             frame
         );
         let mut down = ReaderFrames::new(&RegistryConfig {
-            url: Some("http://127.0.0.1:9/apis/ccompat/v7".into()),
+            url: "http://127.0.0.1:9/apis/ccompat/v7".into(),
             timeout_ms: 300,
             ..RegistryConfig::default()
         });
@@ -860,7 +865,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_registry_is_transient() {
         let reg = Registry::new(&RegistryConfig {
-            url: Some("http://127.0.0.1:9".into()),
+            url: "http://127.0.0.1:9".into(),
             timeout_ms: 500,
             ..RegistryConfig::default()
         });
@@ -888,7 +893,7 @@ impl ReaderFrames {
     #[must_use]
     pub fn new(cfg: &RegistryConfig) -> Self {
         Self {
-            url: cfg.url.clone(),
+            url: cfg.url().map(str::to_owned),
             timeout: Duration::from_millis(cfg.timeout_ms),
             cache: HashMap::new(),
         }
