@@ -215,9 +215,9 @@ enum SchemasCommand {
     /// refused by the registry and reported.
     Register {
         /// The registry's Confluent-compatible base URL (overrides
-        /// `kafka.registry.url`), e.g.
+        /// `kafka.registry.url` and `EPITRACE_KAFKA_REGISTRY_URL`), e.g.
         /// `http://127.0.0.1:8081/apis/ccompat/v7`.
-        #[arg(long, env = "EPITRACE_REGISTRY_URL")]
+        #[arg(long)]
         url: Option<String>,
         /// Print JSON Lines instead of a table.
         #[arg(long)]
