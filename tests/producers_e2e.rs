@@ -152,6 +152,25 @@ async fn purge_all(kafka: &KafkaConfig) {
     purge_topics(kafka, &names).await.unwrap();
 }
 
+/// Every processor on emptied topics, from empty state (kept in the
+/// returned folder for the pipeline's life).
+async fn fresh_pipeline(
+    kafka: &KafkaConfig,
+    tracing: &TracingConfig,
+) -> (Pipeline, tempfile::TempDir) {
+    purge_all(kafka).await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = PipelineConfig {
+        kafka: kafka.clone(),
+        tracing: tracing.clone(),
+        state_dir: state.path().to_path_buf(),
+        ..PipelineConfig::default()
+    };
+    let telemetry = Telemetry::new().unwrap();
+    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
+    (pipeline, state)
+}
+
 async fn answer(kafka: &KafkaConfig) -> Answer {
     let mut latest: BTreeMap<(CaseId, SubjectId), Exposure> = BTreeMap::new();
     for r in read_all(kafka, EXPOSURES).await.unwrap() {
@@ -205,16 +224,7 @@ async fn the_java_and_python_kits_are_traced_like_epitrace_produce() {
             group_prefix: unique("kits-ref"),
             ..base.clone()
         };
-        purge_all(&kafka).await;
-        let state = tempfile::tempdir().unwrap();
-        let cfg = PipelineConfig {
-            kafka: kafka.clone(),
-            tracing: tracing.clone(),
-            state_dir: state.path().to_path_buf(),
-            ..PipelineConfig::default()
-        };
-        let telemetry = Telemetry::new().unwrap();
-        let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
+        let (pipeline, _state) = fresh_pipeline(&kafka, &tracing).await;
         let publisher = Publisher::new(&kafka).unwrap();
         let mut feed_records = 0;
         for feed in Feed::ALL {
@@ -250,16 +260,7 @@ async fn the_java_and_python_kits_are_traced_like_epitrace_produce() {
         },
         ..base.clone()
     };
-    purge_all(&kafka).await;
-    let state = tempfile::tempdir().unwrap();
-    let cfg = PipelineConfig {
-        kafka: kafka.clone(),
-        tracing: tracing.clone(),
-        state_dir: state.path().to_path_buf(),
-        ..PipelineConfig::default()
-    };
-    let telemetry = Telemetry::new().unwrap();
-    let pipeline = Pipeline::start(&cfg, &ProcessorKind::ALL, &telemetry).unwrap();
+    let (pipeline, _state) = fresh_pipeline(&kafka, &tracing).await;
     let publisher = Publisher::new(&kafka).unwrap();
     for feed in [Feed::Cases, Feed::Approvals] {
         produce_feed(dir.path(), feed, &publisher, &tracing).await;
