@@ -117,6 +117,7 @@ fn publish(kafka: &KafkaConfig, frames: &[(Vec<u8>, Vec<u8>)]) {
                 key: k,
                 payload: Some(v),
                 timestamp_ms: None,
+                headers: &[],
             })
             .collect();
         rt.block_on(publisher.send(&out)).unwrap();

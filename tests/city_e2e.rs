@@ -71,6 +71,7 @@ async fn publish_city(
             now: None,
             exposure: tracing.exposure.clone(),
             providers: epitrace_processors::run::FeedsConfig::default().providers,
+            provider: None,
         };
         let summary = produce(
             &opts,

@@ -136,6 +136,7 @@ async fn produce_feed(
         now: None,
         exposure: tracing.exposure.clone(),
         providers: epitrace_processors::run::FeedsConfig::default().providers,
+        provider: None,
     };
     produce(&opts, Pseudonymizer::new(key), publisher, |_, _| {}, |_| {})
         .await

@@ -1,6 +1,7 @@
 //! [`run_batch`]: one batch of input records through a processor.
 
 use epitrace_model::codec::encode_single_object;
+use epitrace_model::topics::PROVIDER_DEADLETTER_PREFIX;
 use epitrace_model::{DeadLetter, EventTime, Text};
 use epitrace_state::{KvStore, Txn, WriteSet};
 use tracing::info_span;
@@ -88,7 +89,7 @@ where
         for &i in run {
             let msg = &batch[i];
             if let Some((reason, detail)) = msg.rejection() {
-                outputs.push(dead_letter(msg, reason, detail, received_at_ms)?);
+                push_dead_letter(&mut outputs, msg, reason, detail, received_at_ms)?;
                 bump(&mut dead, reason);
                 continue;
             }
@@ -96,7 +97,7 @@ where
             match processor.process(&record, &mut txn, &mut outputs) {
                 Ok(()) => {}
                 Err(ProcessError::Rejected { reason, detail }) => {
-                    outputs.push(dead_letter(msg, reason, &detail, received_at_ms)?);
+                    push_dead_letter(&mut outputs, msg, reason, &detail, received_at_ms)?;
                     bump(&mut dead, reason);
                 }
                 Err(ProcessError::Fatal(reason)) => {
@@ -128,7 +129,7 @@ where
     }
     let mut produced: Vec<(String, u64)> = Vec::new();
     for o in &outputs {
-        if o.topic != DEADLETTER_TOPIC {
+        if o.topic != DEADLETTER_TOPIC && !o.topic.starts_with(PROVIDER_DEADLETTER_PREFIX) {
             bump_owned(&mut produced, &o.topic);
         }
     }
@@ -159,6 +160,25 @@ fn bump_owned(counts: &mut Vec<(String, u64)>, key: &str) {
         Some((_, n)) => *n += 1,
         None => counts.push((key.to_owned(), 1)),
     }
+}
+
+/// Pushes the dead letter of a rejected record, and its copy on the
+/// provider's own topic when the record names one.
+fn push_dead_letter<R: Consumed>(
+    outputs: &mut Vec<OutputRecord>,
+    msg: &R,
+    reason: &'static str,
+    detail: &str,
+    at_ms: i64,
+) -> Result<(), EngineError> {
+    let letter = dead_letter(msg, reason, detail, at_ms)?;
+    let copy = msg.dead_letter_copy().map(|topic| OutputRecord {
+        topic: topic.to_owned(),
+        ..letter.clone()
+    });
+    outputs.push(letter);
+    outputs.extend(copy);
+    Ok(())
 }
 
 /// The dead letter for a rejected record.
@@ -223,5 +243,86 @@ mod tests {
         assert_eq!(truncate("", 10), "-");
         assert_eq!(truncate("a\u{7}b", 10), "ab");
         assert_eq!(truncate("ééé", 3), "é");
+    }
+
+    /// Refuses every record.
+    struct Refuser;
+
+    impl Processor for Refuser {
+        fn name(&self) -> &'static str {
+            "refuser"
+        }
+        fn inputs(&self) -> Vec<String> {
+            vec!["feeds.telecom.location".into()]
+        }
+        fn process(
+            &mut self,
+            _: &crate::InputRecord<'_>,
+            _: &mut Txn<'_>,
+            _: &mut Vec<OutputRecord>,
+        ) -> Result<(), ProcessError> {
+            Err(ProcessError::Rejected {
+                reason: "bad_magic",
+                detail: "no".into(),
+            })
+        }
+    }
+
+    struct Rec {
+        offset: i64,
+        copy: Option<&'static str>,
+    }
+
+    impl Consumed for Rec {
+        fn topic(&self) -> &str {
+            "feeds.telecom.location"
+        }
+        fn partition(&self) -> i32 {
+            0
+        }
+        fn offset(&self) -> i64 {
+            self.offset
+        }
+        fn key(&self) -> Option<&[u8]> {
+            Some(b"k")
+        }
+        fn payload(&self) -> Option<&[u8]> {
+            Some(b"garbage")
+        }
+        fn timestamp_ms(&self) -> Option<i64> {
+            Some(1)
+        }
+        fn dead_letter_copy(&self) -> Option<&str> {
+            self.copy
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_is_copied_to_the_provider_topic_and_counted_once() {
+        let store = epitrace_state::MemStore::new(&[]).unwrap();
+        let batch = [
+            Rec {
+                offset: 0,
+                copy: Some("pipeline.deadletter.telco-a"),
+            },
+            Rec {
+                offset: 1,
+                copy: None,
+            },
+        ];
+        let outcome = run_batch(&mut Refuser, &store, &batch, 5).unwrap();
+        let topics: Vec<&str> = outcome.outputs.iter().map(|o| o.topic.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "pipeline.deadletter",
+                "pipeline.deadletter.telco-a",
+                "pipeline.deadletter"
+            ]
+        );
+        assert_eq!(outcome.outputs[0].payload, outcome.outputs[1].payload);
+        assert_eq!(outcome.outputs[0].key, outcome.outputs[1].key);
+        assert_eq!(outcome.dead_letter_count(), 2);
+        assert_eq!(outcome.produced_count(), 0);
     }
 }

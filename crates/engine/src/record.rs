@@ -73,6 +73,12 @@ pub trait Consumed {
     fn original_payload(&self) -> Option<&[u8]> {
         self.payload()
     }
+    /// A second topic this record's dead letter is also written to (the
+    /// provider's own dead-letter topic, when the shell recognised one in
+    /// the record's headers); it is counted once. `None` by default.
+    fn dead_letter_copy(&self) -> Option<&str> {
+        None
+    }
 
     /// The record as a processor sees it, in a batch taken at
     /// `received_at_ms`.

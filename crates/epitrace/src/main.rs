@@ -10,6 +10,7 @@
 //! binary only parses flags, loads configuration and wires the library
 //! crates together.
 
+mod dead_letters;
 mod demo;
 mod purge;
 mod query;
@@ -86,6 +87,12 @@ enum Command {
     /// Score the published exposures against a simulator's ground truth:
     /// precision, recall and F1, by contact setting and by data source.
     Eval(tools::EvalArgs),
+    /// The records the pipeline refused, with their reasons: every dead
+    /// letter (pipeline.deadletter), or with --provider a provider's own
+    /// (pipeline.deadletter.ID, read as that provider). Shows where each
+    /// record was, why and when it was refused and its size — never its
+    /// key or bytes.
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// The live clusters (tracing.clusters), largest first: status, size,
     /// index case, evidence, cases and shared places. Audited: appends a
     /// record to audit.log (--actor, --purpose) before printing anything.
@@ -550,6 +557,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Produce(args) => tools::produce_cmd(&args, out),
         Command::Purge(args) => purge::purge_cmd(&args, out),
         Command::Eval(args) => tools::eval_cmd(&args, out),
+        Command::DeadLetters(args) => dead_letters::dead_letters_cmd(&args, out),
         Command::Clusters(args) => query::clusters_cmd(&args, out),
         Command::Case(args) => query::case_cmd(&args, out),
         Command::Serve(args) => serve::serve_cmd(&args, out),

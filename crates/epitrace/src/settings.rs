@@ -240,6 +240,9 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
         cluster.revisit_window,
         cluster.max_incubation
     );
+    cfg.topology
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [topology] configuration: {e}"))?;
     anyhow::ensure!(
         cfg.topology.replication > 0,
         "topology.replication must be positive"

@@ -250,6 +250,14 @@ pub(crate) struct ProduceArgs {
     /// Don't report bad rows one by one (the summary still counts them).
     #[arg(long)]
     quiet: bool,
+    /// Your provider id, sent in every record's `epitrace.provider` header:
+    /// the dead letters of your records are copied to
+    /// `pipeline.deadletter.<ID>` when the authority lists you in
+    /// `topology.dead_letter_providers`. Default: each record's own
+    /// `provider` (telecom) or `issuer` (card) column; check-ins carry no
+    /// header without it. 1 to 64 characters of A-Z a-z 0-9 . _ -
+    #[arg(long, value_name = "ID")]
+    provider: Option<String>,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -268,6 +276,12 @@ pub(crate) fn produce_cmd(args: &ProduceArgs, out: &mut impl Write) -> Result<()
         "--max-bad-share must be within [0, 1]"
     );
     anyhow::ensure!(args.rate.is_none_or(|r| r > 0.0), "--rate must be positive");
+    if let Some(p) = &args.provider {
+        anyhow::ensure!(
+            epitrace_model::topics::provider_dead_letters(p).is_some(),
+            "--provider {p:?} is not a provider id (1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-')"
+        );
+    }
     let cfg = load(&args.overrides)?;
     let key = PseudonymKey::from_file(&args.key)?;
     crate::require_kafka(&cfg.kafka)?;
@@ -280,6 +294,7 @@ pub(crate) fn produce_cmd(args: &ProduceArgs, out: &mut impl Write) -> Result<()
         now: now(),
         exposure: cfg.tracing.exposure.clone(),
         providers: cfg.feeds.providers.clone(),
+        provider: args.provider.clone(),
     };
     let terminal = io::stderr().is_terminal();
     let mut last = Instant::now();

@@ -2,7 +2,9 @@
 //! over TLS, certificates made by this test with openssl) and the ACL
 //! authorizer. Providers are principals: a telecom may write its own feed
 //! and is refused another provider's; the pipeline, as its own principal
-//! with only the ACLs of what it reads and owns, runs end to end. Every
+//! with only the ACLs of what it reads and owns, runs end to end; the
+//! telecom reads the dead letters of its own records (its
+//! `pipeline.deadletter.<id>` topic) and is refused everyone else's. Every
 //! client is configured through `kafka.security` (here its `EPITRACE_*`
 //! variables).
 //!
@@ -16,8 +18,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use epitrace_e2e::{LocalBroker, free_port};
-use epitrace_stream::KafkaConfig;
 use epitrace_stream::read::read_to_end;
+use epitrace_stream::{KafkaConfig, Outgoing, Publisher, Secret, SecurityConfig, SecurityProtocol};
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
@@ -132,7 +134,12 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
             .args(args)
             .env("RUST_LOG", "warn,librdkafka=off,rdkafka=off"))
     };
-    epitrace(&["topics", "create", "--brokers", &plain]);
+    // Two providers have their own dead-letter topic.
+    const PROVIDERS: &str = r#"["telco-a", "telco-b"]"#;
+    run(Command::new(env!("CARGO_BIN_EXE_epitrace"))
+        .args(["topics", "create", "--brokers", &plain])
+        .env("EPITRACE_TOPOLOGY_DEAD_LETTER_PROVIDERS", PROVIDERS)
+        .env("RUST_LOG", "warn,librdkafka=off,rdkafka=off"));
     let tool = |args: &[&str]| {
         let mut c = broker.command("tool");
         c.args(args);
@@ -170,6 +177,23 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
         "Write",
         "--topic",
         "feeds.telecom.location",
+    ]);
+    // …and reads its own dead letters, in its own consumer group.
+    acl(&[
+        "--allow-principal",
+        "User:telco-a",
+        "--operation",
+        "Read",
+        "--topic",
+        "pipeline.deadletter.telco-a",
+    ]);
+    acl(&[
+        "--allow-principal",
+        "User:telco-a",
+        "--operation",
+        "Read",
+        "--group",
+        "deadletters.telco-a",
     ]);
     // The pipeline reads the feeds and the cases, owns its intermediate
     // and output topics, its changelogs, groups and transactional ids.
@@ -305,6 +329,48 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
         stderr.to_ascii_lowercase().contains("authoriz"),
         "not refused by the ACLs: {stderr}"
     );
+    // Records the pipeline will refuse, sent by the telecom's own client:
+    // one naming itself, one naming another provider (its bad records then
+    // go to the other's topic: the header is the producer's word, but it
+    // never lets the producer read another's), one naming nobody.
+    let mut telco = KafkaConfig::for_brokers(&secured);
+    telco.security = SecurityConfig {
+        protocol: SecurityProtocol::SaslSsl,
+        sasl_mechanism: "SCRAM-SHA-256".into(),
+        username: "telco-a".into(),
+        password: Secret::new("telco-a-secret"),
+        ca_file: ca.clone(),
+        ..SecurityConfig::default()
+    };
+    let garbage = |header: Option<&str>| -> (i32, i64) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let publisher = Publisher::new(&telco).unwrap();
+            let headers: Vec<(&str, &[u8])> = header
+                .map(|h| vec![("epitrace.provider", h.as_bytes())])
+                .unwrap_or_default();
+            let acked = publisher
+                .send(&[Outgoing {
+                    topic: "feeds.telecom.location",
+                    partition: None,
+                    key: &[7u8; 16],
+                    payload: Some(b"not an avro frame"),
+                    timestamp_ms: None,
+                    headers: &headers,
+                }])
+                .await
+                .unwrap();
+            let (_, partition, offset) = acked[0].clone();
+            (partition, offset)
+        })
+    };
+    let own_bad = garbage(Some("telco-a"));
+    let named_other = garbage(Some("telco-b"));
+    let anonymous = garbage(None);
+
     // A wrong password is no way in either.
     let mut wrong = as_user(&["topics", "create"], &secured, "telco-a", &ca);
     wrong.env("EPITRACE_KAFKA_SECURITY_PASSWORD", "guess");
@@ -326,6 +392,7 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
         "pipeline",
         &ca,
     )
+    .env("EPITRACE_TOPOLOGY_DEAD_LETTER_PROVIDERS", PROVIDERS)
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
@@ -357,4 +424,123 @@ fn providers_are_principals_and_the_pipeline_runs_with_its_own_acls_over_sasl_ss
     let segments = read_to_end(&kafka, "presence.segments", Duration::from_secs(60)).unwrap();
     assert!(!segments.is_empty(), "no segment came out\n{log}");
     assert!(!timelines.is_empty(), "no timeline came out\n{log}");
+
+    // Dead letters: the telecom reads its own, as itself…
+    let located = |line: &str| -> (String, i32, i64, String) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        (
+            v["topic"].as_str().unwrap().to_owned(),
+            i32::try_from(v["partition"].as_i64().unwrap()).unwrap(),
+            v["offset"].as_i64().unwrap(),
+            v["reason_code"].as_str().unwrap().to_owned(),
+        )
+    };
+    let telecom = |(p, o): (i32, i64)| ("feeds.telecom.location".to_owned(), p, o);
+    let dead_letters = |args: &[&str], user: Option<&str>| -> Output {
+        let mut all = vec!["dead-letters", "--json", "--timeout-s", "60"];
+        all.extend_from_slice(args);
+        match user {
+            Some(u) => as_user(&all, &secured, u, &ca).output().unwrap(),
+            None => Command::new(env!("CARGO_BIN_EXE_epitrace"))
+                .args(&all)
+                .args(["--brokers", &plain])
+                .env("RUST_LOG", "warn,librdkafka=off,rdkafka=off")
+                .output()
+                .unwrap(),
+        }
+    };
+    let letters = |out: &Output| -> Vec<(String, i32, i64, String)> {
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(located)
+            .collect()
+    };
+    let own = letters(&dead_letters(&["--provider", "telco-a"], Some("telco-a")));
+    assert_eq!(own.len(), 1, "{own:?}");
+    let (t, p, o, reason) = &own[0];
+    assert_eq!((t.clone(), *p, *o), telecom(own_bad));
+    assert_eq!(reason, "bad_magic");
+    // The lines a person reads: where, why, when, how big — no bytes.
+    let text = as_user(
+        &["dead-letters", "--provider", "telco-a"],
+        &secured,
+        "telco-a",
+        &ca,
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    println!("{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "feeds.telecom.location/{}@{} bad_magic: ",
+            own_bad.0, own_bad.1
+        )) && lines[0].ends_with(", 17 bytes)"),
+        "{text}"
+    );
+    assert_eq!(lines[1], "1 dead letters on pipeline.deadletter.telco-a");
+    // The providers' own clients read the same, as the telecom: the
+    // Python kit (librdkafka properties) and the Java kit (a Java client
+    // properties file).
+    let kits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/providers");
+    let ca_path = ca.to_str().unwrap();
+    let python = Command::new(kits.join("python/producer.sh"))
+        .args(["dead-letters", "--provider", "telco-a", "--json"])
+        .args(["--brokers", &secured, "--timeout-s", "60"])
+        .args(["-X", "security.protocol=SASL_SSL"])
+        .args(["-X", "sasl.mechanism=SCRAM-SHA-256"])
+        .args(["-X", "sasl.username=telco-a"])
+        .args(["-X", "sasl.password=telco-a-secret"])
+        .args(["-X", &format!("ssl.ca.location={ca_path}")])
+        .output()
+        .unwrap();
+    let properties = dir.path().join("telco-a.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+             username=\"telco-a\" password=\"telco-a-secret\";\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={ca_path}\n"
+        ),
+    )
+    .unwrap();
+    let java = Command::new(kits.join("java/producer.sh"))
+        .args(["dead-letters", "--provider", "telco-a", "--json"])
+        .args(["--brokers", &secured, "--timeout-s", "60"])
+        .args(["--kafka-config", properties.to_str().unwrap()])
+        .output()
+        .unwrap();
+    for kit in [python, java] {
+        assert_eq!(letters(&kit), own, "{kit:?}");
+    }
+    // …and is refused every other's and the operators' topic.
+    for refused in [
+        dead_letters(&["--provider", "telco-b"], Some("telco-a")),
+        dead_letters(&[], Some("telco-a")),
+    ] {
+        let stderr = String::from_utf8_lossy(&refused.stderr).to_ascii_lowercase();
+        assert!(!refused.status.success(), "{refused:?}");
+        assert!(
+            stderr.contains("authoriz"),
+            "not refused by the ACLs: {stderr}"
+        );
+    }
+    // The operators see all three; the other provider the one naming it.
+    let other = letters(&dead_letters(&["--provider", "telco-b"], None));
+    let other: Vec<_> = other.into_iter().map(|(t, p, o, _)| (t, p, o)).collect();
+    assert_eq!(other, [telecom(named_other)]);
+    let all: Vec<_> = letters(&dead_letters(&[], None))
+        .into_iter()
+        .map(|(t, p, o, _)| (t, p, o))
+        .collect();
+    for sent in [own_bad, named_other, anonymous] {
+        assert!(
+            all.contains(&telecom(sent)),
+            "{sent:?} missing from {all:?}"
+        );
+    }
 }

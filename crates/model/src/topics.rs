@@ -39,6 +39,29 @@ pub const DEADLETTER: &str = "pipeline.deadletter";
 /// The hash-chained audit log.
 pub const AUDIT: &str = "audit.log";
 
+/// Prefix of the per-provider dead-letter topics:
+/// `pipeline.deadletter.<provider>` holds a copy of the dead letter of
+/// every feed record whose [`PROVIDER_HEADER`] names that provider, for the
+/// provider to read (and nothing else): see [`provider_dead_letters`].
+pub const PROVIDER_DEADLETTER_PREFIX: &str = "pipeline.deadletter.";
+
+/// The Kafka record header in which a provider names itself on each feed
+/// record it publishes (its id, UTF-8): the dead letter of such a record
+/// is also copied to the provider's own dead-letter topic.
+pub const PROVIDER_HEADER: &str = "epitrace.provider";
+
+/// The dead-letter topic of `provider`, or `None` when `provider` cannot
+/// name a topic: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+#[must_use]
+pub fn provider_dead_letters(provider: &str) -> Option<String> {
+    let valid = !provider.is_empty()
+        && provider.len() <= 64
+        && provider
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    valid.then(|| format!("{PROVIDER_DEADLETTER_PREFIX}{provider}"))
+}
+
 /// Producers must partition by key with the Java client's murmur2
 /// partitioner: topics that are joined (the feeds and `cases.by-subject`;
 /// `exposure.candidates` and `cases.events`) rely on equal keys landing in
@@ -48,9 +71,13 @@ pub const PARTITIONER: &str = "murmur2_random";
 /// The Avro record every record of `topic` is (its `schemas/` file's record
 /// name), for the topics a Schema Registry subject `<topic>-value` stands
 /// for; `None` for `clusters.evidence` (three record types, keyed by the
-/// source topic's name) and for unknown topics.
+/// source topic's name) and for unknown topics. A provider's dead-letter
+/// topic (`pipeline.deadletter.<provider>`) holds `DeadLetter`s.
 #[must_use]
 pub fn record_of(topic: &str) -> Option<&'static str> {
+    if topic.starts_with(PROVIDER_DEADLETTER_PREFIX) {
+        return Some("DeadLetter");
+    }
     Some(match topic {
         TELECOM => "LocationPing",
         CARD => "CardTransaction",
@@ -88,3 +115,25 @@ pub const REGISTERED: &[&str] = &[
     DEADLETTER,
     AUDIT,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_names_its_dead_letter_topic_only_with_topic_characters() {
+        assert_eq!(
+            provider_dead_letters("telco-a").as_deref(),
+            Some("pipeline.deadletter.telco-a")
+        );
+        assert_eq!(
+            provider_dead_letters("card_b.kr").as_deref(),
+            Some("pipeline.deadletter.card_b.kr")
+        );
+        for bad in ["", "telco:a", "a/b", "spa ce", "é", &"x".repeat(65)] {
+            assert_eq!(provider_dead_letters(bad), None, "{bad:?}");
+        }
+        assert_eq!(record_of("pipeline.deadletter.telco-a"), Some("DeadLetter"));
+        assert_eq!(record_of(DEADLETTER), Some("DeadLetter"));
+    }
+}

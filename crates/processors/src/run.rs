@@ -178,6 +178,7 @@ impl Pipeline {
         cfg.tracing
             .validate()
             .map_err(|e| PipelineError::Config(e.to_string()))?;
+        cfg.topology.validate().map_err(PipelineError::Config)?;
         let state_dir = if cfg.state_dir.as_os_str().is_empty() {
             PathBuf::from("epitrace-state")
         } else {
@@ -206,6 +207,9 @@ impl Pipeline {
         let schema_registry = Arc::new(epitrace_stream::registry::Registry::new(
             &cfg.kafka.registry,
         ));
+        let dead_letters = Arc::new(epitrace_stream::dead_letters::ProviderDeadLetters::new(
+            &cfg.topology.dead_letter_providers,
+        ));
         for &kind in kinds {
             let spec = registry::spec(kind);
             let task_stats = Arc::new(TaskStats::default());
@@ -225,6 +229,7 @@ impl Pipeline {
                 store_options: cfg.store.clone(),
                 instance_id: instance_id.clone(),
                 registry: Arc::clone(&schema_registry),
+                dead_letters: Arc::clone(&dead_letters),
             };
             let replication = cfg.topology.replication;
             let delete_retention = cfg.topology.retention.as_millis();

@@ -26,6 +26,38 @@ pub struct TopologyConfig {
     pub retention: Span,
     /// Retention of `audit.log`. Default `365d`.
     pub audit_retention: Span,
+    /// Providers that read their own dead letters: each gets the topic
+    /// `pipeline.deadletter.<provider>` (created with the others, input
+    /// retention), and the dead letter of every feed record whose
+    /// `epitrace.provider` header names it is copied there (it is also on
+    /// `pipeline.deadletter`, as every dead letter). Grant each provider
+    /// Read on its topic only (`deploy/README.md`). Ids of 1 to 64
+    /// characters of `[A-Za-z0-9._-]`. Default `[]`: none.
+    pub dead_letter_providers: Vec<String>,
+}
+
+impl TopologyConfig {
+    /// Checks what serde cannot: every `dead_letter_providers` entry can
+    /// name a topic, and none is listed twice.
+    ///
+    /// # Errors
+    /// A message naming the first bad entry.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, p) in self.dead_letter_providers.iter().enumerate() {
+            if epitrace_model::topics::provider_dead_letters(p).is_none() {
+                return Err(format!(
+                    "topology.dead_letter_providers: {p:?} is not a provider id \
+                     (1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-')"
+                ));
+            }
+            if self.dead_letter_providers[..i].contains(p) {
+                return Err(format!(
+                    "topology.dead_letter_providers: {p:?} is listed twice"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for TopologyConfig {
@@ -35,6 +67,7 @@ impl Default for TopologyConfig {
             replication: 1,
             retention: Span::days(21),
             audit_retention: Span::days(365),
+            dead_letter_providers: Vec::new(),
         }
     }
 }
@@ -68,6 +101,12 @@ pub fn topic_specs(cfg: &TopologyConfig) -> Vec<TopicSpec> {
         }
     }
     names.push(DEADLETTER);
+    let provider_topics: Vec<String> = cfg
+        .dead_letter_providers
+        .iter()
+        .filter_map(|p| epitrace_model::topics::provider_dead_letters(p))
+        .collect();
+    names.extend(provider_topics.iter().map(String::as_str));
     let mut specs: Vec<TopicSpec> = names
         .into_iter()
         .map(|name| match name {

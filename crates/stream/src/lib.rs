@@ -17,6 +17,9 @@
 //!   producer that sends a batch and waits until the broker acknowledged
 //!   every record.
 //! - [`admin`]: idempotent topic creation, purging, deletion.
+//! - [`dead_letters`]: which provider's own dead-letter topic a feed
+//!   record's dead letter is also copied to (its `epitrace.provider`
+//!   header).
 //! - [`read`]: reading a topic to its current end, and a group's pending
 //!   records (CLI, tests, demo).
 //! - [`link`]: whether the brokers answer — client contexts that count
@@ -71,6 +74,7 @@
 pub mod admin;
 pub mod changelog;
 pub mod config;
+pub mod dead_letters;
 pub mod error;
 pub mod link;
 pub mod mock;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::config::KafkaConfig;
@@ -31,6 +32,8 @@ pub struct Outgoing<'r> {
     pub payload: Option<&'r [u8]>,
     /// Record timestamp (ms); `None` for the producer's clock.
     pub timestamp_ms: Option<i64>,
+    /// Record headers (name, value); usually none.
+    pub headers: &'r [(&'r str, &'r [u8])],
 }
 
 impl<'r> From<&'r OutputRecord> for Outgoing<'r> {
@@ -41,6 +44,7 @@ impl<'r> From<&'r OutputRecord> for Outgoing<'r> {
             key: &r.key,
             payload: Some(&r.payload),
             timestamp_ms: r.timestamp_ms,
+            headers: &[],
         }
     }
 }
@@ -217,6 +221,18 @@ impl Publisher {
                     }
                     if let Some(p) = rec.partition {
                         fr = fr.partition(p);
+                    }
+                    if !rec.headers.is_empty() {
+                        let headers = rec.headers.iter().fold(
+                            OwnedHeaders::new_with_capacity(rec.headers.len()),
+                            |h, &(key, value)| {
+                                h.insert(Header {
+                                    key,
+                                    value: Some(value),
+                                })
+                            },
+                        );
+                        fr = fr.headers(headers);
                     }
                     match self.producer.send_result(fr) {
                         Ok(fut) => {

@@ -45,7 +45,33 @@ pub fn read_to_end(
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<ConsumedRecord>, StreamError> {
-    read_range(cfg, topic, None, timeout)
+    read_range(cfg, topic, None, timeout, Reader::Shared)
+}
+
+/// As [`read_to_end`], for a principal whose grants name one consumer
+/// group (a provider reading its own dead letters): the consumer uses
+/// `group` (still nothing committed), and a topic that does not exist or
+/// that the principal may not read is an error, not an empty topic.
+///
+/// # Errors
+/// [`StreamError::Kafka`] (`MetadataFetch` with the broker's code, e.g.
+/// topic authorisation failed or unknown topic) when the topic cannot be
+/// read; otherwise as [`read_to_end`].
+pub fn read_own_to_end(
+    cfg: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, StreamError> {
+    read_range(cfg, topic, None, timeout, Reader::Own(group))
+}
+
+/// Who reads: epitrace's own tools (group `<prefix>.reader`, a missing
+/// topic reads as empty) or a principal with its own group.
+#[derive(Clone, Copy)]
+enum Reader<'g> {
+    Shared,
+    Own(&'g str),
 }
 
 /// Reads at most the last `last` offsets of every partition of `topic`
@@ -60,7 +86,7 @@ pub fn read_tail(
     last: i64,
     timeout: Duration,
 ) -> Result<Vec<ConsumedRecord>, StreamError> {
-    read_range(cfg, topic, Some(last), timeout)
+    read_range(cfg, topic, Some(last), timeout, Reader::Shared)
 }
 
 fn read_range(
@@ -68,12 +94,30 @@ fn read_range(
     topic: &str,
     last: Option<i64>,
     timeout: Duration,
+    reader: Reader<'_>,
 ) -> Result<Vec<ConsumedRecord>, StreamError> {
     let deadline = Instant::now() + timeout;
     let mut conf = cfg.consumer_config("reader");
-    conf.set("group.id", format!("{}.reader", cfg.group_prefix));
+    match reader {
+        Reader::Shared => conf.set("group.id", format!("{}.reader", cfg.group_prefix)),
+        Reader::Own(group) => conf.set("group.id", group),
+    };
     let consumer: BaseConsumer = conf.create()?;
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    if let Reader::Own(_) = reader {
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) => {
+                if let Some(code) = t.error() {
+                    return Err(StreamError::Kafka(KafkaError::MetadataFetch(code.into())));
+                }
+            }
+            None => {
+                return Err(StreamError::Kafka(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                )));
+            }
+        }
+    }
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()

@@ -83,7 +83,8 @@ pub struct RegistryConfig {
     /// as `unknown_schema_id`.
     pub url: String,
     /// How the public outputs (`tracing.timelines`, `tracing.exposures`,
-    /// `tracing.clusters`, `pipeline.deadletter`) are framed:
+    /// `tracing.clusters`, `pipeline.deadletter` and the providers' own
+    /// `pipeline.deadletter.<provider>`) are framed:
     /// `single_object` (default) or `confluent` (for consumers using a
     /// registry deserializer; needs `url`, and the schemas registered with
     /// `epitrace schemas register`). epitrace's own readers read both.
@@ -553,6 +554,13 @@ impl Registry {
         if self.output_framing != Framing::Confluent {
             return None;
         }
+        // A provider's dead-letter topic carries pipeline.deadletter's
+        // records, under that subject's id.
+        let topic = if topic.starts_with(epitrace_model::topics::PROVIDER_DEADLETTER_PREFIX) {
+            epitrace_model::topics::DEADLETTER
+        } else {
+            topic
+        };
         let (fp, id) = *self.out_ids.read().ok()?.get(topic)?;
         let header = payload.get(..10)?;
         if header[..2] != [0xC3, 0x01] || header[2..] != fp.to_le_bytes() {

@@ -46,6 +46,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::changelog::{self, Change, Restored};
 use crate::config::{Guarantee, KafkaConfig};
+use crate::dead_letters::ProviderDeadLetters;
 use crate::error::StreamError;
 use crate::link::{LinkHooks, forward_error, forward_log};
 use crate::publish::{Outgoing, Publisher};
@@ -98,6 +99,10 @@ pub struct TaskDef {
     /// The Schema Registry step of every batch (shared by the process's
     /// tasks): Confluent frames in, single-object frames to the processor.
     pub registry: Arc<Registry>,
+    /// The providers with their own dead-letter topic (shared by the
+    /// process's tasks): a feed record naming one of them in its
+    /// `epitrace.provider` header has its dead letter copied there.
+    pub dead_letters: Arc<ProviderDeadLetters>,
 }
 
 impl std::fmt::Debug for TaskDef {
@@ -722,7 +727,10 @@ async fn drive(
         };
         let mut batch: Vec<Message> = Vec::new();
         match first {
-            Ok(m) => batch.push(Message::new(m.detach())),
+            Ok(m) => batch.push(Message::new(
+                m.detach(),
+                &consumer.context().def.dead_letters,
+            )),
             Err(e) => {
                 // Counted on the link and summarised by its watcher: an
                 // outage must not log one line per client per retry.
@@ -733,7 +741,10 @@ async fn drive(
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < cfg.batch_max_records {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(Message::new(m.detach())),
+                Ok(Ok(m)) => batch.push(Message::new(
+                    m.detach(),
+                    &consumer.context().def.dead_letters,
+                )),
                 Ok(Err(e)) => hooks.error(&e),
                 Err(_) => break,
             }
@@ -974,6 +985,7 @@ async fn step(
                 key: &c.key,
                 payload: c.value.as_deref(),
                 timestamp_ms: None,
+                headers: &[],
             })
         }))
         .collect();
@@ -1329,11 +1341,14 @@ struct Message {
     m: OwnedMessage,
     reframed: Option<Vec<u8>>,
     rejection: Option<(&'static str, String)>,
+    /// The provider's own dead-letter topic, when its header names one.
+    copy_to: Option<Arc<str>>,
 }
 
 impl Message {
-    const fn new(m: OwnedMessage) -> Self {
+    fn new(m: OwnedMessage, dead_letters: &ProviderDeadLetters) -> Self {
         Self {
+            copy_to: dead_letters.route_message(&m),
             m,
             reframed: None,
             rejection: None,
@@ -1365,6 +1380,9 @@ impl epitrace_engine::Consumed for Message {
     }
     fn original_payload(&self) -> Option<&[u8]> {
         self.m.payload()
+    }
+    fn dead_letter_copy(&self) -> Option<&str> {
+        self.copy_to.as_deref()
     }
 }
 

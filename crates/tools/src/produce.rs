@@ -10,11 +10,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use epitrace_core::config::ExposureConfig;
-use epitrace_feeds::{Feed, FeedReader, Format, Pseudonymizer, RowError};
+use epitrace_feeds::{Feed, FeedReader, Format, Produced, Pseudonymizer, RowError};
 use epitrace_model::EventTime;
+use epitrace_model::topics::PROVIDER_HEADER;
+use epitrace_stream::publish::Outgoing;
 use epitrace_stream::{OutputRecord, Publisher};
 
 use crate::ToolError;
+
+/// A record header: name, value.
+type Header<'a> = (&'a str, &'a [u8]);
 
 /// What to produce.
 #[derive(Debug, Clone)]
@@ -36,6 +41,10 @@ pub struct ProduceOptions {
     /// Accepted values of the `provider` and `issuer` columns (empty:
     /// any identifier), from `feeds.providers`.
     pub providers: Vec<String>,
+    /// The provider named in every feed record's `epitrace.provider`
+    /// header (`--provider`); `None`: the record's own `provider`
+    /// (telecom) or `issuer` (card) column, and no header on check-ins.
+    pub provider: Option<String>,
 }
 
 /// How a run went.
@@ -104,22 +113,46 @@ pub async fn produce(
     .with_providers(opts.providers.clone());
     let started = Instant::now();
     let mut summary = Summary::default();
-    let mut batch: Vec<OutputRecord> = Vec::with_capacity(opts.batch.max(1));
-    let flush = |batch: &mut Vec<OutputRecord>, summary: &mut Summary| {
+    let mut batch: Vec<(OutputRecord, Option<String>)> = Vec::with_capacity(opts.batch.max(1));
+    let flush = |batch: &mut Vec<(OutputRecord, Option<String>)>, summary: &mut Summary| {
         let n = batch.len() as u64;
         let out = std::mem::take(batch);
         summary.published += n;
-        async move { publisher.send_all(&out).await }
+        async move {
+            let headers: Vec<Option<[Header<'_>; 1]>> = out
+                .iter()
+                .map(|(_, p)| p.as_ref().map(|p| [(PROVIDER_HEADER, p.as_bytes())]))
+                .collect();
+            let records: Vec<Outgoing<'_>> = out
+                .iter()
+                .zip(&headers)
+                .map(|((r, _), h)| Outgoing {
+                    headers: h.as_ref().map_or(&[], |h| h.as_slice()),
+                    ..Outgoing::from(r)
+                })
+                .collect();
+            publisher.send(&records).await
+        }
     };
     for row in reader {
         summary.rows += 1;
         match row {
-            Ok(record) => batch.push(OutputRecord {
-                topic: record.topic().to_owned(),
-                key: record.key(),
-                payload: record.encode()?,
-                timestamp_ms: None,
-            }),
+            Ok(record) => {
+                let provider = opts.provider.clone().or_else(|| match &record {
+                    Produced::Ping(p) => Some(p.provider.as_str().to_owned()),
+                    Produced::Card(c) => Some(c.issuer.as_str().to_owned()),
+                    _ => None,
+                });
+                batch.push((
+                    OutputRecord {
+                        topic: record.topic().to_owned(),
+                        key: record.key(),
+                        payload: record.encode()?,
+                        timestamp_ms: None,
+                    },
+                    provider,
+                ));
+            }
             Err(e) => {
                 summary.bad += 1;
                 *summary.bad_by_field.entry(e.field.to_owned()).or_default() += 1;

@@ -5,6 +5,7 @@
 #   ./producer.sh --help
 #   ./producer.sh --self-test
 #   ./producer.sh --feed telecom --input telecom.csv --key authority.key --brokers kafka:9092
+#   ./producer.sh dead-letters --provider telco-a --brokers kafka:9092   (reads pipeline.deadletter.telco-a)
 #
 # Build: Maven, offline first (`mvn -o`: instant and network-free once ~/.m2 holds the jars),
 # online (Maven Central) when that fails. The jar is rebuilt only when pom.xml or a file under

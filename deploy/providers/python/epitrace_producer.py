@@ -17,12 +17,16 @@ transactions or venue check-ins -- from the same CSV files that the Rust
 * the value is one Avro datum, framed either as Avro single-object encoding
   (``C3 01`` + CRC-64-AVRO fingerprint + datum) or with Confluent Schema
   Registry framing (``00`` + 4-byte schema id + datum) through confluent-kafka's
-  ``AvroSerializer``.
+  ``AvroSerializer``;
+* every record carries the header ``epitrace.provider`` (the provider's id),
+  so that its dead letter, if it gets one, is also copied to the provider's
+  own topic ``pipeline.deadletter.<id>``, which ``dead-letters`` reads.
 
 Usage (see README.md, or ``--help``)::
 
     ./producer.sh --feed telecom --input telecom.csv --key authority.key \\
-        --brokers kafka1:9092 [--framing single-object|confluent --registry URL]
+        --brokers kafka1:9092 [--framing single-object|confluent --registry URL] [--provider ID]
+    ./producer.sh dead-letters --provider ID --brokers kafka1:9092 [--registry URL] [--json]
     ./producer.sh selftest
 
 The module only needs the Python standard library for reading, validating,
@@ -370,6 +374,42 @@ LOCATION_SOURCES = ("CELL", "GPS", "WIFI")
 TEXT_ID_MAX = 64
 _TEXT_ID = re.compile(r"[A-Za-z0-9._:-]*", re.ASCII)
 RAW_ID_REFUSAL = "looks like a raw phone or card number; refused so that it never leaves this process"
+
+# The record header naming the provider (crates/model/src/topics.rs
+# PROVIDER_HEADER): epitrace copies the dead letter of a record carrying it
+# to pipeline.deadletter.<provider id>, when the authority configured that
+# provider. An id names a topic, hence the narrower alphabet (no ':').
+PROVIDER_HEADER = "epitrace.provider"
+PROVIDER_DEADLETTER_PREFIX = "pipeline.deadletter."
+_PROVIDER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
+PROVIDER_ID_RULE = "1-64 characters of A-Z a-z 0-9 . _ -"
+
+
+def provider_id(value: str) -> str:
+    """argparse type of --provider: an id that can name pipeline.deadletter.<id>."""
+    if not _PROVIDER_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"must be {PROVIDER_ID_RULE} (it names the topic {PROVIDER_DEADLETTER_PREFIX}<ID>)"
+        )
+    return value
+
+
+def provider_headers(feed: Feed, datum: dict, flag: Optional[str]) -> Optional[list]:
+    """The Kafka headers of one record: ``epitrace.provider`` = --provider when
+    given, else the row's ``provider`` (telecom) or ``issuer`` (card) column
+    when it is a provider id (a ':' passes the row check but names no topic);
+    none for check-ins without --provider."""
+    if flag:
+        value = flag
+    elif feed.name == "telecom":
+        value = datum["provider"]
+    elif feed.name == "card":
+        value = datum["issuer"]
+    else:
+        return None
+    if not _PROVIDER_ID.fullmatch(value):
+        return None
+    return [(PROVIDER_HEADER, value.encode("utf-8"))]
 
 
 class RowError(Exception):
@@ -914,9 +954,17 @@ def produce(args) -> int:
             "(`epitrace topics create`); ask its operators"
         )
     quiet = args.quiet
+    if args.provider:
+        header_note = f"header {PROVIDER_HEADER}={args.provider}"
+    elif feed.name == "checkin":
+        header_note = (f"no {PROVIDER_HEADER} header (pass --provider ID to get your dead letters on "
+                       f"{PROVIDER_DEADLETTER_PREFIX}<ID>)")
+    else:
+        column = "provider" if feed.name == "telecom" else "issuer"
+        header_note = f"header {PROVIDER_HEADER} from the {column} column (when it is a provider id)"
     if not quiet:
-        print(f"{args.input} -> {feed.topic} ({len(topic_md.partitions)} partitions), {encoder.description}",
-              file=sys.stderr)
+        print(f"{args.input} -> {feed.topic} ({len(topic_md.partitions)} partitions), {encoder.description}, "
+              f"{header_note}", file=sys.stderr)
 
     state = {"delivered": 0, "failed": 0}
     failure_reasons: dict = {}
@@ -930,7 +978,7 @@ def produce(args) -> int:
             failure_reasons[reason] = failure_reasons.get(reason, 0) + 1
 
     converter = RowConverter(feed, key, providers, int(time.time() * 1000))
-    rows_n = bad = 0
+    rows_n = bad = without_header = 0
     bad_by_column: dict = {}
     started = last = time.monotonic()
 
@@ -965,9 +1013,15 @@ def produce(args) -> int:
             producer.flush(30)
             raise SystemExit(f"{PROG}: {args.input}:{line}: encoding failed: {type(e).__name__}"
                              + (f": {detail}" if detail else "")) from None
+        headers = provider_headers(feed, datum, args.provider)
+        if headers is None:
+            without_header += 1
         while True:
             try:
-                producer.produce(feed.topic, value=value, key=subj, on_delivery=on_delivery)
+                if headers is None:
+                    producer.produce(feed.topic, value=value, key=subj, on_delivery=on_delivery)
+                else:
+                    producer.produce(feed.topic, value=value, key=subj, headers=headers, on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.5)  # the local queue is full: wait for deliveries
@@ -991,6 +1045,11 @@ def produce(args) -> int:
               f"({state['delivered'] / seconds if seconds > 0 else 0:.0f} records/s)", file=sys.stderr)
         for column in sorted(bad_by_column):
             print(f"  bad {column}: {bad_by_column[column]}", file=sys.stderr)
+    if without_header and feed.name != "checkin":
+        column = "provider" if feed.name == "telecom" else "issuer"
+        print(f"{PROG}: {without_header} record(s) sent without the {PROVIDER_HEADER} header: their {column} is "
+              f"not a provider id ([A-Za-z0-9._-]{{1,64}}); pass --provider ID to have their dead letters on your "
+              "topic", file=sys.stderr)
     status = 0
     if state["failed"]:
         status = 1
@@ -1005,6 +1064,322 @@ def produce(args) -> int:
         print(f"{PROG}: {args.input}: {share * 100:.3f}% of rows are bad, above --max-bad-share "
               f"{args.max_bad_share * 100:.3f}%", file=sys.stderr)
     return status
+
+
+# --------------------------------------------------------------------------
+# Reading a provider's dead letters (producer.sh dead-letters)
+# --------------------------------------------------------------------------
+
+DEAD_LETTER_SCHEMA_FILE = "dead_letter.avsc"
+# librdkafka consumer properties the reader fixes; -X may not change them.
+# (group.id is deadletters.<ID>, the group the authority grants Read on.)
+FIXED_CONSUMER_CONF = {
+    "enable.auto.commit": False,  # partitions are assigned, offsets never committed
+    "enable.partition.eof": True,  # how the reader knows it reached the end of a partition
+}
+
+
+class Undecodable(Exception):
+    """A dead-letter value that is not a DeadLetter this reader can decode.
+    The message never holds bytes of the value."""
+
+
+class RegistryFailure(Exception):
+    """The registry did not answer for a schema id (down, refused, an error
+    other than 404): the run stops rather than call every Confluent frame
+    undecodable."""
+
+
+def _strip_logical_types(schema):
+    """The schema without logicalType attributes: timestamps read as epoch
+    milliseconds (``long``), whatever their value, instead of datetimes."""
+    if isinstance(schema, dict):
+        return {k: _strip_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_strip_logical_types(x) for x in schema]
+    return schema
+
+
+def rfc3339_ms(ms: int) -> str:
+    """Epoch milliseconds -> RFC 3339 UTC with milliseconds and Z."""
+    import datetime  # noqa: PLC0415
+
+    try:
+        t = datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=ms)
+    except OverflowError:
+        return f"{ms} ms since 1970-01-01T00:00:00Z"
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}."
+            f"{t.microsecond // 1000:03d}Z")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def one_line(s: str) -> str:
+    """A text with its control characters as \\uXXXX, so that it stays on one line."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+
+
+class DeadLetterDecoder:
+    """Turns a value of pipeline.deadletter[.<provider>] into a DeadLetter dict
+    (topic, partition, offset, reason_code, detail, payload, dead_lettered_at
+    in epoch ms), or raises Undecodable.
+
+    Single-object frames are read by fingerprint: the DeadLetter of the
+    --schemas folder and of its released/*/ versions. Confluent frames by
+    schema id, the writer schema fetched from --registry
+    (GET <registry>/schemas/ids/<id>, once per id).
+    """
+
+    def __init__(self, schemas_dir: Path, registry_url: Optional[str], registry_conf: dict):
+        import fastavro  # noqa: PLC0415
+
+        self._fastavro = fastavro
+        path = Path(schemas_dir) / DEAD_LETTER_SCHEMA_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise SystemExit(
+                f"{PROG}: cannot read {path}: {e.strerror or e} (point --schemas at epitrace's schemas/ folder)"
+            ) from None
+        self.header = single_object_header(text)
+        self._reader = fastavro.parse_schema(_strip_logical_types(json.loads(text)))
+        self._writers = {self.header[2:]: self._reader}
+        for released in sorted(Path(schemas_dir).glob(f"released/*/{DEAD_LETTER_SCHEMA_FILE}")):
+            try:
+                t = released.read_text(encoding="utf-8")
+                fp = single_object_header(t)[2:]
+                if fp not in self._writers:
+                    self._writers[fp] = fastavro.parse_schema(_strip_logical_types(json.loads(t)))
+            except (OSError, ValueError, KeyError):
+                continue  # an unreadable old version: its frames are reported as undecodable
+        self.registry_url = registry_url
+        self._registry_conf = registry_conf
+        self._client = None
+        self._by_id: dict = {}  # schema id -> parsed writer schema, or the Undecodable it gave
+
+    def _registry_schema(self, schema_id: int):
+        known = self._by_id.get(schema_id)
+        if isinstance(known, Undecodable):
+            raise known
+        if known is not None:
+            return known
+        if not self.registry_url:
+            raise Undecodable(f"a Confluent frame (schema id {schema_id}) and no --registry to look the id up")
+        try:
+            from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
+            from confluent_kafka.schema_registry.error import SchemaRegistryError  # noqa: PLC0415
+
+            if self._client is None:
+                self._client = SchemaRegistryClient({"url": self.registry_url, **self._registry_conf})
+            try:
+                schema = self._client.get_schema(schema_id)
+                parsed = self._fastavro.parse_schema(_strip_logical_types(json.loads(schema.schema_str)))
+            except SchemaRegistryError as e:
+                if e.http_status_code == 404:
+                    raise Undecodable(f"a Confluent frame of schema id {schema_id}, which the registry at "
+                                      f"{self.registry_url} does not have (HTTP 404): is --registry epitrace's "
+                                      "registry?") from None
+                raise RegistryFailure(f"the Schema Registry at {self.registry_url} answered HTTP "
+                                      f"{e.http_status_code} for schema id {schema_id}: {e.error_message}") from None
+            except ValueError as e:
+                raise Undecodable(f"a Confluent frame of schema id {schema_id}, whose schema in the registry does "
+                                  f"not parse ({e})") from None
+            except Exception as e:  # connection refused, TLS, DNS...
+                raise RegistryFailure(f"no Schema Registry answered at {self.registry_url} for schema id "
+                                      f"{schema_id} ({type(e).__name__}: {e})") from None
+        except Undecodable as e:
+            self._by_id[schema_id] = e
+            raise
+        self._by_id[schema_id] = parsed
+        return parsed
+
+    def decode(self, value: Optional[bytes]) -> dict:
+        if not value:
+            raise Undecodable("empty value")
+        if value[:2] == b"\xc3\x01":
+            if len(value) < 10:
+                raise Undecodable("a single-object frame cut short in its header")
+            writer = self._writers.get(value[2:10])
+            if writer is None:
+                raise Undecodable(
+                    f"a single-object frame of a schema this --schemas folder does not have (header "
+                    f"{value[:10].hex()}, its DeadLetter's is {self.header.hex()}): use the schemas/ of the "
+                    "epitrace release the authority runs"
+                )
+            datum = value[10:]
+        elif value[:1] == b"\x00":
+            if len(value) < 5:
+                raise Undecodable("a Confluent frame cut short in its header")
+            writer = self._registry_schema(int.from_bytes(value[1:5], "big"))
+            datum = value[5:]
+        else:
+            raise Undecodable("neither a single-object frame (C3 01) nor a Confluent frame (00)")
+        buf = io.BytesIO(datum)
+        try:
+            d = self._fastavro.schemaless_reader(buf, writer, self._reader)
+        except Exception as e:  # never the exception's text: it may quote bytes of the value
+            raise Undecodable(f"the datum does not read as a DeadLetter ({type(e).__name__})") from None
+        if buf.tell() != len(datum):
+            raise Undecodable(f"{len(datum) - buf.tell()} bytes after the DeadLetter datum")
+        return d
+
+
+def dead_letter_line(d: dict) -> str:
+    """Text mode: one line per dead letter, the payload's length only."""
+    return (f"{one_line(d['topic'])}/{d['partition']}@{d['offset']} {one_line(d['reason_code'])}: "
+            f"{one_line(d['detail'])} (dead-lettered {rfc3339_ms(d['dead_lettered_at'])}, "
+            f"{len(d['payload'])} bytes)")
+
+
+def dead_letter_json(d: dict) -> str:
+    """--json: one object per line, the payload as hex."""
+    return json.dumps({
+        "topic": d["topic"],
+        "partition": d["partition"],
+        "offset": d["offset"],
+        "reason_code": d["reason_code"],
+        "detail": d["detail"],
+        "dead_lettered_at": rfc3339_ms(d["dead_lettered_at"]),
+        "payload_hex": d["payload"].hex(),
+    }, ensure_ascii=False, separators=(",", ":"))
+
+
+def dead_letters(args) -> int:
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition  # noqa: PLC0415
+
+    provider = args.provider
+    topic = PROVIDER_DEADLETTER_PREFIX + provider
+    group = f"deadletters.{provider}"
+    if not args.brokers:
+        raise SystemExit(f"{PROG}: --brokers is required (or set EPITRACE_BROKERS)")
+    decoder = DeadLetterDecoder(Path(args.schemas), args.registry,
+                                _kv_options(args.registry_option, "--registry-option"))
+    extra = _kv_options(args.kafka_option, "-X")
+    for k in extra:
+        if k == "group.id":
+            raise SystemExit(f"{PROG}: -X group.id is fixed: the authority grants Read on consumer group {group}")
+        if k in FIXED_CONSUMER_CONF:
+            raise SystemExit(f"{PROG}: -X {k} is fixed by this reader ({str(FIXED_CONSUMER_CONF[k]).lower()})")
+    conf = {"bootstrap.servers": args.brokers, "client.id": "epitrace-python-dead-letters",
+            "auto.offset.reset": "earliest"}
+    conf.update(extra)
+    conf.update(FIXED_CONSUMER_CONF)
+    conf["group.id"] = group
+    timeout = args.timeout_s
+    errors: list = []
+    consumer = Consumer({**conf, "error_cb": lambda e: errors.append(e), "logger": _client_logger()})
+    grant = (f"ask the health authority to grant this principal Read on topic {topic} and Read on consumer "
+             f"group {group} (literal ACLs)")
+    missing_codes = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION)
+
+    def refused_or_missing(err) -> None:
+        code = err.code()
+        if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED):
+            what = f"topic {topic}" if code == KafkaError.TOPIC_AUTHORIZATION_FAILED else f"consumer group {group}"
+            consumer.close()
+            raise SystemExit(f"{PROG}: access to {what} refused on {args.brokers} ({err.name()}): {grant}")
+        if code in missing_codes:
+            consumer.close()
+            raise SystemExit(f"{PROG}: topic {topic} does not exist on {args.brokers} ({err.name()}): check "
+                             f"--provider; the authority creates the topic when it configures provider {provider}; "
+                             f"{grant}")
+
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        return max(deadline - time.monotonic(), 0.001)
+
+    try:
+        md = consumer.list_topics(topic, timeout=remaining())
+    except KafkaException as e:
+        consumer.poll(0)
+        consumer.close()
+        if any(x.code() == KafkaError._AUTHENTICATION for x in errors):
+            raise SystemExit(f"{PROG}: the brokers at {args.brokers} refused this client's credentials (see the "
+                             "kafka client line above; -X sasl.username, sasl.password, sasl.mechanism)") from None
+        raise SystemExit(f"{PROG}: no Kafka broker answered at {args.brokers} within {timeout:g} s ({e})") from None
+    topic_md = md.topics.get(topic)
+    if topic_md is None:
+        refused_or_missing(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    if topic_md.error is not None:
+        refused_or_missing(topic_md.error)
+        consumer.close()
+        raise SystemExit(f"{PROG}: topic {topic} on {args.brokers}: {topic_md.error.str()}")
+    ends: dict = {}  # partition -> high watermark when the reader started
+    for p in sorted(topic_md.partitions):
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=remaining(), cached=False)
+        except KafkaException as e:
+            refused_or_missing(e.args[0])
+            consumer.close()
+            raise SystemExit(f"{PROG}: the brokers at {args.brokers} did not give the end of {topic} partition {p} "
+                             f"within {timeout:g} s ({e})") from None
+        if high > low:
+            ends[p] = high
+    if ends:
+        consumer.assign([TopicPartition(topic, p, -2) for p in sorted(ends)])  # -2: OFFSET_BEGINNING
+    out = sys.stderr if args.json else sys.stdout
+    read = undecodable = 0
+    open_parts = set(ends)
+    reported: set = set()
+
+    def done(p: int) -> None:
+        if p in open_parts:
+            open_parts.discard(p)
+            consumer.pause([TopicPartition(topic, p)])
+
+    while open_parts:
+        for e in errors:
+            refused_or_missing(e)
+        if time.monotonic() >= deadline:
+            consumer.close()
+            for e in sorted({str(e) for e in errors}):
+                print(f"  client error: {e}", file=sys.stderr)
+            raise SystemExit(
+                f"{PROG}: timed out after {timeout:g} s with {len(open_parts)} partition(s) of {topic} not read to "
+                f"their end ({read + undecodable} records read; the list above is incomplete): raise --timeout-s, "
+                "or check the brokers")
+        msg = consumer.poll(min(remaining(), 0.5))
+        if msg is None:
+            continue
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                done(msg.partition())
+                continue
+            refused_or_missing(err)
+            if err.fatal():
+                consumer.close()
+                raise SystemExit(f"{PROG}: {topic}: {err.str()}")
+            if err.str() not in reported:
+                reported.add(err.str())
+                print(f"kafka client: {err.str()}", file=sys.stderr)
+            continue
+        p, offset = msg.partition(), msg.offset()
+        if p not in open_parts:
+            continue
+        if offset >= ends[p]:
+            done(p)  # written after the reader started
+            continue
+        try:
+            d = decoder.decode(msg.value())
+        except Undecodable as e:
+            undecodable += 1
+            print(f"{PROG}: {topic} partition {p} offset {offset}: cannot decode this dead letter: {e}",
+                  file=sys.stderr)
+        except RegistryFailure as e:
+            consumer.close()
+            raise SystemExit(f"{PROG}: {e}") from None
+        else:
+            read += 1
+            print(dead_letter_json(d) if args.json else dead_letter_line(d))
+        if offset >= ends[p] - 1:
+            done(p)
+    consumer.close()  # assigned, nothing committed
+    sys.stdout.flush()
+    print(f"{read} dead letters on {topic}" + (f", {undecodable} undecodable" if undecodable else ""), file=out)
+    return 0
 
 
 # --------------------------------------------------------------------------
@@ -1209,6 +1584,89 @@ def selftest(args) -> int:
         want = subj + zz(7) + b"telco-a" + zz(1588334400000) + struct.pack("<ddd", 37.5, 127.0, 200.0) + zz(0) + zz(0)
         report(buf.getvalue() == want, "LocationPing datum (fastavro) equals the Avro binary encoding",
                f"{len(want)} bytes")
+
+    # 5. Dead letters: the provider id rule, the header of each feed, and a
+    # DeadLetter single-object frame (header from --schemas, the datum
+    # written by hand) through the dead-letters decoder, offline.
+    for pid, ok in (("telco-a", True), ("Card_B.2", True), ("x" * 64, True), ("", False), ("bad id!", False),
+                    ("x" * 65, False), ("telco:a", False)):
+        try:
+            provider_id(pid)
+            accepted = True
+        except argparse.ArgumentTypeError:
+            accepted = False
+        report(accepted == ok, f"--provider {pid[:12] + ('...' if len(pid) > 12 else '')!r} "
+               + ("accepted" if ok else "refused"), "" if accepted == ok else ("accepted" if accepted else "refused"))
+    header_cases = [
+        (FEEDS["telecom"], {"provider": "telco-a"}, None, [(PROVIDER_HEADER, b"telco-a")]),
+        (FEEDS["card"], {"issuer": "card-b"}, None, [(PROVIDER_HEADER, b"card-b")]),
+        (FEEDS["checkin"], {}, None, None),
+        (FEEDS["telecom"], {"provider": "telco-a"}, "telco-x", [(PROVIDER_HEADER, b"telco-x")]),
+        (FEEDS["checkin"], {}, "venues-1", [(PROVIDER_HEADER, b"venues-1")]),
+        (FEEDS["telecom"], {"provider": "telco:a"}, None, None),
+    ]
+    for feed, datum, flag, want in header_cases:
+        got = provider_headers(feed, datum, flag)
+        row = ", ".join(f"{k} {v}" for k, v in datum.items()) or "a check-in"
+        report(got == want, f"{PROVIDER_HEADER} header of {row}{', --provider ' + flag if flag else ''}",
+               str(got) + ("" if got == want else f", expected {want}"))
+    try:
+        import fastavro  # noqa: PLC0415, F401
+    except ImportError:
+        print("skip dead-letter decoding check: fastavro is not installed (producer.sh installs it)")
+    else:
+        def zz(n: int) -> bytes:
+            n = (n << 1) ^ (n >> 63)
+            out = bytearray()
+            while n > 0x7F:
+                out.append((n & 0x7F) | 0x80)
+                n >>= 7
+            out.append(n)
+            return bytes(out)
+
+        def avro_bytes(b: bytes) -> bytes:
+            return zz(len(b)) + b
+
+        dl = {"topic": "feeds.telecom.location", "partition": 3, "offset": 1234,
+              "reason_code": "timestamp_in_future", "detail": "observed_at is more than 24 h ahead\nof the clock",
+              "payload": b"\xc3\x01" + bytes(range(20)), "dead_lettered_at": 1588334400123}
+        datum = (avro_bytes(dl["topic"].encode()) + zz(dl["partition"]) + zz(dl["offset"])
+                 + avro_bytes(dl["reason_code"].encode()) + avro_bytes(dl["detail"].encode())
+                 + avro_bytes(dl["payload"]) + zz(dl["dead_lettered_at"]))
+        try:
+            decoder = DeadLetterDecoder(schemas_dir, None, {})
+        except SystemExit as e:
+            report(False, "DeadLetter schema", str(e))
+        else:
+            frame = decoder.header + datum
+            try:
+                got = decoder.decode(frame)
+                report(got == dl, f"DeadLetter single-object frame (header {decoder.header.hex()}) decodes to "
+                       "its fields", "" if got == dl else f"got {got}")
+            except Undecodable as e:
+                got = None
+                report(False, f"DeadLetter single-object frame (header {decoder.header.hex()}) decodes", str(e))
+            if got is not None:
+                line = dead_letter_line(got)
+                want = ("feeds.telecom.location/3@1234 timestamp_in_future: observed_at is more than 24 h "
+                        "ahead\\u000aof the clock (dead-lettered 2020-05-01T12:00:00.123Z, 22 bytes)")
+                report(line == want, "dead-letters text line (payload length only)", line)
+                obj = json.loads(dead_letter_json(got))
+                ok = (list(obj) == ["topic", "partition", "offset", "reason_code", "detail", "dead_lettered_at",
+                                    "payload_hex"] and obj["dead_lettered_at"] == "2020-05-01T12:00:00.123Z"
+                      and obj["payload_hex"] == dl["payload"].hex() and obj["offset"] == 1234)
+                report(ok, "dead-letters --json object", "" if ok else str(obj))
+            for what, value in (("a value of neither framing", b"garbage!"),
+                                ("an unknown fingerprint", b"\xc3\x01" + bytes(8) + datum),
+                                ("a Confluent frame without --registry", b"\x00\x00\x00\x00\x07" + datum),
+                                ("trailing bytes", frame + b"\x00"),
+                                ("a datum cut short", frame[:-3]),
+                                ("an empty value", b"")):
+                try:
+                    decoder.decode(value)
+                    report(False, f"dead letter with {what} reported undecodable", "decoded")
+                except Undecodable as e:
+                    report(True, f"dead letter with {what} reported undecodable", str(e))
     print(f"{checks} checks, {failures} failed")
     return 1 if failures else 0
 
@@ -1222,8 +1680,8 @@ def producer_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="producer.sh",
         description="Publish an epitrace provider feed (CSV) to Kafka: pseudonymised, validated, "
-        "Avro-encoded, keyed by the 16-byte subject pseudonym. `producer.sh selftest --help` "
-        "describes the self-test.",
+        "Avro-encoded, keyed by the 16-byte subject pseudonym. `producer.sh dead-letters --help` "
+        "describes reading your dead letters, `producer.sh selftest --help` the self-test.",
     )
     p.add_argument("--feed", required=True, choices=sorted(FEEDS),
                    help="which feed the file holds: telecom -> feeds.telecom.location (LocationPing), "
@@ -1248,6 +1706,11 @@ def producer_parser() -> argparse.ArgumentParser:
     p.add_argument("--providers", default=DEFAULT_PROVIDERS, metavar="LIST",
                    help="comma-separated values accepted in the provider (telecom) and issuer (card) columns; "
                    f"an empty string accepts any identifier (default: {DEFAULT_PROVIDERS})")
+    p.add_argument("--provider", type=provider_id, metavar="ID",
+                   help=f"your provider id, sent in the {PROVIDER_HEADER} header of every record so that their "
+                   f"dead letters are copied to {PROVIDER_DEADLETTER_PREFIX}<ID> ({PROVIDER_ID_RULE}); default: "
+                   "each row's provider (telecom) or issuer (card) column; check-ins carry no header without it, "
+                   "so venue operators pass it")
     p.add_argument("--max-bad-share", type=float, default=0.01, metavar="SHARE",
                    help="exit 1 when more than this share of the rows (0..1) is bad; bad rows are skipped either "
                    "way (default: 0.01)")
@@ -1263,13 +1726,62 @@ def producer_parser() -> argparse.ArgumentParser:
     return p
 
 
+def positive_seconds(value: str) -> float:
+    """argparse type of --timeout-s."""
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return v
+
+
+def dead_letters_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="producer.sh dead-letters",
+        description=f"Print your dead letters: every DeadLetter on {PROVIDER_DEADLETTER_PREFIX}<ID>, every "
+        "partition from the beginning up to where it ended when the reader started, then exit. Text: one line "
+        "per dead letter (where the record was, reason, detail, when, payload length; never the payload) and a "
+        "summary line on stdout. Needs Read on that topic and on consumer group deadletters.<ID> (ask the health "
+        "authority); no offsets are committed. Exit status: 0 read (even with undecodable records), 1 topic "
+        "missing, access refused, brokers or registry unreachable, or --timeout-s exceeded, 2 wrong command line.",
+    )
+    p.add_argument("--provider", required=True, type=provider_id, metavar="ID",
+                   help=f"your provider id: reads topic {PROVIDER_DEADLETTER_PREFIX}<ID> as consumer group "
+                   f"deadletters.<ID> ({PROVIDER_ID_RULE})")
+    p.add_argument("--brokers", default=os.environ.get("EPITRACE_BROKERS"), metavar="HOST:PORT[,...]",
+                   help="Kafka bootstrap servers (default: $EPITRACE_BROKERS; one of the two is needed)")
+    p.add_argument("--registry", default=os.environ.get("EPITRACE_KAFKA_REGISTRY_URL"), metavar="URL",
+                   help="Confluent-compatible Schema Registry base URL, to decode dead letters in Confluent "
+                   "framing (epitrace's output_framing = confluent) (default: $EPITRACE_KAFKA_REGISTRY_URL)")
+    p.add_argument("--schemas", default=str(DEFAULT_SCHEMAS), metavar="DIR",
+                   help="epitrace's schemas/ folder, for dead_letter.avsc (default: ../../../schemas from this kit)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per dead letter on stdout (topic, partition, offset, reason_code, detail, "
+                   "dead_lettered_at, payload_hex -- the payload is personal data), the summary on stderr")
+    p.add_argument("--timeout-s", type=positive_seconds, default=30.0, metavar="N",
+                   help="give up (exit 1) when the topic is not read to its end within N seconds, the brokers' "
+                   "first answer included (default: 30)")
+    p.add_argument("-X", "--kafka-option", action="append", metavar="KEY=VALUE",
+                   help="an extra librdkafka consumer property, e.g. -X security.protocol=SASL_SSL "
+                   "-X sasl.mechanism=SCRAM-SHA-512 -X ssl.ca.location=ca.pem; repeatable; group.id, "
+                   "enable.auto.commit and enable.partition.eof are fixed")
+    p.add_argument("--registry-option", action="append", metavar="KEY=VALUE",
+                   help="an extra SchemaRegistryClient setting, e.g. basic.auth.user.info=USER:PASSWORD or "
+                   "ssl.ca.location=ca.pem; repeatable")
+    return p
+
+
 def selftest_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="producer.sh selftest",
         description="Check the pseudonyms against epitrace's published vectors (pseudonyms and refusals), "
         "the canonical form and fingerprint code against the Avro specification's vectors, the "
         "single-object headers of LocationPing, CardTransaction and VenueCheckin computed from the .avsc "
-        "files against the expected ones, and the row validation on sample rows. Exits 1 on any mismatch.",
+        "files against the expected ones, the row validation on sample rows, the epitrace.provider header, "
+        "and the decoding of a DeadLetter frame built from dead_letter.avsc (offline, as dead-letters reads it). "
+        "Exits 1 on any mismatch.",
     )
     p.add_argument("--vectors", default=str(DEFAULT_VECTORS), metavar="FILE",
                    help="epitrace's pseudonym test vectors (default: ../pseudonym-vectors.json from this kit)")
@@ -1284,6 +1796,12 @@ def main(argv: Optional[list] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["selftest"]:
         return selftest(selftest_parser().parse_args(argv[1:]))
+    if argv[:1] == ["dead-letters"]:
+        try:
+            return dead_letters(dead_letters_parser().parse_args(argv[1:]))
+        except BrokenPipeError:  # `dead-letters | head`: stdout closed early
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     if argv[:1] == ["produce"]:
         argv = argv[1:]
     return produce(producer_parser().parse_args(argv))

@@ -4,6 +4,7 @@
 # then runs epitrace_producer.py with every argument passed through.
 #
 #   ./producer.sh --feed telecom --input telecom.csv --key authority.key --brokers HOST:9092
+#   ./producer.sh dead-letters --provider telco-a --brokers HOST:9092
 #   ./producer.sh selftest
 #   ./producer.sh --help
 #

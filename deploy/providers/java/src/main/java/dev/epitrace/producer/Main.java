@@ -11,6 +11,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -27,6 +28,8 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.header.internals.RecordHeader;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 /**
@@ -49,6 +52,12 @@ public final class Main {
             ProducerConfig.PARTITIONER_IGNORE_KEYS_CONFIG,
             ProducerConfig.BOOTSTRAP_SERVERS_CONFIG,
             ProducerConfig.TRANSACTIONAL_ID_CONFIG);
+
+    /**
+     * The Kafka record header naming the provider on every feed record: epitrace copies the dead
+     * letter of such a record to {@code pipeline.deadletter.<provider>}, for the provider to read.
+     */
+    static final String PROVIDER_HEADER = "epitrace.provider";
 
     public static void main(String[] args) {
         int code;
@@ -85,6 +94,9 @@ public final class Main {
             return SelfTest.run(vectors, schemas, OUT) ? 0 : 1;
         }
         try {
+            if (o.deadLetters) {
+                return DeadLetters.run(o, schemas);
+            }
             return produce(o, schemas);
         } catch (KitException e) {
             ERR.println("epitrace-producer: " + e.getMessage());
@@ -115,7 +127,12 @@ public final class Main {
 
     /** The schema of a feed, parsed from the exact file text (which the registry lookup sends). */
     static String schemaText(Path schemas, Feed feed) throws KitException {
-        Path file = schemas.resolve(feed.schemaFile);
+        return schemaText(schemas, feed.schemaFile);
+    }
+
+    /** The exact text of one schema file of the schemas folder. */
+    static String schemaText(Path schemas, String schemaFile) throws KitException {
+        Path file = schemas.resolve(schemaFile);
         try {
             return Files.readString(file, StandardCharsets.UTF_8);
         } catch (NoSuchFileException e) {
@@ -200,6 +217,8 @@ public final class Main {
                 p.put(k, extra.getProperty(k));
             }
         }
+        // -X KEY=VALUE, after the file (Options refused the fixed ones).
+        p.putAll(o.kafkaOptions);
         // epitrace's contract: raw 16-byte keys, the default (murmur2) partitioner on the key,
         // the idempotent producer with acks from every in-sync replica.
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, o.brokers);
@@ -232,6 +251,9 @@ public final class Main {
         AtomicLong acked = new AtomicLong();
         AtomicLong failed = new AtomicLong();
         AtomicReference<String> firstFailure = new AtomicReference<>();
+        // The epitrace.provider header of each value it takes (a handful: one per provider).
+        Map<String, List<Header>> headers = new HashMap<>();
+        long withoutHeader = 0;
         CsvReader.Record rec;
         while ((rec = csv.next()) != null) {
             if (failed.get() > 0) {
@@ -257,7 +279,13 @@ public final class Main {
                 throw new KitException(name + ":" + rec.line + ": could not encode the record ("
                         + e.getClass().getSimpleName() + ")");
             }
-            producer.send(new ProducerRecord<>(feed.topic, c.key, value), (meta, err) -> {
+            String provider = providerHeader(o.provider, feed, c.value);
+            List<Header> recordHeaders = provider == null ? List.of()
+                    : headers.computeIfAbsent(provider, Main::providerHeaders);
+            if (provider == null) {
+                withoutHeader++;
+            }
+            producer.send(new ProducerRecord<>(feed.topic, null, c.key, value, recordHeaders), (meta, err) -> {
                 if (err == null) {
                     acked.incrementAndGet();
                 } else {
@@ -280,6 +308,12 @@ public final class Main {
         for (Map.Entry<String, Long> e : badByColumn.entrySet()) {
             ERR.println("  bad " + e.getKey() + ": " + e.getValue());
         }
+        if (withoutHeader > 0 && feed != Feed.CHECKIN) {
+            // A provider/issuer value epitrace accepts (':' is allowed there) that cannot name a topic.
+            ERR.println("epitrace-producer: " + withoutHeader + " record(s) sent without the " + PROVIDER_HEADER
+                    + " header: their " + (feed == Feed.CARD ? "issuer" : "provider") + " is not a provider id"
+                    + " ([A-Za-z0-9._-]{1,64}); pass --provider ID to have their dead letters on your topic");
+        }
         OUT.println("published " + acked.get() + " records to " + feed.topic + ", " + bad + " bad rows skipped (framing "
                 + framing.name() + ")");
         if (failed.get() > 0) {
@@ -296,6 +330,34 @@ public final class Main {
             return 1;
         }
         return 0;
+    }
+
+    /**
+     * The value of the epitrace.provider header of one record: {@code --provider} when given, else
+     * the record's provider (telecom) or issuer (card) when it is a provider id; null (no header)
+     * for a check-in without {@code --provider}, or a value that cannot name a dead-letter topic.
+     */
+    static String providerHeader(String flag, Feed feed, org.apache.avro.generic.GenericRecord value) {
+        if (flag != null) {
+            return flag;
+        }
+        Object v;
+        switch (feed) {
+            case TELECOM:
+                v = value.get("provider");
+                break;
+            case CARD:
+                v = value.get("issuer");
+                break;
+            default:
+                return null;
+        }
+        String s = v == null ? null : v.toString();
+        return s != null && Options.PROVIDER_ID.matcher(s).matches() ? s : null;
+    }
+
+    private static List<Header> providerHeaders(String provider) {
+        return List.of(new RecordHeader(PROVIDER_HEADER, provider.getBytes(StandardCharsets.UTF_8)));
     }
 
     private static String progress(String name, long rows, long published, long bad, long nanos) {

@@ -43,6 +43,9 @@ final class SelfTest {
         EXPECTED_HEADERS.put(Feed.CHECKIN, "c301eb9d5323bcf2e1a2");
     }
 
+    /** {@code frame_header} of DeadLetter (schemas/dead_letter.avsc), the values of pipeline.deadletter*. */
+    static final String EXPECTED_DEAD_LETTER_HEADER = "c301fe5548ad74428feb";
+
     private static int passed;
     private static int failed;
 
@@ -64,6 +67,10 @@ final class SelfTest {
         headers(schemas, out);
         out.println("self-test: row rules on sample rows");
         rows(schemas, out);
+        out.println("self-test: the epitrace.provider header and --provider");
+        providerHeader(schemas, out);
+        out.println("self-test: dead letters (dead-letters) decoded from frames built with the schemas in " + schemas);
+        deadLetters(schemas, out);
         out.println(passed + " passed, " + failed + " failed");
         return failed == 0 && passed > 0;
     }
@@ -278,6 +285,135 @@ final class SelfTest {
             check(out, e.getMessage().equals("f.csv: header \"<not a column name>,issuer,merchant_id,mcc,observed_at,lat,lng,accuracy_m\""
                     + " is not the card header \"card_number,issuer,merchant_id,mcc,observed_at,lat,lng,accuracy_m\""),
                     "a header with a value in it is refused without quoting the value");
+        }
+    }
+
+    private static void providerHeader(Path schemas, PrintStream out) {
+        Schema telecom;
+        Schema card;
+        Schema checkin;
+        try {
+            telecom = Main.parseSchema(schemas, Feed.TELECOM, Main.schemaText(schemas, Feed.TELECOM));
+            card = Main.parseSchema(schemas, Feed.CARD, Main.schemaText(schemas, Feed.CARD));
+            checkin = Main.parseSchema(schemas, Feed.CHECKIN, Main.schemaText(schemas, Feed.CHECKIN));
+        } catch (KitException e) {
+            check(out, false, "provider header: " + e.getMessage());
+            return;
+        }
+        GenericRecord ping = sample(Feed.TELECOM, telecom);
+        GenericRecord payment = sample(Feed.CARD, card);
+        GenericRecord visit = sample(Feed.CHECKIN, checkin);
+        check(out, "telco-a".equals(Main.providerHeader(null, Feed.TELECOM, ping)),
+                "telecom without --provider: header epitrace.provider = the row's provider");
+        check(out, "card-a".equals(Main.providerHeader(null, Feed.CARD, payment)),
+                "card without --provider: header epitrace.provider = the row's issuer");
+        check(out, Main.providerHeader(null, Feed.CHECKIN, visit) == null, "checkin without --provider: no header");
+        check(out, "venue-op_1.kr".equals(Main.providerHeader("venue-op_1.kr", Feed.CHECKIN, visit))
+                        && "telco-b".equals(Main.providerHeader("telco-b", Feed.TELECOM, ping)),
+                "with --provider: header epitrace.provider = the flag's value, whatever the row says");
+        ping.put("provider", "telco:a");
+        check(out, Main.providerHeader(null, Feed.TELECOM, ping) == null,
+                "a provider value that cannot name a topic (':') sends no header");
+        for (String bad : new String[] {"bad id!", "", "telco:a", "a/b", "\u00e9", "x".repeat(65)}) {
+            String shown = bad.isEmpty() ? "(empty)" : bad.length() > 20 ? bad.length() + " characters" : bad;
+            try {
+                Options.parse(new String[] {"--feed", "telecom", "--input", "f.csv", "--key", "k", "--provider", bad});
+                check(out, false, "--provider " + shown + " is refused");
+            } catch (Options.UsageError e) {
+                check(out, e.getMessage().startsWith("--provider must be") && (bad.isEmpty() || !e.getMessage().contains(bad)),
+                        "--provider " + shown + " is refused (a usage error, the value not repeated)");
+            }
+        }
+        try {
+            Options ok = Options.parse(new String[] {"dead-letters", "--provider", "x".repeat(64), "-X", "security.protocol=SSL"});
+            check(out, ok.deadLetters && ok.provider.length() == 64 && "SSL".equals(ok.kafkaOptions.get("security.protocol")),
+                    "dead-letters --provider (64 characters) -X KEY=VALUE parse");
+        } catch (Options.UsageError e) {
+            check(out, false, "dead-letters --provider (64 characters) -X KEY=VALUE parse: " + e.getMessage());
+        }
+        try {
+            Options.parse(new String[] {"dead-letters", "--provider", "telco-a", "-X", "group.id=other"});
+            check(out, false, "dead-letters -X group.id=... is refused");
+        } catch (Options.UsageError e) {
+            check(out, e.getMessage().startsWith("-X group.id is fixed"), "dead-letters -X group.id=... is refused");
+        }
+    }
+
+    private static void deadLetters(Path schemas, PrintStream out) {
+        Schema schema;
+        Schema ping;
+        try {
+            schema = DeadLetters.schema(schemas);
+            ping = Main.parseSchema(schemas, Feed.TELECOM, Main.schemaText(schemas, Feed.TELECOM));
+        } catch (KitException e) {
+            check(out, false, "DeadLetter: " + e.getMessage());
+            return;
+        }
+        DeadLetters.Decoder decoder = new DeadLetters.Decoder(schema, null);
+        String header = Text.hex(decoder.header());
+        check(out, header.equals(EXPECTED_DEAD_LETTER_HEADER), "DeadLetter single-object header " + header
+                + (header.equals(EXPECTED_DEAD_LETTER_HEADER) ? " (" + DeadLetters.SCHEMA_FILE + ")"
+                        : ", expected " + EXPECTED_DEAD_LETTER_HEADER));
+        // The payload: a LocationPing as a provider sent it (a 16-byte subject of 7s).
+        byte[] payload = new Framing.SingleObject(ping).frame(sample(Feed.TELECOM, ping));
+        GenericRecord letter = new GenericData.Record(schema);
+        letter.put("topic", "feeds.telecom.location");
+        letter.put("partition", 3);
+        letter.put("offset", 42L);
+        letter.put("reason_code", "timestamp_in_future");
+        letter.put("detail", "observed_at is more than 24 h after the\nprocessor's clock");
+        letter.put("payload", java.nio.ByteBuffer.wrap(payload));
+        letter.put("dead_lettered_at", 1_588_424_700_123L);
+        byte[] frame = new Framing.SingleObject(schema).frame(letter);
+        DeadLetters.Letter l;
+        try {
+            l = decoder.decode(frame);
+        } catch (DeadLetters.Undecodable | KitException e) {
+            check(out, false, "a single-object DeadLetter frame decodes (" + e.getMessage() + ")");
+            return;
+        }
+        check(out, l.topic.equals("feeds.telecom.location") && l.partition == 3 && l.offset == 42L
+                        && l.reasonCode.equals("timestamp_in_future")
+                        && l.detail.equals("observed_at is more than 24 h after the\nprocessor's clock")
+                        && Arrays.equals(l.payload, payload) && l.deadLetteredAt == 1_588_424_700_123L,
+                "a single-object DeadLetter frame decodes to its fields (topic, partition, offset, reason_code, detail,"
+                        + " payload, dead_lettered_at)");
+        String text = l.text();
+        String wantText = "feeds.telecom.location/3@42 timestamp_in_future: observed_at is more than 24 h after the"
+                + "\\u000aprocessor's clock (dead-lettered 2020-05-02T13:05:00.123Z, " + payload.length + " bytes)";
+        check(out, text.equals(wantText), "text line: " + text + (text.equals(wantText) ? "" : ", expected " + wantText));
+        check(out, !text.contains(Text.hex(Arrays.copyOfRange(payload, 10, 26))) && !text.contains("0707070707"),
+                "the text line shows the payload's length, none of its bytes");
+        String json = l.json();
+        String wantJson = "{\"topic\":\"feeds.telecom.location\",\"partition\":3,\"offset\":42,"
+                + "\"reason_code\":\"timestamp_in_future\",\"detail\":\"observed_at is more than 24 h after the\\n"
+                + "processor's clock\",\"dead_lettered_at\":\"2020-05-02T13:05:00.123Z\",\"payload_hex\":\""
+                + Text.hex(payload) + "\"}";
+        check(out, json.equals(wantJson), "JSON line with every field and payload_hex"
+                + (json.equals(wantJson) ? "" : ": got " + json));
+        Object parsed = Json.parse(json);
+        check(out, parsed instanceof Map && ((Map<?, ?>) parsed).size() == 7, "the JSON line parses back (7 keys)");
+        // What must be reported as undecodable, not thrown.
+        byte[] confluent = new Framing.Confluent(schema, 7).frame(letter);
+        byte[] other = new Framing.SingleObject(ping).frame(sample(Feed.TELECOM, ping));
+        byte[] longer = Arrays.copyOf(frame, frame.length + 1);
+        Object[][] bad = {
+            {confluent, "a Confluent frame without --registry", "--registry"},
+            {other, "a single-object frame of another schema (LocationPing)", "fingerprint"},
+            {"not avro".getBytes(StandardCharsets.UTF_8), "a value in neither framing", "neither single-object"},
+            {Arrays.copyOf(frame, frame.length - 3), "a truncated frame", "does not read"},
+            {longer, "a frame with a trailing byte", "more bytes"},
+            {new byte[0], "an empty value", "empty"},
+        };
+        for (Object[] b : bad) {
+            try {
+                decoder.decode((byte[]) b[0]);
+                check(out, false, b[1] + " is reported undecodable");
+            } catch (DeadLetters.Undecodable e) {
+                check(out, e.getMessage().contains((String) b[2]), b[1] + " is reported undecodable: " + e.getMessage());
+            } catch (KitException | RuntimeException e) {
+                check(out, false, b[1] + " is reported undecodable (got " + e.getClass().getSimpleName() + ")");
+            }
         }
     }
 }
