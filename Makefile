@@ -5,7 +5,7 @@ CARGO_FLAGS ?=
 # rustup installs cargo in ~/.cargo/bin, which a fresh shell may not have.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench bench-failover chaos eval
+.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench bench-smoke bench-e2e bench-failover chaos eval
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,9 +33,18 @@ lint: prereqs-test ## clippy and rustdoc with warnings as errors, every target a
 	$(CARGO) clippy --workspace --all-targets --all-features $(CARGO_FLAGS) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --all-features $(CARGO_FLAGS)
 
-unit: prereqs-test ## run every test (unit, property, integration, end to end on a local Kafka broker and Schema Registry)
+unit: prereqs-test ## run every test (unit, property, integration, end to end on a local Kafka broker and Schema Registry), then every benchmark once at smoke size
 	$(CARGO) test --workspace --all-features --no-run $(CARGO_FLAGS)
-	scripts/with-kafka.sh scripts/with-registry.sh $(CARGO) test --workspace --all-features $(CARGO_FLAGS)
+	$(CARGO) test -p epitrace-bench --benches --no-run $(CARGO_FLAGS)
+	scripts/with-kafka.sh scripts/with-registry.sh sh -c '$(CARGO) test --workspace --all-features $(CARGO_FLAGS) && $(BENCH_SMOKE)'
+
+# Every benchmark once, tiny and in the test profile (no second native
+# build): a broken benchmark fails `make test`; its figures mean nothing.
+BENCH_SMOKE = EPITRACE_BENCH_SMOKE=1 EPITRACE_E2E_JSON=$${TMPDIR:-/tmp}/bench-e2e-smoke.json $(CARGO) test -p epitrace-bench --benches $(CARGO_FLAGS) -- --nocapture
+
+bench-smoke: prereqs-test ## every benchmark once at smoke size, as make test runs them (local broker)
+	$(CARGO) test --workspace --all-features --no-run $(CARGO_FLAGS)
+	scripts/with-kafka.sh sh -c '$(BENCH_SMOKE)'
 
 test: prereqs-test fmt-check lint unit ## the whole gate: format, lint, all tests
 
@@ -51,6 +60,10 @@ bench: prereqs-build ## throughput of segmenter + presence-join on RocksDB (rele
 chaos: prereqs-test ## the full chaos test: 3 instances (+1 joining and leaving), ~500k feed records, 20 SIGKILLs, 2 broker restarts (release build; CHAOS_GUARANTEE=at_least_once for the other mode)
 	CHAOS_RESIDENTS=$${CHAOS_RESIDENTS:-300} CHAOS_KILLS=$${CHAOS_KILLS:-20} CHAOS_BROKER_RESTARTS=$${CHAOS_BROKER_RESTARTS:-2} \
 		$(CARGO) test --release -p epitrace --test chaos $(CARGO_FLAGS) -- --nocapture
+
+bench-e2e: prereqs-test ## the whole pipeline end to end on a local broker against a plain consumer of the same topics: ~5.9M telecom records (0.1 % malformed), both delivery modes, each processor alone (release build; JSON in benches/bench-e2e.json)
+	$(CARGO) bench -p epitrace-bench --bench e2e --no-run $(CARGO_FLAGS)
+	scripts/with-kafka.sh sh -c 'EPITRACE_BENCH_BROKERS=$$EPITRACE_TEST_BROKERS $(CARGO) bench -p epitrace-bench --bench e2e $(CARGO_FLAGS)'
 
 bench-failover: prereqs-test ## failover of a partition of ~1M stored records: changelog restore vs input replay, exactly-once vs at-least-once throughput (release build, local broker)
 	$(CARGO) build --release -p epitrace --bin epitrace $(CARGO_FLAGS)

@@ -18,7 +18,9 @@
 //!    (index in RocksDB, probes, candidates).
 //!
 //! `EPITRACE_BENCH_STAGES=segmenter` skips the presence join (for
-//! profiling the segmenter alone).
+//! profiling the segmenter alone). `EPITRACE_BENCH_SMOKE=1` (what `make
+//! test` sets) runs 20,000 pings once: the bench must run, its figures
+//! mean nothing.
 //!
 //! Kafka is not in the loop: this measures the processors, not the broker.
 //! Run with `make bench` (release build).
@@ -33,6 +35,7 @@
 
 use std::time::Instant;
 
+use epitrace_bench::median;
 use epitrace_core::{FootprintCache, Ingest, TracingConfig};
 use epitrace_model::codec::{
     DecodeOptions, SINGLE_OBJECT_HEADER_LEN, decode_single_object, encode_single_object,
@@ -175,20 +178,16 @@ fn drive(
     all_out
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
+    let smoke = epitrace_bench::smoke();
     let n: usize = std::env::var("EPITRACE_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if smoke { 20_000 } else { 1_000_000 });
     let reps: usize = std::env::var("EPITRACE_BENCH_REPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if smoke { 1 } else { 3 });
     let cfg = TracingConfig::default();
     println!("generating {n} pings of {SUBJECTS} phones…");
     let frames: Vec<(Vec<u8>, Vec<u8>)> = pings(n);

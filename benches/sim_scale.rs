@@ -5,7 +5,8 @@
 //! in a few GiB while their week of records (~1.6 billion rows) streams out.
 //!
 //! `cargo bench -p epitrace-bench --bench sim_scale` (release);
-//! `EPITRACE_SIM_SIZES=10000,50000` to choose the sizes.
+//! `EPITRACE_SIM_SIZES=10000,50000` to choose the sizes;
+//! `EPITRACE_BENCH_SMOKE=1` (`make test`) runs 500 residents only.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -53,7 +54,13 @@ fn main() {
     let sizes: Vec<u32> = std::env::var("EPITRACE_SIM_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![10_000, 50_000, 200_000]);
+        .unwrap_or_else(|| {
+            if epitrace_bench::smoke() {
+                vec![500]
+            } else {
+                vec![10_000, 50_000, 200_000]
+            }
+        });
     println!(
         "{:>10} {:>6} {:>14} {:>12} {:>10} {:>16}",
         "residents", "days", "rows", "rows/s", "MiB out", "peak RSS (MiB)"

@@ -62,17 +62,12 @@ async fn publish_city(
     let key = PseudonymKey::from_file(&dir.join("pseudonym.key")).unwrap();
     let mut feed_records = 0;
     for feed in Feed::ALL {
-        let opts = ProduceOptions {
+        let opts = ProduceOptions::new(
             feed,
-            input: feed_path(dir, feed, Format::Csv),
-            format: None,
-            rate: None,
-            batch: 5_000,
-            now: None,
-            exposure: tracing.exposure.clone(),
-            providers: epitrace_processors::run::FeedsConfig::default().providers,
-            provider: None,
-        };
+            feed_path(dir, feed, Format::Csv),
+            tracing.exposure.clone(),
+            epitrace_processors::run::FeedsConfig::default().providers,
+        );
         let summary = produce(
             &opts,
             Pseudonymizer::new(key.clone()),

@@ -127,17 +127,12 @@ async fn produce_feed(
     tracing: &TracingConfig,
 ) -> Summary {
     let key = PseudonymKey::from_file(&dir.join("pseudonym.key")).unwrap();
-    let opts = ProduceOptions {
+    let opts = ProduceOptions::new(
         feed,
-        input: feed_path(dir, feed, Format::Csv),
-        format: None,
-        rate: None,
-        batch: 5_000,
-        now: None,
-        exposure: tracing.exposure.clone(),
-        providers: epitrace_processors::run::FeedsConfig::default().providers,
-        provider: None,
-    };
+        feed_path(dir, feed, Format::Csv),
+        tracing.exposure.clone(),
+        epitrace_processors::run::FeedsConfig::default().providers,
+    );
     produce(&opts, Pseudonymizer::new(key), publisher, |_, _| {}, |_| {})
         .await
         .unwrap()

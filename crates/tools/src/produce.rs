@@ -47,6 +47,32 @@ pub struct ProduceOptions {
     pub provider: Option<String>,
 }
 
+impl ProduceOptions {
+    /// Publishing `input` as `feed` with the defaults: the format from the
+    /// extension, no rate limit, batches of 5,000, no clock check, each
+    /// record's own provider in its header; `providers` as
+    /// `feeds.providers`.
+    #[must_use]
+    pub fn new(
+        feed: Feed,
+        input: PathBuf,
+        exposure: ExposureConfig,
+        providers: Vec<String>,
+    ) -> Self {
+        Self {
+            feed,
+            input,
+            format: None,
+            rate: None,
+            batch: 5_000,
+            now: None,
+            exposure,
+            providers,
+            provider: None,
+        }
+    }
+}
+
 /// How a run went.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Summary {
