@@ -800,6 +800,9 @@ async fn drive(
                     }
                 }
             }
+            // Stopping: `shutdown` has completed and must not be polled
+            // again (an async block panics when resumed after completion).
+            Step::Rewound if stop_after => {}
             Step::Rewound => {
                 failures += 1;
                 tokio::select! {
