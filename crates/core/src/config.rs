@@ -225,12 +225,21 @@ pub struct JoinConfig {
     /// indexed in every bucket it overlaps, a probe scans the buckets of the
     /// probing segment. Default `1h`: most stays span one or two buckets.
     pub bucket: Span,
+    /// Segments the join keeps decoded in memory per partition and
+    /// generation (two generations), so that a growing segment's previous
+    /// version is not read back from RocksDB at every update. Speed only:
+    /// the outputs do not depend on it; `0` turns it off. Default `32768`
+    /// (about 10 MB per partition); size it to the phones of a partition
+    /// (each has about one open segment) to keep every open segment in
+    /// memory.
+    pub cache_segments: usize,
 }
 
 impl Default for JoinConfig {
     fn default() -> Self {
         Self {
             bucket: Span::hours(1),
+            cache_segments: 32_768,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Avro binary encoding by hand, for the records on the hot path
 //! ([`LocationPing`](crate::records::LocationPing),
-//! [`SegmentUpdate`](crate::records::SegmentUpdate)).
+//! [`SegmentUpdate`](crate::records::SegmentUpdate),
+//! [`ExposureCandidate`](crate::records::ExposureCandidate)).
 //!
 //! apache-avro's generic path builds a [`Value`](apache_avro::types::Value)
 //! tree per record (allocations for every field name and string); these

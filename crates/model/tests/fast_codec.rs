@@ -57,9 +57,27 @@ proptest! {
     }
 
     #[test]
+    fn exposure_candidate_bytes_agree(r in common::exposure_candidate()) {
+        check_bytes(&r);
+    }
+
+    #[test]
     fn arbitrary_bytes_read_alike(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         check_read::<LocationPing>(&bytes).map_err(TestCaseError::fail)?;
         check_read::<SegmentUpdate>(&bytes).map_err(TestCaseError::fail)?;
+        check_read::<ExposureCandidate>(&bytes).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn mutated_exposure_candidates_read_alike(
+        r in common::exposure_candidate(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let datum = encode_datum(&r).unwrap();
+        let short = &datum[..cut.index(datum.len())];
+        check_read::<ExposureCandidate>(short).map_err(TestCaseError::fail)?;
+        check_read::<ExposureCandidate>(&flip(datum, &flips)).map_err(TestCaseError::fail)?;
     }
 
     #[test]

@@ -26,6 +26,15 @@
 //!   is indexed in `patients` and probes everyone, but is never indexed in
 //!   `presence` and never probes `patients`, so a statement never makes its
 //!   subject anyone's contact.
+//! - **Memory:** two in-memory mirrors of that state, built anew with the
+//!   processor (the task builds it anew after a rewind or a restore, so
+//!   they never hold an aborted batch): every key of `patients` (case
+//!   segments are few; a probe of them then reads no RocksDB iterator), and
+//!   the recently read or written segments of `by_id`, decoded (a growing
+//!   segment is updated once per ping: its previous version is then a map
+//!   lookup, not a RocksDB read and decode; `join.cache_segments` per
+//!   generation, two generations). Every write of those stores goes through
+//!   them, so they answer exactly what the transaction would.
 //! - **Time:** event time. Index entries older than `retention` behind the
 //!   latest segment end seen are dropped by whole buckets at the end of a
 //!   batch (at most once per day of event time: each drop is a range
@@ -36,17 +45,19 @@
 //!   every candidate comes from this partition in input order, so the
 //!   aggregator sees a pair's withdrawal before its new overlap.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::{Bound, RangeInclusive};
+use std::sync::Arc;
 
 use epitrace_core::codec::{decode_segment, encode_segment};
 use epitrace_core::join::{Bucket, Probe, buckets, infectious_window, overlap};
-use epitrace_core::{CellKey, Lane, Overlap, Segment, Stream, TracingConfig};
+use epitrace_core::{CellKey, Interval, Lane, Overlap, Segment, Stream, TracingConfig};
 use epitrace_engine::{InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
     CaseTag, ExposureCandidate, SegmentUpdate, SegmentUpdateKind, TimeWindow,
 };
-use epitrace_model::{CaseId, EventTime, SubjectId};
+use epitrace_model::{CaseId, Cell, EventTime, SubjectId};
 use epitrace_state::Txn;
 
 use crate::common::{
@@ -159,22 +170,36 @@ pub(crate) fn decode_indexed(bytes: &[u8]) -> Result<SegmentUpdate, ProcessError
 
 /// One (case segment, contact segment) pair and where/when they met.
 struct Pair<'a> {
-    case_id: &'a epitrace_model::CaseId,
+    case_id: &'a CaseId,
     case: &'a SegmentUpdate,
     contact: &'a SegmentUpdate,
     overlap: Overlap,
 }
 
-/// A pair's identity: case, case segment, contact segment.
-type PairId = (epitrace_model::CaseId, Vec<u8>, Vec<u8>);
+/// A segment's identity (subject, lane, start, first cell), ordered as
+/// [`segment_id_key`] orders its bytes.
+type SegmentIdent = (SubjectId, u32, EventTime, Cell);
 
-impl Pair<'_> {
-    fn id(&self) -> PairId {
-        (
-            self.case_id.clone(),
-            segment_id_key(self.case.subject, &segment_of(self.case).key),
-            segment_id_key(self.contact.subject, &segment_of(self.contact).key),
-        )
+/// A pair's identity: case, case segment, contact segment (borrowed and
+/// copied, never allocated: a case's segment forms many pairs per update).
+type PairId<'a> = (&'a CaseId, SegmentIdent, SegmentIdent);
+
+/// `bucket | cell | segment id`: an index key.
+fn index_key(bucket: Bucket, cell: CellKey, id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + id.len());
+    k.extend_from_slice(&i64_key(bucket));
+    k.extend_from_slice(&cell.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+fn ident(u: &SegmentUpdate) -> SegmentIdent {
+    (u.subject, u.lane, u.start, u.first_cell)
+}
+
+impl<'a> Pair<'a> {
+    fn id(&self) -> PairId<'a> {
+        (self.case_id, ident(self.case), ident(self.contact))
     }
 }
 
@@ -189,6 +214,60 @@ pub struct PresenceJoin {
     last_event_ms: Option<i64>,
     /// Where the retention sweep of `by_id` goes on.
     sweep_cursor: Vec<u8>,
+    /// Every key of `patients`, read from the store on first use.
+    patients: Option<BTreeSet<Vec<u8>>>,
+    /// Recently read or written segments of `by_id`.
+    recent: RecentSegments,
+}
+
+/// Segments of `by_id` recently read or written, decoded, by id: two
+/// generations of at most `cap` entries each. A hit in the older one moves
+/// the entry to the younger; when the younger is full it becomes the older
+/// and the older is dropped, so the segments still being updated stay and
+/// the rest age out without any bookkeeping per lookup.
+///
+/// Holds only present segments: a deleted one is removed, and a lookup
+/// that misses falls back to the transaction.
+#[derive(Debug)]
+struct RecentSegments {
+    young: HashMap<Vec<u8>, Arc<SegmentUpdate>>,
+    old: HashMap<Vec<u8>, Arc<SegmentUpdate>>,
+    cap: usize,
+}
+
+impl RecentSegments {
+    fn new(cap: usize) -> Self {
+        Self {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            cap,
+        }
+    }
+
+    fn get(&mut self, id: &[u8]) -> Option<Arc<SegmentUpdate>> {
+        if let Some(u) = self.young.get(id) {
+            return Some(Arc::clone(u));
+        }
+        let (id, u) = self.old.remove_entry(id)?;
+        self.insert(id, Arc::clone(&u));
+        Some(u)
+    }
+
+    fn insert(&mut self, id: Vec<u8>, u: Arc<SegmentUpdate>) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.young.len() >= self.cap && !self.young.contains_key(&id) {
+            self.old = std::mem::take(&mut self.young);
+            self.old.remove(&id);
+        }
+        self.young.insert(id, u);
+    }
+
+    fn remove(&mut self, id: &[u8]) {
+        self.young.remove(id);
+        self.old.remove(id);
+    }
 }
 
 /// Whether `u` is a case's interview evidence (see the module docs).
@@ -211,7 +290,77 @@ impl PresenceJoin {
             last_event_ms: None,
             dropped_before: None,
             sweep_cursor: Vec::new(),
+            patients: None,
+            recent: RecentSegments::new(cfg.join.cache_segments),
         }
+    }
+
+    /// The current version of segment `id`: from memory when recent, else
+    /// read (and remembered if `remember`: the retention sweep reads
+    /// segments that will not be updated again).
+    fn segment(
+        &mut self,
+        txn: &Txn<'_>,
+        id: &[u8],
+        remember: bool,
+    ) -> Result<Option<Arc<SegmentUpdate>>, ProcessError> {
+        if let Some(u) = self.recent.get(id) {
+            return Ok(Some(u));
+        }
+        let Some(bytes) = txn.get(BY_ID, id).or_fatal()? else {
+            return Ok(None);
+        };
+        let u = Arc::new(decode_indexed(&bytes)?);
+        if remember {
+            self.recent.insert(id.to_vec(), Arc::clone(&u));
+        }
+        Ok(Some(u))
+    }
+
+    /// Stages `u` as segment `id`'s current version.
+    fn put_segment(&mut self, txn: &mut Txn<'_>, id: Vec<u8>, u: Arc<SegmentUpdate>) {
+        txn.put(BY_ID, id.clone(), encode_indexed(&u));
+        self.recent.insert(id, u);
+    }
+
+    /// Stages the deletion of segment `id`.
+    fn delete_segment(&mut self, txn: &mut Txn<'_>, id: &[u8]) {
+        txn.delete(BY_ID, id);
+        self.recent.remove(id);
+    }
+
+    /// The keys of `patients`, read on first use.
+    fn patient_keys(&mut self, txn: &Txn<'_>) -> Result<&BTreeSet<Vec<u8>>, ProcessError> {
+        if self.patients.is_none() {
+            let keys = txn
+                .scan(PATIENTS, &[], &[0xff; 64])
+                .or_fatal()?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            self.patients = Some(keys);
+        }
+        Ok(self.patients.get_or_insert_default())
+    }
+
+    /// Stages an index key (both stores; `patients` through its mirror).
+    fn put_key(&mut self, txn: &mut Txn<'_>, store: &str, key: Vec<u8>) {
+        if store == PATIENTS
+            && let Some(keys) = &mut self.patients
+        {
+            keys.insert(key.clone());
+        }
+        txn.put(store, key, Vec::new());
+    }
+
+    /// Stages an index key's deletion.
+    fn delete_key(&mut self, txn: &mut Txn<'_>, store: &str, key: &[u8]) {
+        if store == PATIENTS
+            && let Some(keys) = &mut self.patients
+        {
+            keys.remove(key);
+        }
+        txn.delete(store, key);
     }
 
     /// Retention of `by_id`: a slice of `SWEEP_SLICE` (256) committed entries
@@ -221,19 +370,18 @@ impl PresenceJoin {
     fn sweep(&mut self, txn: &mut Txn<'_>, cutoff_ms: i64) -> Result<(), ProcessError> {
         for id in sweep_slice(txn, BY_ID, &mut self.sweep_cursor)? {
             // This batch's version, if it changed the segment.
-            let Some(bytes) = txn.get(BY_ID, &id).or_fatal()? else {
+            let Some(update) = self.segment(txn, &id, false)? else {
                 continue;
             };
-            let update = decode_indexed(&bytes)?;
             if update.end.as_millis() >= cutoff_ms {
                 continue;
             }
             for store in [PRESENCE, PATIENTS] {
                 for k in self.store_keys(store, &update) {
-                    txn.delete(store, &k[..]);
+                    self.delete_key(txn, store, &k);
                 }
             }
-            txn.delete(BY_ID, &id[..]);
+            self.delete_segment(txn, &id);
         }
         Ok(())
     }
@@ -242,88 +390,140 @@ impl PresenceJoin {
         self.cfg.join.bucket.as_millis()
     }
 
-    /// The index keys of `u` in `store`: `presence` holds every segment but
-    /// interview evidence, `patients` the case segments.
-    fn store_keys(&self, store: &str, u: &SegmentUpdate) -> Vec<Vec<u8>> {
+    /// Where `u` is indexed in `store`: its cell and the buckets it touches
+    /// (`presence` holds every segment but interview evidence, `patients`
+    /// the case segments); `None` when it is not.
+    fn placement(
+        &self,
+        store: &str,
+        u: &SegmentUpdate,
+    ) -> Option<(CellKey, RangeInclusive<Bucket>)> {
         let indexed = if store == PATIENTS {
             u.is_case()
         } else {
             !is_evidence(u)
         };
-        if indexed {
-            self.index_keys(u)
-        } else {
-            Vec::new()
+        if !indexed {
+            return None;
+        }
+        let interval = Interval::new(u.start, u.end);
+        Some((
+            CellKey::from_cell(u.cell),
+            buckets(interval, self.bucket_ms())?,
+        ))
+    }
+
+    /// The index keys of `u` in `store` (see [`Self::placement`]).
+    fn store_keys(&self, store: &str, u: &SegmentUpdate) -> Vec<Vec<u8>> {
+        let id = segment_id_key(u.subject, &segment_of(u).key);
+        self.placement(store, u)
+            .map(|(cell, range)| range.map(|b| index_key(b, cell, &id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Stages the index changes of segment `id` from version `old` to
+    /// `new` in `store`. A segment that keeps its cell (most updates: it
+    /// grew) only gains or loses whole buckets at its ends.
+    fn reindex(
+        &mut self,
+        txn: &mut Txn<'_>,
+        store: &str,
+        id: &[u8],
+        old: Option<&SegmentUpdate>,
+        new: Option<&SegmentUpdate>,
+    ) {
+        let was = old.and_then(|u| self.placement(store, u));
+        let now = new.and_then(|u| self.placement(store, u));
+        let (gone, added) = match (was, now) {
+            (Some((c0, r0)), Some((c1, r1))) if c0 == c1 => (
+                r0.clone()
+                    .filter(|b| !r1.contains(b))
+                    .map(|b| (b, c0))
+                    .collect::<Vec<_>>(),
+                r1.filter(|b| !r0.contains(b)).map(|b| (b, c1)).collect(),
+            ),
+            (was, now) => {
+                let all = |p: Option<(CellKey, RangeInclusive<Bucket>)>| -> Vec<(Bucket, CellKey)> {
+                    p.map(|(c, r)| r.map(|b| (b, c)).collect())
+                        .unwrap_or_default()
+                };
+                (all(was), all(now))
+            }
+        };
+        for (b, c) in gone {
+            self.delete_key(txn, store, &index_key(b, c, id));
+        }
+        for (b, c) in added {
+            self.put_key(txn, store, index_key(b, c, id));
         }
     }
 
-    fn index_keys(&self, u: &SegmentUpdate) -> Vec<Vec<u8>> {
-        let seg = segment_of(u);
-        let cell = CellKey::from_cell(seg.cell).to_be_bytes();
-        let id = segment_id_key(u.subject, &seg.key);
-        buckets(seg.interval(), self.bucket_ms())
-            .into_iter()
-            .flatten()
-            .map(|b| {
-                let mut k = Vec::with_capacity(16 + id.len());
-                k.extend_from_slice(&i64_key(b));
-                k.extend_from_slice(&cell);
-                k.extend_from_slice(&id);
-                k
-            })
-            .collect()
-    }
-
-    /// Every segment in `store` co-located with `seg` and overlapping it in
-    /// time, other subjects only.
+    /// Every segment in `store` co-located with `cell` and overlapping
+    /// `interval`, of subjects other than `subject`, in id order.
     fn probe(
-        &self,
+        &mut self,
         store: &str,
-        u: &SegmentUpdate,
+        subject: SubjectId,
+        (cell, interval): (Cell, Interval),
         txn: &Txn<'_>,
-    ) -> Result<Vec<SegmentUpdate>, ProcessError> {
-        let seg = segment_of(u);
-        let probe = Probe::new(CellKey::from_cell(seg.cell), self.cfg.footprint.min_res);
-        let mut found: BTreeMap<Vec<u8>, SegmentUpdate> = BTreeMap::new();
-        for b in buckets(seg.interval(), self.bucket_ms())
-            .into_iter()
-            .flatten()
-        {
-            let bucket = i64_key(b);
-            let key = |cell: CellKey| [bucket.as_slice(), &cell.to_be_bytes()].concat();
-            let mut ranges = vec![(
+    ) -> Result<Vec<Arc<SegmentUpdate>>, ProcessError> {
+        let probe = Probe::new(CellKey::from_cell(cell), self.cfg.footprint.min_res);
+        // Per bucket: the descendants' range and each ancestor's keys, as
+        // `[bucket | first cell, bucket | last cell]` (inclusive on the
+        // 16-byte prefix of the keys).
+        let mut ranges: Vec<([u8; 16], [u8; 16])> = Vec::new();
+        for b in buckets(interval, self.bucket_ms()).into_iter().flatten() {
+            let key = |cell: CellKey| {
+                let mut k = [0u8; 16];
+                k[..8].copy_from_slice(&i64_key(b));
+                k[8..].copy_from_slice(&cell.to_be_bytes());
+                k
+            };
+            ranges.push((
                 key(*probe.descendants.start()),
-                prefix_end(&key(*probe.descendants.end())),
-            )];
+                key(*probe.descendants.end()),
+            ));
             for a in &probe.ancestors {
-                let k = key(*a);
-                let end = prefix_end(&k);
-                ranges.push((k, end));
+                ranges.push((key(*a), key(*a)));
             }
-            for (from, to) in ranges {
+        }
+        // Every key whose 16-byte prefix is within `[from, last]`.
+        let bounds = |(from, last): &([u8; 16], [u8; 16])| (from.to_vec(), prefix_end(last));
+        // The id part of an index key (after bucket and cell) names the
+        // segment; a segment is indexed once per bucket, found once.
+        let mut ids: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut note = |k: &[u8]| {
+            let id = k.get(16..).unwrap_or_default();
+            if id.get(..16) != Some(subject.as_bytes().as_slice()) {
+                ids.insert(id.to_vec());
+            }
+        };
+        if store == PATIENTS {
+            let keys = self.patient_keys(txn)?;
+            for (from, last) in &ranges {
+                let range = (Bound::Included(&from[..]), Bound::Unbounded);
+                keys.range::<[u8], _>(range)
+                    .take_while(|k| k.get(..16).is_some_and(|p| p <= &last[..]))
+                    .for_each(|k| note(k));
+            }
+        } else {
+            for range in &ranges {
+                let (from, to) = bounds(range);
                 for (k, _) in txn.scan(store, &from, &to).or_fatal()? {
-                    // The id part (after bucket and cell) names the segment.
-                    let id = k.get(16..).unwrap_or_default().to_vec();
-                    if id.get(..16) == Some(u.subject.as_bytes().as_slice())
-                        || found.contains_key(&id)
-                    {
-                        continue;
-                    }
-                    let Some(bytes) = txn.get(BY_ID, &id).or_fatal()? else {
-                        return Err(ProcessError::Fatal("index entry without a segment".into()));
-                    };
-                    let other = decode_indexed(&bytes)?;
-                    if segment_of(&other)
-                        .interval()
-                        .intersect(seg.interval())
-                        .is_some()
-                    {
-                        found.insert(id, other);
-                    }
+                    note(&k);
                 }
             }
         }
-        Ok(found.into_values().collect())
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(other) = self.segment(txn, &id, true)? else {
+                return Err(ProcessError::Fatal("index entry without a segment".into()));
+            };
+            if segment_of(&other).interval().intersect(interval).is_some() {
+                found.push(other);
+            }
+        }
+        Ok(found)
     }
 
     /// The pairs `u` forms with the stored segments: as a case segment
@@ -331,8 +531,8 @@ impl PresenceJoin {
     fn pairs<'a>(
         &self,
         u: &'a SegmentUpdate,
-        everyone: &'a [SegmentUpdate],
-        patients: &'a [SegmentUpdate],
+        everyone: &'a [Arc<SegmentUpdate>],
+        patients: &'a [Arc<SegmentUpdate>],
     ) -> Vec<Pair<'a>> {
         let seg = segment_of(u);
         let mut out = Vec::new();
@@ -427,54 +627,64 @@ impl Processor for PresenceJoin {
         let ts = record.timestamp_ms;
         let seg: Segment = segment_of(&update);
         let id = segment_id_key(update.subject, &seg.key);
-        let old: Option<SegmentUpdate> = match txn.get(BY_ID, &id).or_fatal()? {
-            Some(bytes) => Some(decode_indexed(&bytes)?),
-            None => None,
-        };
+        let old = self.segment(txn, &id, true)?;
         let live = update.kind == SegmentUpdateKind::Upsert && !seg.interval().is_empty();
         // The pairs before and after this update, against the same stored
         // partners; only the difference is sent, so a growing segment does
         // not withdraw and re-add every pair (no flapping downstream).
-        // One probe covers both versions: same start, the later end, the
-        // wider cell (the versions' cells nest: both hold the first
-        // footprint).
-        let probe_with = match (&old, live) {
-            (Some(o), true) => {
-                let mut wide = update.clone();
-                wide.end = o.end.max(update.end);
-                if o.cell.contains(update.cell) {
-                    wide.cell = o.cell;
-                }
-                Some(wide)
+        // What to probe, as (cell, interval):
+        // - a segment that only grew (same cell and case tags, a later
+        //   end) changes its pairs with the partners present in the added
+        //   time only: one that ended before the old end overlaps both
+        //   versions alike. So a segment updated at every ping probes one
+        //   bucket, not all of its own;
+        // - otherwise one probe covers both versions: same start, the later
+        //   end, the wider cell (the versions' cells nest: both hold the
+        //   first footprint).
+        let probe_at: Option<(Cell, Interval)> = match (&old, live) {
+            (Some(o), true)
+                if o.cell == update.cell && o.cases == update.cases && update.end >= o.end =>
+            {
+                Some((update.cell, Interval::new(o.end, update.end)))
             }
-            (Some(o), false) => Some(o.clone()),
-            (None, true) => Some(update.clone()),
+            (Some(o), true) => {
+                let cell = if o.cell.contains(update.cell) {
+                    o.cell
+                } else {
+                    update.cell
+                };
+                Some((cell, Interval::new(update.start, o.end.max(update.end))))
+            }
+            (Some(o), false) => Some((o.cell, segment_of(o).interval())),
+            (None, true) => Some((update.cell, seg.interval())),
             (None, false) => None,
         };
-        let (everyone, patients) = match &probe_with {
-            Some(u) => {
-                let cases =
-                    old.as_ref().is_some_and(SegmentUpdate::is_case) || (live && update.is_case());
+        let (everyone, patients) = match probe_at {
+            Some(at) => {
+                let cases = old.as_ref().is_some_and(|o| o.is_case()) || (live && update.is_case());
                 let everyone = if cases {
-                    self.probe(PRESENCE, u, txn)?
+                    self.probe(PRESENCE, update.subject, at, txn)?
                 } else {
                     Vec::new()
                 };
                 let patients = if is_evidence(&update) {
                     Vec::new()
                 } else {
-                    self.probe(PATIENTS, u, txn)?
+                    self.probe(PATIENTS, update.subject, at, txn)?
                 };
                 (everyone, patients)
             }
             None => (Vec::new(), Vec::new()),
         };
-        let before: BTreeMap<PairId, Pair<'_>> = old
+        // Nobody to pair with (most updates): no pairs before or after.
+        let alone = everyone.is_empty() && patients.is_empty();
+        let before: BTreeMap<PairId<'_>, Pair<'_>> = old
             .iter()
+            .filter(|_| !alone)
             .flat_map(|o| self.pairs(o, &everyone, &patients))
             .map(|p| (p.id(), p))
             .collect();
-        let after: BTreeMap<PairId, Pair<'_>> = if live {
+        let after: BTreeMap<PairId<'_>, Pair<'_>> = if live && !alone {
             self.pairs(&update, &everyone, &patients)
                 .into_iter()
                 .map(|p| (p.id(), p))
@@ -495,27 +705,19 @@ impl Processor for PresenceJoin {
         // Index entries are keys only (the segment lives in `by_id`), so a
         // growing segment rewrites nothing but the buckets it newly covers:
         // few writes, few tombstones for later scans to skip.
-        let keys = |u: Option<&SegmentUpdate>, store: &str| -> BTreeSet<Vec<u8>> {
-            u.map(|u| self.store_keys(store, u).into_iter().collect())
-                .unwrap_or_default()
-        };
+        drop(before);
+        drop(after);
         let new = live.then_some(&update);
         for store in [PRESENCE, PATIENTS] {
-            let (was, now) = (keys(old.as_ref(), store), keys(new, store));
-            for k in was.difference(&now) {
-                txn.delete(store, &k[..]);
-            }
-            for k in now.difference(&was) {
-                txn.put(store, &k[..], Vec::new());
-            }
+            self.reindex(txn, store, &id, old.as_deref(), new);
         }
         if !live && old.is_some() {
-            txn.delete(BY_ID, &id[..]);
+            self.delete_segment(txn, &id);
         }
         if live {
-            txn.put(BY_ID, &id[..], encode_indexed(&update));
             let end = seg.end.as_millis();
             self.latest_end_ms = Some(self.latest_end_ms.map_or(end, |l| l.max(end)));
+            self.put_segment(txn, id, Arc::new(update));
         }
         Ok(())
     }
@@ -540,6 +742,10 @@ impl Processor for PresenceJoin {
         // Whole buckets only: every key of a bucket < cutoff.
         txn.drop_buckets_before(PRESENCE, cutoff);
         txn.drop_buckets_before(PATIENTS, cutoff);
+        if let Some(keys) = &mut self.patients {
+            // Keys lead with their bucket: the kept ones are a suffix.
+            *keys = keys.split_off(i64_key(cutoff).as_slice());
+        }
         self.dropped_before = Some(cutoff);
         Ok(())
     }

@@ -15,7 +15,7 @@ use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{DeadLetter, Exposure, ExposureStatus};
-use epitrace_model::topics::{APPROVALS, CASES, DEADLETTER, EXPOSURES};
+use epitrace_model::topics::{APPROVALS, CANDIDATES, CASES, DEADLETTER, EXPOSURES};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_processors::PipelineConfig;
 use epitrace_processors::registry::test_driver;
@@ -100,5 +100,57 @@ fn processors_in_memory_equal_the_oracle() {
         let mut want_dead: Vec<String> = s.malformed.iter().map(|m| m.reason.to_owned()).collect();
         want_dead.sort();
         assert_eq!(dead, want_dead);
+    }
+}
+
+/// The presence join's in-memory copies of its state (`join.cache_segments`)
+/// are for speed only: with none, one entry, or the default, it sends the
+/// same candidates in the same order, byte for byte, at any batch size.
+#[test]
+fn the_join_cache_changes_no_output() {
+    let s = nightlife(80, 6).unwrap();
+    for batch in [1, 50, 5000] {
+        let mut runs: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
+        for cache in [0, 1, 32_768] {
+            let mut pipeline = PipelineConfig::default();
+            pipeline.tracing.join.cache_segments = cache;
+            let mut driver = test_driver(&pipeline, NOW_MS).unwrap();
+            driver.set_batch_size(batch);
+            for r in s.trail.iter() {
+                driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+            }
+            for c in &s.cases {
+                let payload = encode_single_object(c).unwrap();
+                driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
+            }
+            for a in s.approvals() {
+                let payload = encode_single_object(&a).unwrap();
+                driver.pipe(
+                    APPROVALS,
+                    Some(a.case_id.as_str().as_bytes()),
+                    Some(&payload),
+                );
+            }
+            for r in s.late.iter() {
+                driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+            }
+            driver.run().unwrap();
+            let candidates = driver
+                .read(CANDIDATES)
+                .into_iter()
+                .filter_map(|r| r.payload.clone())
+                .collect();
+            runs.push((cache, candidates));
+        }
+        let (_, first) = &runs[0];
+        assert!(!first.is_empty(), "batch {batch}: no candidates at all");
+        for (cache, candidates) in &runs[1..] {
+            assert!(
+                candidates == first,
+                "batch {batch}: cache {cache} sent {} candidates, no cache {}",
+                candidates.len(),
+                first.len()
+            );
+        }
     }
 }

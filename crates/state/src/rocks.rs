@@ -248,7 +248,20 @@ impl KvStore for RocksStore {
 
     fn write(&self, batch: WriteSet) -> Result<(), StateError> {
         let offsets = self.internal_cf(OFFSETS_CF)?;
-        let mut wb = WriteBatch::default();
+        // Sized up front: a batch of thousands of puts otherwise grows its
+        // buffer by copying it again and again. Each record costs its key
+        // and value plus a tag, a column family id and two varint lengths.
+        let bytes: usize = batch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => key.len() + value.len(),
+                Op::Delete { key, .. } => key.len(),
+                Op::DeleteRange { from, to, .. } => from.len() + to.len(),
+                Op::SetOffset { topic, .. } => topic.len() + 16,
+            } + 16)
+            .sum();
+        let mut wb = WriteBatch::with_capacity_bytes(bytes + 12);
         for op in batch.into_ops() {
             match op {
                 Op::Put { store, key, value } => wb.put_cf(self.store_cf(&store)?, key, value),

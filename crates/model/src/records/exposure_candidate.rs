@@ -1,8 +1,9 @@
 //! `exposure.candidates` (internal): one case segment met one contact
-//! segment.
+//! segment. On the hot path: encoded and read by hand (`crate::binary`).
 
 use apache_avro::types::Value;
 
+use crate::binary::{Reader, Writer};
 use crate::codec::AvroRecord;
 use crate::error::ModelError;
 use crate::geo::Cell;
@@ -112,6 +113,90 @@ impl AvroRecord for ExposureCandidate {
                 first_cell: cell_from_long(f.long("contact_first_cell")?)?,
             },
             cell: cell_from_long(f.long("cell")?)?,
+            overlap,
+        };
+        candidate.validate()?;
+        Ok(candidate)
+    }
+
+    fn write_binary(&self, out: &mut Vec<u8>) -> Result<(), ModelError> {
+        let (c, k) = (self.case_segment, self.contact_segment);
+        let mut w = Writer(out);
+        w.string(self.case_id.as_str());
+        w.fixed(self.case_subject.as_bytes());
+        w.bounded_u32(c.lane);
+        w.long(c.start.as_millis());
+        w.long(cell_to_long(c.first_cell));
+        w.fixed(self.contact.as_bytes());
+        w.bounded_u32(k.lane);
+        w.long(k.start.as_millis());
+        w.long(cell_to_long(k.first_cell));
+        w.long(cell_to_long(self.cell));
+        for t in [
+            self.overlap.map(|o| o.start()),
+            self.overlap.map(|o| o.end()),
+        ] {
+            match t {
+                None => w.index(0),
+                Some(t) => {
+                    w.index(1);
+                    w.long(t.as_millis());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_binary(datum: &[u8]) -> Result<Self, ModelError> {
+        // Every field read first (as the generic path does), then checked
+        // in the order of `from_value`.
+        let mut r = Reader::new(datum);
+        let case_id = r.str()?;
+        let case_subject = r.fixed::<16>()?;
+        let case_lane = r.int()?;
+        let case_start = r.long()?;
+        let case_first_cell = r.long()?;
+        let contact = r.fixed::<16>()?;
+        let contact_lane = r.int()?;
+        let contact_start = r.long()?;
+        let contact_first_cell = r.long()?;
+        let cell = r.long()?;
+        let overlap_start = if r.optional()? { Some(r.long()?) } else { None };
+        let overlap_end = if r.optional()? { Some(r.long()?) } else { None };
+        r.finish()?;
+        let time =
+            |field, t: Option<i64>| t.map(|ms| EventTime::from_millis(field, ms)).transpose();
+        let overlap = match (
+            time("overlap_start", overlap_start)?,
+            time("overlap_end", overlap_end)?,
+        ) {
+            (None, None) => None,
+            (Some(start), Some(end)) => {
+                check_order("overlap_end", start, end)?;
+                Some(TimeWindow::new(start, end)?)
+            }
+            _ => {
+                return Err(ModelError::InvalidRecord {
+                    field: "overlap_end",
+                    reason: "must be null exactly when overlap_start is",
+                });
+            }
+        };
+        let candidate = Self {
+            case_id: CaseId::new(case_id)?,
+            case_subject: SubjectId::from_bytes(case_subject),
+            case_segment: SegmentRef {
+                lane: lane_from_int("case_lane", case_lane)?,
+                start: EventTime::from_millis("case_start", case_start)?,
+                first_cell: cell_from_long(case_first_cell)?,
+            },
+            contact: SubjectId::from_bytes(contact),
+            contact_segment: SegmentRef {
+                lane: lane_from_int("contact_lane", contact_lane)?,
+                start: EventTime::from_millis("contact_start", contact_start)?,
+                first_cell: cell_from_long(contact_first_cell)?,
+            },
+            cell: cell_from_long(cell)?,
             overlap,
         };
         candidate.validate()?;
