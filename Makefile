@@ -5,7 +5,7 @@ CARGO_FLAGS ?=
 # rustup installs cargo in ~/.cargo/bin, which a fresh shell may not have.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench bench-smoke bench-e2e bench-failover chaos eval
+.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench bench-smoke bench-e2e bench-scale bench-failover chaos eval
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,9 +61,16 @@ chaos: prereqs-test ## the full chaos test: 3 instances (+1 joining and leaving)
 	CHAOS_RESIDENTS=$${CHAOS_RESIDENTS:-300} CHAOS_KILLS=$${CHAOS_KILLS:-20} CHAOS_BROKER_RESTARTS=$${CHAOS_BROKER_RESTARTS:-2} \
 		$(CARGO) test --release -p epitrace --test chaos $(CARGO_FLAGS) -- --nocapture
 
-bench-e2e: prereqs-test ## the whole pipeline end to end on a local broker against a plain consumer of the same topics: ~5.9M telecom records (0.1 % malformed), both delivery modes, each processor alone (release build; JSON in benches/bench-e2e.json)
+bench-e2e: prereqs-test ## the whole pipeline end to end on a local broker against a plain consumer of the same topics: ~5.9M telecom records (0.1 % malformed), both delivery modes, each processor alone, then latency under half load (release build; JSON in benches/bench-e2e.json)
 	$(CARGO) bench -p epitrace-bench --bench e2e --no-run $(CARGO_FLAGS)
 	scripts/with-kafka.sh sh -c 'EPITRACE_BENCH_BROKERS=$$EPITRACE_TEST_BROKERS $(CARGO) bench -p epitrace-bench --bench e2e $(CARGO_FLAGS)'
+
+bench-scale: prereqs-test ## state and disk against city size: the exactly-once pipeline alone on 1,200, 2,400 and 3,600 residents × 7 days and 3,600 × 3 days (release build; JSON in benches/bench-scale-*.json)
+	$(CARGO) bench -p epitrace-bench --bench e2e --no-run $(CARGO_FLAGS)
+	scripts/with-kafka.sh sh -c 'for size in 1200:7 2400:7 3600:7 3600:3; do \
+		EPITRACE_E2E_ONLY=pipeline EPITRACE_E2E_REPS=1 EPITRACE_E2E_RESIDENTS=$${size%:*} EPITRACE_E2E_DAYS=$${size#*:} \
+		EPITRACE_E2E_JSON=$(CURDIR)/benches/bench-scale-$${size%:*}x$${size#*:}.json EPITRACE_BENCH_BROKERS=$$EPITRACE_TEST_BROKERS \
+		$(CARGO) bench -p epitrace-bench --bench e2e $(CARGO_FLAGS) || exit 1; done'
 
 bench-failover: prereqs-test ## failover of a partition of ~1M stored records: changelog restore vs input replay, exactly-once vs at-least-once throughput (release build, local broker)
 	$(CARGO) build --release -p epitrace --bin epitrace $(CARGO_FLAGS)

@@ -22,6 +22,18 @@
 //!    topics the last pipeline run left, from empty state, the last
 //!    processor first (each writes its outputs again, which only
 //!    processors already measured read).
+//! 5. **Latency under load** (exactly-once): from empty topics and state,
+//!    the whole pipeline runs live while the city is published again, its
+//!    telecom records held at half the exactly-once pipeline's measured
+//!    rate. A `read_committed` consumer of `tracing.exposures` (fetches
+//!    answered at once) takes, for every exposure, the time from the
+//!    append of the input it comes from (its `epitrace.origin` header) to
+//!    its arrival, and to its own append. Then, with the city's data in,
+//!    `EPITRACE_E2E_NEW_CASES` (default 20) phones of the densest district
+//!    (the H3 resolution-7 cell with the most phones) are confirmed one at
+//!    a time — infectious over 3 stored days, their approval first — and
+//!    each case's time from its append to the last record of its complete
+//!    exposure list is taken. p50, p99 and max from HDR histograms.
 //!
 //! Per run: records/s (feed records for the pipeline, the processor's own
 //! input records alone), the ratio to the baseline's records/s, CPU
@@ -118,16 +130,21 @@ fn main() {
     let residents: u32 = env_or("EPITRACE_E2E_RESIDENTS", if smoke { 150 } else { 3_600 });
     let days: u32 = env_or("EPITRACE_E2E_DAYS", if smoke { 1 } else { 7 });
     let reps: usize = env_or("EPITRACE_E2E_REPS", if smoke { 1 } else { 3 }).max(1);
+    // `EPITRACE_E2E_ONLY=pipeline`: the exactly-once pipeline only (no
+    // at-least-once runs, processors alone or latency phase): a scale point.
+    let full = std::env::var("EPITRACE_E2E_ONLY").map_or(true, |v| v != "pipeline");
     let json_path: String = env_or("EPITRACE_E2E_JSON", "bench-e2e.json".to_owned());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let kafka = KafkaConfig {
+    let mut kafka = KafkaConfig {
         group_prefix: unique("bench-e2e"),
         ..KafkaConfig::for_brokers(brokers)
     };
+    // `EPITRACE_E2E_BATCH`: `kafka.batch_max_records` of the processors.
+    kafka.batch_max_records = env_or("EPITRACE_E2E_BATCH", kafka.batch_max_records);
     let tracing = TracingConfig::default();
 
     // 1. The city, published to empty topics.
@@ -197,7 +214,12 @@ fn main() {
         .collect();
     let mut pipeline_runs: Vec<(Guarantee, Vec<Run>)> = Vec::new();
     let mut alone: Vec<(ProcessorKind, Run)> = Vec::new();
-    for guarantee in [Guarantee::ExactlyOnce, Guarantee::AtLeastOnce] {
+    let guarantees: &[Guarantee] = if full {
+        &[Guarantee::ExactlyOnce, Guarantee::AtLeastOnce]
+    } else {
+        &[Guarantee::ExactlyOnce]
+    };
+    for &guarantee in guarantees {
         let mut runs = Vec::new();
         let mut last_counts = Vec::new();
         for rep in 0..reps {
@@ -227,7 +249,7 @@ fn main() {
             runs.push(run);
             last_counts = counts;
         }
-        if guarantee == Guarantee::ExactlyOnce {
+        if full && guarantee == Guarantee::ExactlyOnce {
             // Downstream first: a processor alone writes its outputs again,
             // which must not reach a processor measured after it.
             for (kind, consumed) in last_counts.iter().rev() {
@@ -251,6 +273,27 @@ fn main() {
         }
         pipeline_runs.push((guarantee, runs));
     }
+
+    // 5. Latency under load, at half the exactly-once pipeline's rate.
+    let max_rate = pipeline_runs
+        .iter()
+        .find(|(g, _)| *g == Guarantee::ExactlyOnce)
+        .map_or(0.0, |(_, runs)| {
+            median(runs.iter().map(Run::rate).collect())
+        });
+    let latency_report = if full {
+        rt.block_on(latency(
+            &kafka,
+            &tracing,
+            city.path(),
+            &everything,
+            (max_rate / 2.0).max(1_000.0),
+            env_or("EPITRACE_E2E_NEW_CASES", if smoke { 2 } else { 20 }),
+            days,
+        ))
+    } else {
+        Value::Null
+    };
 
     // The report.
     let base_rate = median(baseline.iter().map(Run::rate).collect());
@@ -326,8 +369,24 @@ fn main() {
         "malformed_records": malformed,
         "publish_records_per_s": input_records as f64 / publish_s,
         "rows": rows,
+        "latency": latency_report,
     });
     std::fs::write(&json_path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    let l = &latency_report;
+    if full {
+        println!(
+            "latency at {:.0} telecom records/s (half the exactly-once rate): append → visible exposure p50 {} ms, p99 {} ms, max {} ms ({} records); new case → complete list p50 {} ms, p99 {} ms, max {} ms ({} cases)",
+            l["achieved_rate_records_per_s"].as_f64().unwrap_or(0.0),
+            l["append_to_visible"]["p50_ms"],
+            l["append_to_visible"]["p99_ms"],
+            l["append_to_visible"]["max_ms"],
+            l["append_to_visible"]["count"],
+            l["confirmation_to_complete_list"]["p50_ms"],
+            l["confirmation_to_complete_list"]["p99_ms"],
+            l["confirmation_to_complete_list"]["max_ms"],
+            l["new_cases"],
+        );
+    }
     println!("written to {json_path}");
     rt.block_on(purge_topics(&kafka, &everything)).unwrap();
 }
@@ -531,22 +590,9 @@ async fn drain(
     records: u64,
     target: Option<ProcessorKind>,
 ) -> (Run, Vec<(ProcessorKind, u64)>) {
-    let kafka = KafkaConfig {
-        group_prefix: unique("bench-e2e"),
-        processing_guarantee: guarantee,
-        ..kafka.clone()
-    };
-    let state = tempfile::tempdir().unwrap();
-    let cfg = PipelineConfig {
-        kafka: kafka.clone(),
-        tracing: tracing.clone(),
-        state_dir: state.path().to_path_buf(),
-        ..PipelineConfig::default()
-    };
-    let telemetry = Telemetry::new().unwrap();
     let usage = Usage::start();
     let started = Instant::now();
-    let pipeline = Pipeline::start(&cfg, kinds, &telemetry).unwrap();
+    let (pipeline, kafka, state) = start(kafka, tracing, guarantee, kinds);
     let stats = pipeline.stats().clone();
     let consumed = |kind: ProcessorKind| {
         stats
@@ -584,13 +630,7 @@ async fn drain(
     let counts: Vec<(ProcessorKind, u64)> = kinds.iter().map(|&k| (k, consumed(k))).collect();
     pipeline.stop().await.unwrap();
     let (state_bytes, stored_records) = state_size(state.path(), kinds);
-    // The run's changelogs are not needed again.
-    let changelogs: Vec<String> = changelog_specs(&TopologyConfig::default(), &kafka.group_prefix)
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    let names: Vec<&str> = changelogs.iter().map(String::as_str).collect();
-    let _ = delete_topics(&kafka, &names).await;
+    delete_changelogs(&kafka).await;
     (
         Run {
             // The pipeline's count is the feed records (the segmenter also
@@ -614,6 +654,41 @@ async fn drain(
         },
         counts,
     )
+}
+
+/// Starts `kinds` in this process from empty state, in a group of their
+/// own; returns the pipeline, its Kafka settings and its state folder.
+fn start(
+    kafka: &KafkaConfig,
+    tracing: &TracingConfig,
+    guarantee: Guarantee,
+    kinds: &[ProcessorKind],
+) -> (Pipeline, KafkaConfig, tempfile::TempDir) {
+    let kafka = KafkaConfig {
+        group_prefix: unique("bench-e2e"),
+        processing_guarantee: guarantee,
+        ..kafka.clone()
+    };
+    let state = tempfile::tempdir().unwrap();
+    let cfg = PipelineConfig {
+        kafka: kafka.clone(),
+        tracing: tracing.clone(),
+        state_dir: state.path().to_path_buf(),
+        ..PipelineConfig::default()
+    };
+    let telemetry = Telemetry::new().unwrap();
+    let pipeline = Pipeline::start(&cfg, kinds, &telemetry).unwrap();
+    (pipeline, kafka, state)
+}
+
+/// Deletes the changelogs of a stopped run's group: not needed again.
+async fn delete_changelogs(kafka: &KafkaConfig) {
+    let changelogs: Vec<String> = changelog_specs(&TopologyConfig::default(), &kafka.group_prefix)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let names: Vec<&str> = changelogs.iter().map(String::as_str).collect();
+    let _ = delete_topics(kafka, &names).await;
 }
 
 /// Bytes of the state folder, and the records its stores hold.
@@ -652,4 +727,345 @@ fn du(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|entries| entries.flatten().map(|e| du(&e.path())).sum())
         .unwrap_or(0)
+}
+
+/// One record seen on `tracing.exposures` by the latency watcher.
+#[derive(Debug, Clone)]
+struct Seen {
+    case_id: String,
+    contact: SubjectId,
+    /// Its origin header: the append time of the input it comes from.
+    origin_ms: i64,
+    /// Its own append time (the topic's `LogAppendTime`).
+    append_ms: i64,
+    /// When this consumer (`read_committed`) received it.
+    received_ms: i64,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Reads `tracing.exposures` from its beginning, as a dashboard would
+/// (`read_committed`, fetches answered as soon as a record is there),
+/// until `stop`; every record with its origin, append and receive times.
+fn watch_exposures(
+    kafka: &KafkaConfig,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Seen>> {
+    use epitrace_model::codec::{DecodeOptions, decode_single_object};
+    use epitrace_model::records::Exposure;
+    use epitrace_model::topics::{EXPOSURES, ORIGIN_HEADER};
+    use rdkafka::message::{Headers as _, Message as _};
+    let mut conf = kafka.consumer_config("latency");
+    conf.set("group.id", unique("bench-e2e-latency"))
+        .set("fetch.wait.max.ms", "5")
+        .set("fetch.min.bytes", "1");
+    let consumer: BaseConsumer = conf.create().unwrap();
+    let md = consumer
+        .fetch_metadata(Some(EXPOSURES), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(EXPOSURES, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let Some(msg) = consumer.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            let received_ms = wall_ms();
+            let msg = msg.unwrap();
+            let origin_ms = msg
+                .headers()
+                .and_then(|h| h.iter().filter(|h| h.key == ORIGIN_HEADER).last())
+                .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
+                .expect("an exposure without its origin header");
+            let e: Exposure =
+                decode_single_object(msg.payload().unwrap(), &DecodeOptions::default()).unwrap();
+            seen.push(Seen {
+                case_id: e.case_id.as_str().to_owned(),
+                contact: e.contact,
+                origin_ms,
+                append_ms: msg.timestamp().to_millis().unwrap(),
+                received_ms,
+            });
+        }
+        seen
+    })
+}
+
+/// p50, p99 and max (ms) of `values` through an HDR histogram (1 ms to an
+/// hour, 3 significant digits), as JSON.
+fn percentiles(values: impl Iterator<Item = i64>) -> Value {
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).unwrap();
+    for v in values {
+        h.saturating_record(u64::try_from(v.max(1)).unwrap_or(1));
+    }
+    json!({
+        "count": h.len(),
+        "p50_ms": h.value_at_quantile(0.5),
+        "p99_ms": h.value_at_quantile(0.99),
+        "max_ms": h.max(),
+    })
+}
+
+/// Waits until no processor of `pipeline` has consumed a record for
+/// `quiet`, and at least `feed_records` reached the segmenter.
+async fn settle(pipeline: &Pipeline, feed_records: u64, quiet: Duration) {
+    let stats = pipeline.stats().clone();
+    let total = || {
+        stats
+            .values()
+            .map(|s| s.records_in.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let segmenter = || {
+        stats
+            .get(&ProcessorKind::Segmenter)
+            .map_or(0, |s| s.records_in.load(Ordering::Relaxed))
+    };
+    let give_up = Instant::now() + Duration::from_secs(3_600);
+    let mut last = (total(), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = total();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if segmenter() >= feed_records && last.1.elapsed() >= quiet {
+            return;
+        }
+        assert!(Instant::now() < give_up, "the pipeline did not settle");
+    }
+}
+
+/// Phones of the densest district (the H3 resolution-7 cell, ~5 km², with
+/// the most distinct phones in the telecom file) that are not cases, most
+/// records there first: the new cases of the latency phase.
+fn dense_district_phones(dir: &Path, k: usize) -> Vec<String> {
+    use std::collections::{HashMap, HashSet};
+    let cases = std::fs::read_to_string(dir.join("cases.csv")).unwrap();
+    let known: HashSet<&str> = cases
+        .lines()
+        .skip(1)
+        .flat_map(|l| l.split(',').nth(1).unwrap_or("").split(';'))
+        .collect();
+    let telecom = std::fs::read_to_string(feed_path(dir, Feed::Telecom, Format::Csv)).unwrap();
+    let mut phones: HashMap<u64, HashMap<&str, u32>> = HashMap::new();
+    for line in telecom.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(phone), Some(lat), Some(lng)) = (f.first(), f.get(3), f.get(4)) else {
+            continue;
+        };
+        let (Ok(lat), Ok(lng)) = (lat.parse::<f64>(), lng.parse::<f64>()) else {
+            continue;
+        };
+        let Ok(ll) = h3o::LatLng::new(lat, lng) else {
+            continue;
+        };
+        let cell = u64::from(ll.to_cell(h3o::Resolution::Seven));
+        *phones.entry(cell).or_default().entry(phone).or_default() += 1;
+    }
+    let (_, densest) = phones
+        .into_iter()
+        .max_by_key(|(cell, p)| (p.len(), *cell))
+        .unwrap();
+    let mut ranked: Vec<(&str, u32)> = densest
+        .into_iter()
+        .filter(|(p, _)| !known.contains(p))
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .take(k)
+        .map(|(p, _)| p.to_owned())
+        .collect()
+}
+
+/// Latency under load (exactly-once; step 5 of the module docs): the whole pipeline runs live
+/// from empty topics and state while the city is published again, its
+/// telecom records held at `held_rate` records/s (half the measured
+/// maximum); every exposure's origin-to-visible time is recorded. Then,
+/// with the city's data in, `new_cases` phones of the densest district
+/// are confirmed one at a time (a 3-day infectious window over stored
+/// data), each with its approval first, and the time from the case's
+/// append to the last record of its complete exposure list is taken.
+async fn latency(
+    kafka: &KafkaConfig,
+    tracing: &TracingConfig,
+    dir: &Path,
+    everything: &[&str],
+    held_rate: f64,
+    new_cases: usize,
+    city_days: u32,
+) -> Value {
+    purge_topics(kafka, everything).await.unwrap();
+    let (pipeline, kafka, _state) =
+        start(kafka, tracing, Guarantee::ExactlyOnce, &ProcessorKind::ALL);
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_exposures(&kafka, Arc::clone(&stop));
+    // Joining the groups is not part of the measurement.
+    tokio::time::sleep(Duration::from_secs(if smoke() { 4 } else { 8 })).await;
+
+    let key = PseudonymKey::from_file(&dir.join("pseudonym.key")).unwrap();
+    let publisher = Publisher::new(&kafka).unwrap();
+    let send = |feed: Feed, path: std::path::PathBuf, rate: Option<f64>| {
+        let mut opts = ProduceOptions::new(
+            feed,
+            path,
+            tracing.exposure.clone(),
+            epitrace_processors::run::FeedsConfig::default().providers,
+        );
+        if rate.is_some() {
+            // Small batches: the rate holds within tens of milliseconds.
+            opts.rate = rate;
+            opts.batch = 500;
+        }
+        let pseudonyms = Pseudonymizer::new(key.clone());
+        let publisher = &publisher;
+        async move {
+            produce(&opts, pseudonyms, publisher, |_, _| {}, |_| {})
+                .await
+                .unwrap()
+        }
+    };
+    let live_from = wall_ms();
+    let mut feed_records = 0;
+    for feed in [Feed::Cases, Feed::Approvals, Feed::Card, Feed::Checkin] {
+        let s = send(feed, feed_path(dir, feed, Format::Csv), None).await;
+        if !matches!(feed, Feed::Cases | Feed::Approvals) {
+            feed_records += s.published;
+        }
+    }
+    let t = Instant::now();
+    let telecom = send(
+        Feed::Telecom,
+        feed_path(dir, Feed::Telecom, Format::Csv),
+        Some(held_rate),
+    )
+    .await;
+    let published_s = t.elapsed().as_secs_f64();
+    feed_records += telecom.published;
+    println!(
+        "latency: {} telecom records published at {:.0}/s (held at {held_rate:.0}/s)",
+        telecom.published,
+        telecom.published as f64 / published_s
+    );
+    settle(
+        &pipeline,
+        feed_records,
+        Duration::from_secs(if smoke() { 3 } else { 6 }),
+    )
+    .await;
+    let live_until = wall_ms();
+
+    // New cases over the stored data, one at a time.
+    let cfg_city = CityConfig::default();
+    let day = 86_400_000;
+    let at = |ms: i64| epitrace_feeds::format_time(EventTime::from_millis("t", ms).unwrap());
+    let files = tempfile::tempdir().unwrap();
+    let mut confirmed: Vec<String> = Vec::new();
+    // Infectious over the 3 days before day 5 of the city (or over what a
+    // shorter city has), confirmed an hour after.
+    let days = i64::from(city_days);
+    let until = cfg_city.start_ms + days.min(5) * day;
+    let from = until - days.min(3) * day;
+    for (i, phone) in dense_district_phones(dir, new_cases).iter().enumerate() {
+        let case_id = format!("LAT-{i:03}");
+        let start = cfg_city.start_ms;
+        let confirmed_at = at(until + 3_600_000);
+        let approvals = files.path().join(format!("approvals-{i}.csv"));
+        std::fs::write(
+            &approvals,
+            format!(
+                "case_id,category,authority,reference,approved_at,expires_at\n\
+                 {case_id},LOCATION,National Police Agency,{case_id}-L,{confirmed_at},{}\n",
+                at(start + 95 * day)
+            ),
+        )
+        .unwrap();
+        let case = files.path().join(format!("case-{i}.csv"));
+        std::fs::write(
+            &case,
+            format!(
+                "case_id,msisdns,card_numbers,confirmed_at,symptom_onset,infectious_from,infectious_until,status,region\n\
+                 {case_id},{phone},,{confirmed_at},{},{},{},CONFIRMED,seoul\n",
+                at(from + day),
+                at(from),
+                at(until),
+            ),
+        )
+        .unwrap();
+        assert_eq!(send(Feed::Approvals, approvals, None).await.published, 1);
+        assert_eq!(send(Feed::Cases, case, None).await.published, 1);
+        settle(&pipeline, feed_records, Duration::from_secs(3)).await;
+        confirmed.push(case_id);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    pipeline.stop().await.unwrap();
+    delete_changelogs(&kafka).await;
+
+    // Under load: every exposure record the live city caused.
+    let live: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.origin_ms >= live_from && s.origin_ms <= live_until)
+        .filter(|s| !confirmed.contains(&s.case_id))
+        .collect();
+    assert!(smoke() || !live.is_empty(), "no exposure under load");
+    let visible = percentiles(live.iter().map(|s| s.received_ms - s.origin_ms));
+    let appended = percentiles(live.iter().map(|s| s.append_ms - s.origin_ms));
+    // Each new case: from its first origin (its approval's or case's
+    // append) to the last record of its list, as received.
+    let mut per_case = Vec::new();
+    for case in &confirmed {
+        let mine: Vec<&Seen> = seen.iter().filter(|s| &s.case_id == case).collect();
+        // (A smoke city is too small to promise contacts.)
+        assert!(smoke() || !mine.is_empty(), "{case}: no exposure at all");
+        if mine.is_empty() {
+            continue;
+        }
+        let origin = mine.iter().map(|s| s.origin_ms).min().unwrap();
+        let last = mine.iter().map(|s| s.received_ms).max().unwrap();
+        let contacts: std::collections::BTreeSet<SubjectId> =
+            mine.iter().map(|s| s.contact).collect();
+        per_case.push((last - origin, mine.len(), contacts.len()));
+    }
+    let complete = percentiles(per_case.iter().map(|(ms, ..)| *ms));
+    let records_per_case = median(per_case.iter().map(|(_, n, _)| *n as f64).collect());
+    let contacts_per_case = median(per_case.iter().map(|(.., c)| *c as f64).collect());
+    println!(
+        "latency under load ({} exposure records): append → visible on tracing.exposures p50 {} ms, p99 {} ms, max {} ms (append → appended: p50 {} ms, p99 {} ms)",
+        visible["count"],
+        visible["p50_ms"],
+        visible["p99_ms"],
+        visible["max_ms"],
+        appended["p50_ms"],
+        appended["p99_ms"]
+    );
+    println!(
+        "new case → complete exposure list ({} cases, 3-day trail, densest district, median {contacts_per_case:.0} contacts and {records_per_case:.0} exposure records each): p50 {} ms, p99 {} ms, max {} ms",
+        per_case.len(),
+        complete["p50_ms"],
+        complete["p99_ms"],
+        complete["max_ms"]
+    );
+    json!({
+        "held_rate_records_per_s": held_rate,
+        "achieved_rate_records_per_s": telecom.published as f64 / published_s,
+        "telecom_records": telecom.published,
+        "append_to_visible": visible,
+        "append_to_appended": appended,
+        "new_cases": per_case.len(),
+        "new_case_exposure_records_median": records_per_case,
+        "new_case_contacts_median": contacts_per_case,
+        "confirmation_to_complete_list": complete,
+    })
 }

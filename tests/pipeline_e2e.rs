@@ -28,7 +28,7 @@ use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_o
 use epitrace_model::records::{CaseStatus, ClusterAlert, DeadLetter, Exposure, ExposureStatus};
 use epitrace_model::topics::{
     APPROVALS, CANDIDATES, CARD, CASES, CASES_BY_SUBJECT, CHECKIN, CLUSTER_EVIDENCE, CLUSTERS,
-    DEADLETTER, EXPOSURES, SEGMENTS, TELECOM, TIMELINES,
+    DEADLETTER, EXPOSURES, INTERVIEWS, SEGMENTS, TELECOM, TIMELINES,
 };
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_ops::{Metrics, OpsConfig, OpsServer, Telemetry, get};
@@ -352,6 +352,7 @@ async fn pipeline_matches_the_oracle_on_a_real_broker() {
 
     check_timelines(&kafka, &scenario, &observations, &cfg.tracing).await;
     check_clusters(&kafka).await;
+    check_origins(&kafka).await;
     check_metrics(
         &base,
         &kafka,
@@ -494,6 +495,48 @@ async fn check_statements(
 /// The scenario's one cluster: case 1 and the two it infected at the club,
 /// linked by the exposure chain, with case 1 its index case; the retracted
 /// case in none.
+/// Every record the pipeline wrote carries its origin: the append time of
+/// an input record (a feed record, case event or approval), never later
+/// than its own append time.
+async fn check_origins(kafka: &KafkaConfig) {
+    let mut appended = std::collections::BTreeSet::new();
+    for topic in [TELECOM, CARD, CHECKIN, CASES, APPROVALS, INTERVIEWS] {
+        for r in read_all(kafka, topic).await.unwrap() {
+            assert_eq!(
+                r.origin_ms, None,
+                "{topic}: an input has no origin header read"
+            );
+            appended.insert(r.timestamp_ms.unwrap());
+        }
+    }
+    for topic in [
+        CASES_BY_SUBJECT,
+        SEGMENTS,
+        CANDIDATES,
+        TIMELINES,
+        EXPOSURES,
+        CLUSTER_EVIDENCE,
+    ] {
+        let records = read_all(kafka, topic).await.unwrap();
+        assert!(!records.is_empty(), "{topic}: nothing to check");
+        for r in records {
+            let origin = r
+                .origin_ms
+                .unwrap_or_else(|| panic!("{topic}/{}@{}: no origin", r.partition, r.offset));
+            assert!(
+                appended.contains(&origin),
+                "{topic}/{}@{}: origin {origin} is no input's append time",
+                r.partition,
+                r.offset
+            );
+            assert!(
+                origin <= r.timestamp_ms.unwrap(),
+                "{topic}: origin after its own append"
+            );
+        }
+    }
+}
+
 async fn check_clusters(kafka: &KafkaConfig) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -636,6 +679,22 @@ async fn check_metrics(
     assert_eq!(input("exposure-aggregator", CANDIDATES), candidates);
     assert_eq!(input("exposure-aggregator", CASES), cases);
     assert_eq!(output("exposure-aggregator", EXPOSURES), exposures);
+    // Each public output's end-to-end lag is observed once, at its commit.
+    for (topic, n) in [
+        (EXPOSURES, exposures),
+        (TIMELINES, timelines),
+        (CLUSTERS, clusters),
+    ] {
+        assert_eq!(
+            total(
+                &samples,
+                "epitrace_end_to_end_lag_seconds_count",
+                &[("topic", topic)]
+            ),
+            n,
+            "end-to-end lag observations on {topic}"
+        );
+    }
     assert_eq!(
         input("cluster-router", TIMELINES) + input("cluster-router", EXPOSURES),
         timelines + exposures

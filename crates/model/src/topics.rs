@@ -50,6 +50,35 @@ pub const PROVIDER_DEADLETTER_PREFIX: &str = "pipeline.deadletter.";
 /// is also copied to the provider's own dead-letter topic.
 pub const PROVIDER_HEADER: &str = "epitrace.provider";
 
+/// The Kafka record header in which the pipeline carries a record's
+/// **origin time** on the topics it writes: the broker append time (ms
+/// since the epoch, decimal ASCII) of the input record whose processing
+/// produced it, through every stage (a feed record → its segment update →
+/// the candidate → the exposure). The record's own Kafka timestamp is its
+/// append time (`LogAppendTime`), so an output's append time minus its
+/// origin is the pipeline's end-to-end latency for it.
+///
+/// Read back only on the topics the pipeline alone writes
+/// ([`pipeline_written`]): on an input from outside, a header of that name
+/// is ignored and the record's own append time is its origin.
+pub const ORIGIN_HEADER: &str = "epitrace.origin";
+
+/// Whether only the pipeline writes `topic` (its internal topics and the
+/// `tracing.*` outputs), so that its [`ORIGIN_HEADER`] can be trusted.
+#[must_use]
+pub fn pipeline_written(topic: &str) -> bool {
+    matches!(
+        topic,
+        CASES_BY_SUBJECT
+            | SEGMENTS
+            | CANDIDATES
+            | CLUSTER_EVIDENCE
+            | TIMELINES
+            | EXPOSURES
+            | CLUSTERS
+    )
+}
+
 /// The dead-letter topic of `provider`, or `None` when `provider` cannot
 /// name a topic: 1 to 64 bytes of `[A-Za-z0-9._-]`.
 #[must_use]

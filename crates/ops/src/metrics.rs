@@ -29,6 +29,8 @@ pub struct Metrics {
     pub batch_duration: HistogramVec,
     /// `epitrace_event_time_lag_seconds{processor}`.
     pub event_time_lag: HistogramVec,
+    /// `epitrace_end_to_end_lag_seconds{topic}`.
+    pub end_to_end_lag: HistogramVec,
     /// `epitrace_consumer_lag_records{processor, topic, partition}`.
     pub consumer_lag: IntGaugeVec,
     /// `epitrace_assigned_partitions{processor}`.
@@ -81,6 +83,11 @@ const BATCH_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// End-to-end lag: 10 ms to an hour (a backlog drains in minutes).
+const END_TO_END_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3_600.0,
+];
+
 /// Event-time lag: a second to a week (provider batches arrive hours late).
 const LAG_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1_800.0, 3_600.0, 7_200.0, 21_600.0, 43_200.0, 86_400.0,
@@ -97,6 +104,7 @@ impl Metrics {
         "epitrace_deadletter_records_total",
         "epitrace_batch_duration_seconds",
         "epitrace_event_time_lag_seconds",
+        "epitrace_end_to_end_lag_seconds",
         "epitrace_consumer_lag_records",
         "epitrace_assigned_partitions",
         "epitrace_rebalances_total",
@@ -153,6 +161,15 @@ impl Metrics {
             registry.register(Box::new(h.clone()))?;
             Ok::<_, prometheus::Error>(h)
         };
+        let end_to_end_lag = HistogramVec::new(
+            HistogramOpts::new(
+                "epitrace_end_to_end_lag_seconds",
+                "Time from the append of the input record an output on a public topic (tracing.*) comes from, through every stage, to the commit of that output; by output topic.",
+            )
+            .buckets(END_TO_END_BUCKETS.to_vec()),
+            &["topic"],
+        )?;
+        registry.register(Box::new(end_to_end_lag.clone()))?;
         let api_audit_batch = Histogram::with_opts(
             HistogramOpts::new(
                 "epitrace_api_audit_batch_records",
@@ -187,6 +204,7 @@ impl Metrics {
                 "Wall clock minus the event time of a batch's last record, observed once per batch.",
                 LAG_BUCKETS,
             )?,
+            end_to_end_lag,
             consumer_lag: gauge(
                 "epitrace_consumer_lag_records",
                 "Records between the consumer's position and the end of the partition (librdkafka statistics).",
@@ -397,6 +415,32 @@ impl TaskMetrics {
         self.event_time_lag.observe(lag_ms as f64 / 1_000.0);
     }
 
+    /// The outputs of a batch committed at `now_ms`, as (public topic,
+    /// origin time): each one's end-to-end lag, observed in a local
+    /// histogram per topic and added to the shared one once per batch.
+    #[allow(clippy::cast_precision_loss)] // lags are far below 2^52 ms
+    pub fn end_to_end<'t>(&self, now_ms: i64, outputs: impl Iterator<Item = (&'t str, i64)>) {
+        let mut local: Vec<(&str, prometheus::local::LocalHistogram)> = Vec::new();
+        for (topic, origin_ms) in outputs {
+            let lag_s = now_ms.saturating_sub(origin_ms).max(0) as f64 / 1_000.0;
+            match local.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, h)) => h.observe(lag_s),
+                None => {
+                    let h = self
+                        .metrics
+                        .end_to_end_lag
+                        .with_label_values(&[topic])
+                        .local();
+                    h.observe(lag_s);
+                    local.push((topic, h));
+                }
+            }
+        }
+        for (_, h) in &local {
+            h.flush();
+        }
+    }
+
     /// A rebalance of `kind` (`assign`, `revoke`, `error`), leaving
     /// `assigned` partitions.
     pub fn rebalance(&self, kind: &str, assigned: usize) {
@@ -549,12 +593,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn end_to_end_lags_are_observed_per_topic_once_per_batch() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let t = metrics.task("exposure-aggregator");
+        t.end_to_end(
+            10_000,
+            [
+                ("tracing.exposures", 9_750),
+                ("tracing.exposures", 8_000),
+                ("tracing.timelines", 12_000),
+            ]
+            .into_iter(),
+        );
+        let h = |topic: &str| {
+            metrics
+                .end_to_end_lag
+                .with_label_values(&[topic])
+                .get_sample_count()
+        };
+        assert_eq!(h("tracing.exposures"), 2);
+        assert_eq!(h("tracing.timelines"), 1);
+        let sum = metrics
+            .end_to_end_lag
+            .with_label_values(&["tracing.exposures"])
+            .get_sample_sum();
+        // 0.25 s and 2 s; a clock behind the origin counts as 0.
+        assert!((sum - 2.25).abs() < 1e-9, "{sum}");
+        assert!(
+            metrics
+                .end_to_end_lag
+                .with_label_values(&["tracing.timelines"])
+                .get_sample_sum()
+                .abs()
+                < 1e-9
+        );
+    }
+
+    #[test]
     fn every_metric_is_listed_once_and_follows_the_naming_rule() {
         let metrics = Arc::new(Metrics::new().unwrap());
         // Touch every labelled family so that it is gathered.
         let t = metrics.task("segmenter");
         t.batch(&[("in", 3)], &[("out", 2)], &[("truncated", 1)], 0.01);
         t.event_time(10_000, 4_000);
+        t.end_to_end(10_000, [("tracing.exposures", 9_500)].into_iter());
         t.rebalance("assign", 2);
         t.delivery_retry();
         t.consumer_lag("in", 0, 5);

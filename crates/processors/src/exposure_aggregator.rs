@@ -41,8 +41,9 @@
 //!   `epitrace_core::exposure`). `cumulative_s` is the total co-located time
 //!   within the infectious window. The case's own pseudonyms are never its
 //!   contacts.
-//! - **Time:** `detected_at` is the timestamp of the input that changed the
-//!   exposure (deterministic on replay), not the wall clock.
+//! - **Time:** `detected_at` is the origin time of the input that changed
+//!   the exposure (the append time of the feed record, case event or
+//!   approval it comes from; deterministic on replay), not the wall clock.
 //! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); either way with deterministic outputs.
 
 use std::collections::BTreeMap;

@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use epitrace_model::topics::{ORIGIN_HEADER, pipeline_written};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
@@ -25,8 +26,27 @@ pub struct ConsumedRecord {
     pub key: Option<Vec<u8>>,
     /// Value bytes, if any.
     pub payload: Option<Vec<u8>>,
-    /// Record timestamp (ms), if any.
+    /// Record timestamp (ms), if any: on epitrace's topics, its append
+    /// time.
     pub timestamp_ms: Option<i64>,
+    /// Its origin time ([`ORIGIN_HEADER`]), on a topic only the pipeline
+    /// writes; `None` elsewhere or without the header.
+    pub origin_ms: Option<i64>,
+}
+
+/// The [`ORIGIN_HEADER`] of a record on a topic only the pipeline writes
+/// ([`pipeline_written`]); `None` elsewhere, or when absent or unreadable.
+pub(crate) fn origin_of<M: Message>(m: &M) -> Option<i64> {
+    if !pipeline_written(m.topic()) {
+        return None;
+    }
+    let value = m
+        .headers()?
+        .iter()
+        .filter(|h| h.key == ORIGIN_HEADER)
+        .last()?
+        .value?;
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Reads every record of `topic` that exists now (up to each partition's
@@ -161,6 +181,7 @@ fn read_range(
                     key: msg.key().map(<[u8]>::to_vec),
                     payload: msg.payload().map(|b| frames.normalize(topic, b.to_vec())),
                     timestamp_ms: msg.timestamp().to_millis(),
+                    origin_ms: origin_of(&msg),
                 });
             }
         }
@@ -389,6 +410,7 @@ impl Follower {
                 key: msg.key().map(<[u8]>::to_vec),
                 payload,
                 timestamp_ms: msg.timestamp().to_millis(),
+                origin_ms: origin_of(&msg),
             },
         }))
     }

@@ -52,6 +52,7 @@ use crate::link::{LinkHooks, forward_error, forward_log};
 use crate::publish::{Outgoing, Publisher};
 use crate::registry::{Normalized, PUBLIC_OUTPUTS, Registry, confluent_id};
 use crate::standby::{Handoff, Standby, StandbySpec};
+use epitrace_model::topics::ORIGIN_HEADER;
 
 pub use epitrace_engine::{
     DEADLETTER_TOPIC, Emitted, InputRecord, OutputRecord, ProcessError, Processor,
@@ -913,6 +914,32 @@ struct Processed {
     records: usize,
 }
 
+/// A record header: name, value.
+type Header<'a> = (&'a str, &'a [u8]);
+
+/// One partition's records through its processor, against its store, and
+/// the staged writes as changelog records.
+fn process_partition(
+    partition: i32,
+    part: &mut Part,
+    records: &[Message],
+    received_at_ms: i64,
+) -> Result<Processed, StreamError> {
+    let outcome = run_batch(
+        &mut part.processor,
+        part.store.as_ref(),
+        records,
+        received_at_ms,
+    )?;
+    let changes = changelog::encode(&outcome.state, part.store.as_ref())?;
+    Ok(Processed {
+        partition,
+        outcome,
+        changes,
+        records: records.len(),
+    })
+}
+
 /// Processes a batch, publishes and commits it: see the crate docs.
 async fn step(
     consumer: &StreamConsumer<TaskContext>,
@@ -943,19 +970,7 @@ async fn step(
             let Some(part) = parts.get_mut(&p) else {
                 continue;
             };
-            let outcome = run_batch(
-                &mut part.processor,
-                part.store.as_ref(),
-                &records,
-                received_at_ms,
-            )?;
-            let changes = changelog::encode(&outcome.state, part.store.as_ref())?;
-            processed.push(Processed {
-                partition: p,
-                outcome,
-                changes,
-                records: records.len(),
-            });
+            processed.push(process_partition(p, part, &records, received_at_ms)?);
         }
         processed
     };
@@ -970,14 +985,28 @@ async fn step(
         .flat_map(|p| p.outcome.outputs.iter())
         .map(|o| registry.frame_output(&o.topic, &o.payload))
         .collect();
+    // Each output carries its origin time on (see `ORIGIN_HEADER`).
+    let origins: Vec<Option<String>> = processed
+        .iter()
+        .flat_map(|p| p.outcome.outputs.iter())
+        .map(|o| o.timestamp_ms.map(|t| t.to_string()))
+        .collect();
+    let origin_headers: Vec<Option<[Header<'_>; 1]>> = origins
+        .iter()
+        .map(|t| t.as_ref().map(|t| [(ORIGIN_HEADER, t.as_bytes())]))
+        .collect();
     let records: Vec<Outgoing<'_>> = processed
         .iter()
         .flat_map(|p| p.outcome.outputs.iter())
         .zip(&framed)
-        .map(|(o, framed)| {
+        .zip(&origin_headers)
+        .map(|((o, framed), origin)| {
             let mut out = Outgoing::from(o);
             if let Some(bytes) = framed {
                 out.payload = Some(bytes);
+            }
+            if let Some(h) = origin {
+                out.headers = h;
             }
             out
         })
@@ -1224,6 +1253,16 @@ fn report(
     if let Some(t) = outcome.last_event_ms {
         metrics.event_time(received_at_ms, t);
     }
+    // Committed (or acknowledged) now: the end-to-end lag of the public
+    // outputs, from their origin.
+    metrics.end_to_end(
+        now_ms(),
+        outcome
+            .outputs
+            .iter()
+            .filter(|o| PUBLIC_OUTPUTS.contains(&o.topic.as_str()))
+            .filter_map(|o| Some((o.topic.as_str(), o.timestamp_ms?))),
+    );
     for (what, kind, n) in &outcome.emitted {
         match what {
             Emitted::Exposure => metrics.exposures(kind, *n),
@@ -1346,12 +1385,16 @@ struct Message {
     rejection: Option<(&'static str, String)>,
     /// The provider's own dead-letter topic, when its header names one.
     copy_to: Option<Arc<str>>,
+    /// The origin time its header carries, on a topic only the pipeline
+    /// writes ([`ORIGIN_HEADER`]).
+    origin_ms: Option<i64>,
 }
 
 impl Message {
     fn new(m: OwnedMessage, dead_letters: &ProviderDeadLetters) -> Self {
         Self {
             copy_to: dead_letters.route_message(&m),
+            origin_ms: crate::read::origin_of(&m),
             m,
             reframed: None,
             rejection: None,
@@ -1375,8 +1418,11 @@ impl epitrace_engine::Consumed for Message {
     fn payload(&self) -> Option<&[u8]> {
         self.reframed.as_deref().or_else(|| self.m.payload())
     }
+    /// The record's origin time: the header's on the pipeline's own
+    /// topics, else its append time. Processors stamp their outputs with
+    /// it, and the task writes it into the outputs' origin header.
     fn timestamp_ms(&self) -> Option<i64> {
-        self.m.timestamp().to_millis()
+        self.origin_ms.or_else(|| self.m.timestamp().to_millis())
     }
     fn rejection(&self) -> Option<(&'static str, &str)> {
         self.rejection.as_ref().map(|(r, d)| (*r, d.as_str()))

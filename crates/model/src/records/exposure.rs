@@ -79,8 +79,10 @@ pub struct Exposure {
     pub risk: Probability,
     /// What this record does to the exposure.
     pub status: ExposureStatus,
-    /// When the input that changed the exposure reached epitrace: its Kafka
-    /// timestamp (broker append time), deterministic on replay.
+    /// When the input that changed the exposure reached epitrace: the
+    /// broker append time of the input record (feed record, case event or
+    /// approval) whose processing changed it, carried through every stage
+    /// ([`crate::topics::ORIGIN_HEADER`]); deterministic on replay.
     pub detected_at: EventTime,
     /// The categories of the case's data the counted overlaps rest on, in
     /// schema order, no duplicates; on a RETRACTED record, those of the
