@@ -13,16 +13,39 @@ use std::collections::BTreeMap;
 
 use epitrace_core::testkit::{CaseSpec, oracle};
 use epitrace_core::{Ingest, TracingConfig};
+use epitrace_engine::TopologyDriver;
 use epitrace_model::codec::{DecodeOptions, decode_single_object, encode_single_object};
 use epitrace_model::records::{DeadLetter, Exposure, ExposureStatus};
 use epitrace_model::topics::{APPROVALS, CANDIDATES, CASES, DEADLETTER, EXPOSURES};
 use epitrace_model::{CaseId, SubjectId};
 use epitrace_processors::PipelineConfig;
 use epitrace_processors::registry::test_driver;
-use epitrace_sim::nightlife;
+use epitrace_sim::{Scenario, nightlife};
 
 /// The wall clock the processors see (2026-11-18).
 const NOW_MS: i64 = 1_795_000_000_000;
+
+/// The scenario's trail, cases, approvals and late records, in that order.
+fn pipe_scenario(driver: &mut TopologyDriver, s: &Scenario) {
+    for r in s.trail.iter() {
+        driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+    }
+    for c in &s.cases {
+        let payload = encode_single_object(c).unwrap();
+        driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
+    }
+    for a in s.approvals() {
+        let payload = encode_single_object(&a).unwrap();
+        driver.pipe(
+            APPROVALS,
+            Some(a.case_id.as_str().as_bytes()),
+            Some(&payload),
+        );
+    }
+    for r in s.late.iter() {
+        driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
+    }
+}
 
 #[test]
 fn processors_in_memory_equal_the_oracle() {
@@ -32,24 +55,7 @@ fn processors_in_memory_equal_the_oracle() {
         let s = nightlife(80, seed).unwrap();
         let mut driver = test_driver(&pipeline, NOW_MS).unwrap();
         driver.set_batch_size(batch);
-        for r in s.trail.iter() {
-            driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
-        }
-        for c in &s.cases {
-            let payload = encode_single_object(c).unwrap();
-            driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
-        }
-        for a in s.approvals() {
-            let payload = encode_single_object(&a).unwrap();
-            driver.pipe(
-                APPROVALS,
-                Some(a.case_id.as_str().as_bytes()),
-                Some(&payload),
-            );
-        }
-        for r in s.late.iter() {
-            driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
-        }
+        pipe_scenario(&mut driver, &s);
         for m in &s.malformed {
             driver.pipe(m.topic, Some(&m.key), Some(&m.payload));
         }
@@ -116,24 +122,7 @@ fn the_join_cache_changes_no_output() {
             pipeline.tracing.join.cache_segments = cache;
             let mut driver = test_driver(&pipeline, NOW_MS).unwrap();
             driver.set_batch_size(batch);
-            for r in s.trail.iter() {
-                driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
-            }
-            for c in &s.cases {
-                let payload = encode_single_object(c).unwrap();
-                driver.pipe(CASES, Some(c.case_id.as_str().as_bytes()), Some(&payload));
-            }
-            for a in s.approvals() {
-                let payload = encode_single_object(&a).unwrap();
-                driver.pipe(
-                    APPROVALS,
-                    Some(a.case_id.as_str().as_bytes()),
-                    Some(&payload),
-                );
-            }
-            for r in s.late.iter() {
-                driver.pipe(r.topic(), Some(&r.key()), Some(&r.encode().unwrap()));
-            }
+            pipe_scenario(&mut driver, &s);
             driver.run().unwrap();
             let candidates = driver
                 .read(CANDIDATES)

@@ -57,6 +57,24 @@ pub struct ExposureCandidate {
     pub overlap: Option<TimeWindow>,
 }
 
+/// The overlap from its two nullable ends: both null, or both set in order.
+fn overlap_of(
+    start: Option<EventTime>,
+    end: Option<EventTime>,
+) -> Result<Option<TimeWindow>, ModelError> {
+    match (start, end) {
+        (None, None) => Ok(None),
+        (Some(start), Some(end)) => {
+            check_order("overlap_end", start, end)?;
+            Ok(Some(TimeWindow::new(start, end)?))
+        }
+        _ => Err(ModelError::InvalidRecord {
+            field: "overlap_end",
+            reason: "must be null exactly when overlap_start is",
+        }),
+    }
+}
+
 impl AvroRecord for ExposureCandidate {
     const NAME: &'static str = "ExposureCandidate";
 
@@ -85,19 +103,7 @@ impl AvroRecord for ExposureCandidate {
 
     fn from_value(value: &Value) -> Result<Self, ModelError> {
         let f = Fields::of(Self::NAME, value)?;
-        let overlap = match (f.opt_time("overlap_start")?, f.opt_time("overlap_end")?) {
-            (None, None) => None,
-            (Some(start), Some(end)) => {
-                check_order("overlap_end", start, end)?;
-                Some(TimeWindow::new(start, end)?)
-            }
-            _ => {
-                return Err(ModelError::InvalidRecord {
-                    field: "overlap_end",
-                    reason: "must be null exactly when overlap_start is",
-                });
-            }
-        };
+        let overlap = overlap_of(f.opt_time("overlap_start")?, f.opt_time("overlap_end")?)?;
         let candidate = Self {
             case_id: CaseId::new(f.string("case_id")?)?,
             case_subject: f.subject("case_subject")?,
@@ -166,22 +172,10 @@ impl AvroRecord for ExposureCandidate {
         r.finish()?;
         let time =
             |field, t: Option<i64>| t.map(|ms| EventTime::from_millis(field, ms)).transpose();
-        let overlap = match (
+        let overlap = overlap_of(
             time("overlap_start", overlap_start)?,
             time("overlap_end", overlap_end)?,
-        ) {
-            (None, None) => None,
-            (Some(start), Some(end)) => {
-                check_order("overlap_end", start, end)?;
-                Some(TimeWindow::new(start, end)?)
-            }
-            _ => {
-                return Err(ModelError::InvalidRecord {
-                    field: "overlap_end",
-                    reason: "must be null exactly when overlap_start is",
-                });
-            }
-        };
+        )?;
         let candidate = Self {
             case_id: CaseId::new(case_id)?,
             case_subject: SubjectId::from_bytes(case_subject),
