@@ -5,7 +5,7 @@ CARGO_FLAGS ?=
 # rustup installs cargo in ~/.cargo/bin, which a fresh shell may not have.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench bench-smoke bench-e2e bench-scale bench-failover chaos eval
+.PHONY: help bootstrap prereqs-build prereqs-test build test fmt fmt-check lint unit demo up bench bench-smoke bench-e2e bench-scale bench-failover chaos eval calibrate
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,11 @@ eval: prereqs-test ## the default simulated city through the pipeline on a local
 	$(CARGO) build --release --workspace --bins $(CARGO_FLAGS)
 	EPITRACE_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/epitrace" \
 		scripts/with-kafka.sh scripts/eval.sh
+
+calibrate: prereqs-test ## fit the exposure likelihood on simulated cities other than make eval's (seeds 11, 12; ~16 min): deploy/calibration/likelihood.toml
+	$(CARGO) build --release --workspace --bins $(CARGO_FLAGS)
+	EPITRACE_BIN="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/epitrace" \
+		scripts/calibrate.sh
 
 # A real single-node Kafka broker (KRaft) on 127.0.0.1 for development and
 # tests, resolved from Maven Central (JDK 17 + Maven). See deploy/README.md.

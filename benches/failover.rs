@@ -98,6 +98,7 @@ fn segments(n: usize, from: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
                 observations: 3,
                 kind: SegmentUpdateKind::Upsert,
                 cases: Vec::new(),
+                core_cell: cell,
             };
             let key = u.partition_key(res6).unwrap().to_vec();
             (key, encode_single_object(&u).unwrap())

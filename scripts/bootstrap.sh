@@ -9,6 +9,7 @@
 #           RocksDB and librdkafka are compiled from source
 #   test    build + rustfmt and clippy + Java 17 and Maven (the local Kafka
 #           broker of scripts/kafka-local.sh runs from Maven Central jars)
+#           + a TrueType font (DejaVu Sans: the plots of `epitrace eval`)
 #   all     everything (the default; `make bootstrap`)
 #
 # Missing Debian packages are installed with apt-get when this runs as root
@@ -112,6 +113,8 @@ check() {
     have openssl || need "openssl (test certificates)" openssl
     have curl || need "curl (the local Schema Registry's health check)" curl
     have javac || need "javac (a JDK 17+: the Java producer kit)" default-jdk-headless
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] ||
+      need "a TrueType font (the plots of epitrace eval)" fonts-dejavu-core
     have python3 || need "python3 (the Python producer kit)" python3
     python3 -m pip --version >/dev/null 2>&1 || need "pip (the Python producer kit's packages)" python3-pip
   fi

@@ -43,4 +43,4 @@ while true; do
   prev=$now
 done
 echo "eval: pipeline idle after $(($(date +%s) - started)) s ($now records in)"
-"$BIN" eval --truth "$OUT" --json "$OUT/eval.json" | tee "$OUT/eval.txt"
+"$BIN" eval --truth "$OUT" --json "$OUT/eval.json" --examples "$OUT/examples.csv" | tee "$OUT/eval.txt"

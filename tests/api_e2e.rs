@@ -127,6 +127,14 @@ fn fixtures() -> Vec<OutputRecord> {
         status: ExposureStatus::New,
         detected_at: t(T0),
         evidence: vec![epitrace_model::records::DataCategory::Card],
+        likelihood: Some(Probability::new("likelihood", 0.93).unwrap()),
+        contact_class: Some(epitrace_model::ContactClass::Close),
+        basis: Some(epitrace_model::LocationBasis {
+            fine_s: 3_600,
+            near_s: 0,
+            wide_s: 0,
+            apart_s: 0,
+        }),
     };
     let approval = DataAccessApproval {
         case_id: kr1.clone(),
@@ -621,6 +629,15 @@ async fn the_api_serves_each_role_its_duty_and_audits_every_request() {
                     let text = resp.body.to_string();
                     assert!(!text.contains("windows") && !text.contains("lat"), "{text}");
                     assert_eq!(resp.body["contacts"], 1);
+                    // Counts by class are not personal data.
+                    assert_eq!(resp.body["close"], 1);
+                    assert_eq!(resp.body["area"], 0);
+                } else {
+                    let e = &resp.body["exposures"][0];
+                    assert_eq!(e["class"], "CLOSE", "{}", resp.body);
+                    assert_eq!(e["likelihood"], 0.93);
+                    assert_eq!(e["basis"]["fine_s"], 3_600);
+                    assert_eq!(e["basis"]["apart_s"], 0);
                 }
             }
         }

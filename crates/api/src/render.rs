@@ -5,7 +5,7 @@ use epitrace_core::interview::Correlation;
 use epitrace_model::records::{
     AuditRecord, ClusterAlert, DataAccessApproval, Exposure, InterviewEntry, Visit,
 };
-use epitrace_model::{CaseId, Cell};
+use epitrace_model::{CaseId, Cell, ContactClass};
 use serde_json::{Value, json};
 
 use crate::token::hex;
@@ -91,6 +91,9 @@ pub fn exposure(e: &Exposure) -> Value {
         "windows": e.windows.iter().map(|w| json!({"start": w.start().to_string(), "end": w.end().to_string()})).collect::<Vec<_>>(),
         "detected_at": e.detected_at.to_string(),
         "evidence": e.evidence.iter().map(|c| c.as_symbol()).collect::<Vec<_>>(),
+        "likelihood": e.likelihood.map(|p| p.get()),
+        "class": e.contact_class.map(|c| c.as_symbol()),
+        "basis": e.basis.map(|b| json!({"fine_s": b.fine_s, "near_s": b.near_s, "wide_s": b.wide_s, "apart_s": b.apart_s})),
     })
 }
 
@@ -104,11 +107,17 @@ pub fn contacts_pseudonymous(case: &CaseId, exposures: &[&Exposure]) -> Value {
         entry.0 += 1;
         entry.1 += u64::from(e.cumulative_s);
     }
+    let close = exposures
+        .iter()
+        .filter(|e| e.contact_class == Some(ContactClass::Close))
+        .count();
     json!({
         "case_id": case.as_str(),
         "view": "pseudonymous",
         "contacts": per.len(),
         "exposures": exposures.len(),
+        "close": close,
+        "area": exposures.len() - close,
         "by_contact": per.into_iter().map(|(c, (n, s))| json!({"contact": c, "exposures": n, "minutes": s / 60})).collect::<Vec<_>>(),
     })
 }

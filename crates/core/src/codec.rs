@@ -69,6 +69,7 @@ impl Writer {
         self.time(s.end);
         self.u8(s.sources.bits());
         self.u32(s.observations);
+        self.cell(s.core);
     }
     pub(crate) fn observation(&mut self, o: &Observation) {
         self.time(o.time);
@@ -89,14 +90,23 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Checks the version byte.
-    pub(crate) fn new(what: &'static str, bytes: &'a [u8], version: u8) -> Result<Self, CoreError> {
+    /// Checks the version byte: any format version in `versions`; returns
+    /// the one found.
+    pub(crate) fn new_of(
+        what: &'static str,
+        bytes: &'a [u8],
+        versions: std::ops::RangeInclusive<u8>,
+    ) -> Result<(Self, u8), CoreError> {
         let mut r = Self { what, rest: bytes };
         let found = r.u8()?;
-        if found != version {
-            return Err(r.corrupt(format!("format version {found}, expected {version}")));
+        if !versions.contains(&found) {
+            return Err(r.corrupt(format!(
+                "format version {found}, expected {} to {}",
+                versions.start(),
+                versions.end()
+            )));
         }
-        Ok(r)
+        Ok((r, found))
     }
     pub(crate) fn corrupt(&self, reason: String) -> CoreError {
         CoreError::CorruptState {
@@ -162,18 +172,25 @@ impl<'a> Reader<'a> {
             first_cell: self.cell()?,
         })
     }
-    pub(crate) fn segment(&mut self) -> Result<Segment, CoreError> {
+    /// A segment; `with_core`: as written since format 2 (with its core),
+    /// else without (the core read as its cell).
+    pub(crate) fn segment(&mut self, with_core: bool) -> Result<Segment, CoreError> {
         let key = self.segment_key()?;
         let cell = self.cell()?;
         let end = self.time()?;
         let sources = SourceSet::from_bits(self.u8()?);
         let observations = self.u32()?;
+        let core = if with_core { self.cell()? } else { cell };
         if end < key.start {
             return Err(self.corrupt("segment ends before it starts".into()));
+        }
+        if !cell.contains(core) {
+            return Err(self.corrupt("core outside the segment's cell".into()));
         }
         Ok(Segment {
             key,
             cell,
+            core,
             end,
             sources,
             observations,
@@ -208,21 +225,23 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Encodes one segment (a value of a processor's segment store).
+/// Encodes one segment (a value of a processor's segment store; format
+/// version 2, with its core).
 #[must_use]
 pub fn encode_segment(segment: &Segment) -> Vec<u8> {
-    let mut w = Writer::with_version(1);
+    let mut w = Writer::with_version(2);
     w.segment(segment);
     w.finish()
 }
 
-/// Decodes [`encode_segment`].
+/// Decodes [`encode_segment`], and format version 1 (without the core:
+/// read as the cell).
 ///
 /// # Errors
 /// [`CoreError::CorruptState`].
 pub fn decode_segment(bytes: &[u8]) -> Result<Segment, CoreError> {
-    let mut r = Reader::new("segment", bytes, 1)?;
-    let segment = r.segment()?;
+    let (mut r, version) = Reader::new_of("segment", bytes, 1..=2)?;
+    let segment = r.segment(version >= 2)?;
     r.end()?;
     Ok(segment)
 }

@@ -12,7 +12,7 @@ use crate::duration::Span;
 use crate::error::CoreError;
 
 /// All thresholds of footprints, segments, the join and the exposure rule.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
     /// How an observation's accuracy becomes an H3 cell.
@@ -23,6 +23,8 @@ pub struct TracingConfig {
     pub join: JoinConfig,
     /// When an overlap counts as an exposure.
     pub exposure: ExposureConfig,
+    /// How sure an exposure is, and which are close contacts.
+    pub likelihood: crate::likelihood::LikelihoodConfig,
     /// When cases form a cluster.
     pub cluster: ClusterConfig,
     /// Which data categories need an approval before they are traced.
@@ -76,6 +78,9 @@ impl TracingConfig {
         }
         if exp.window < exp.min_cumulative {
             return bad("exposure.window", "is shorter than min_cumulative".into());
+        }
+        if let Err((field, reason)) = self.likelihood.check() {
+            return bad(field, reason);
         }
         let cl = &self.cluster;
         if cl.min_cases < 2 {

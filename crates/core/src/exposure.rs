@@ -23,6 +23,7 @@ use crate::codec::{Reader, Writer};
 use crate::config::ExposureConfig;
 use crate::error::CoreError;
 use crate::interval::{Interval, measure, peak_window, union};
+use crate::likelihood::{Basis, LikelihoodConfig};
 use crate::segment::SegmentKey;
 
 /// Where and when one case segment and one contact segment were co-located.
@@ -32,6 +33,10 @@ pub struct Overlap {
     pub window: Interval,
     /// Where: the finer of the two segment cells.
     pub cell: Cell,
+    /// The case segment's core (see [`crate::segment::Segment::core`]).
+    pub case_core: Cell,
+    /// The contact segment's core.
+    pub contact_core: Cell,
 }
 
 /// One (case segment, contact segment) pair.
@@ -121,10 +126,25 @@ impl ContactLedger {
         assessment
     }
 
-    /// The state as bytes (format version 1), for a processor's store.
+    /// The [`Basis`] of the overlaps whose case segment comes from a
+    /// category `gate` opens: the time [`ContactLedger::assess_gated`]
+    /// counts, by how precisely the less precisely placed side is known.
+    #[must_use]
+    pub fn basis_gated(&self, gate: Gate, cfg: &LikelihoodConfig) -> Basis {
+        Basis::of(
+            self.overlaps
+                .iter()
+                .filter(|(p, _)| gate.allows_stream(p.case_segment.lane.stream()))
+                .map(|(_, o)| o),
+            cfg,
+        )
+    }
+
+    /// The state as bytes (format version 2: with both segments' cores),
+    /// for a processor's store.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_version(1);
+        let mut w = Writer::with_version(2);
         w.len(self.overlaps.len());
         for (pair, overlap) in &self.overlaps {
             w.subject(pair.case_subject);
@@ -132,16 +152,19 @@ impl ContactLedger {
             w.segment_key(pair.contact_segment);
             w.interval(overlap.window);
             w.cell(overlap.cell);
+            w.cell(overlap.case_core);
+            w.cell(overlap.contact_core);
         }
         w.finish()
     }
 
-    /// Reads [`ContactLedger::encode`] back.
+    /// Reads [`ContactLedger::encode`] back, and format version 1 (written
+    /// before overlaps kept the cores: both read as the meeting cell).
     ///
     /// # Errors
     /// [`CoreError::CorruptState`].
     pub fn decode(bytes: &[u8]) -> Result<Self, CoreError> {
-        let mut r = Reader::new("contact ledger", bytes, 1)?;
+        let (mut r, version) = Reader::new_of("contact ledger", bytes, 1..=2)?;
         let n = r.len(80)?;
         let mut overlaps = BTreeMap::new();
         for _ in 0..n {
@@ -150,9 +173,17 @@ impl ContactLedger {
                 case_segment: r.segment_key()?,
                 contact_segment: r.segment_key()?,
             };
+            let (window, cell) = (r.interval()?, r.cell()?);
+            let (case_core, contact_core) = if version >= 2 {
+                (r.cell()?, r.cell()?)
+            } else {
+                (cell, cell)
+            };
             let overlap = Overlap {
-                window: r.interval()?,
-                cell: r.cell()?,
+                window,
+                cell,
+                case_core,
+                contact_core,
             };
             overlaps.insert(pair, overlap);
         }
@@ -198,5 +229,75 @@ impl Assessment {
             first_cell: None,
             evidence: Gate::CLOSED,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use epitrace_model::{EventTime, LatLng};
+    use h3o::Resolution;
+
+    use super::*;
+    use crate::segment::Lane;
+
+    fn ledger() -> (ContactLedger, PairKey, Overlap) {
+        let t = |m: i64| {
+            EventTime::from_millis("t", 1_588_377_600_000 + m * 60_000).unwrap_or(EventTime::MIN)
+        };
+        let pos = LatLng::new(37.5665, 126.978).unwrap_or_else(|_| unreachable!());
+        let (fine, wide) = (pos.to_cell(Resolution::Ten), pos.to_cell(Resolution::Seven));
+        let key = |m| SegmentKey {
+            lane: Lane::ON_TIME,
+            start: t(m),
+            first_cell: fine,
+        };
+        let pair = PairKey {
+            case_subject: SubjectId::from_bytes([1; 16]),
+            case_segment: key(0),
+            contact_segment: key(5),
+        };
+        let overlap = Overlap {
+            window: Interval::new(t(5), t(40)),
+            cell: fine,
+            case_core: fine,
+            contact_core: wide,
+        };
+        let mut l = ContactLedger::default();
+        l.set(pair, Some(overlap));
+        (l, pair, overlap)
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_coarser_cell_and_reads_format_1() {
+        let (l, pair, overlap) = ledger();
+        assert_eq!(ContactLedger::decode(&l.encode()).ok(), Some(l));
+        // Format 1 (before the coarser cell): the same bytes without it,
+        // read with the coarser cell equal to the cell.
+        let mut w = Writer::with_version(1);
+        w.len(1);
+        w.subject(pair.case_subject);
+        w.segment_key(pair.case_segment);
+        w.segment_key(pair.contact_segment);
+        w.interval(overlap.window);
+        w.cell(overlap.cell);
+        let old = ContactLedger::decode(&w.finish()).unwrap_or_default();
+        let got: Vec<Overlap> = old.pairs().map(|(_, o)| *o).collect();
+        assert_eq!(
+            got,
+            [Overlap {
+                case_core: overlap.cell,
+                contact_core: overlap.cell,
+                ..overlap
+            }]
+        );
+        assert!(ContactLedger::decode(&[3, 0, 0, 0, 0]).is_err(), "format 3");
+    }
+
+    #[test]
+    fn the_basis_counts_only_the_open_categories() {
+        let (l, _, _) = ledger();
+        let cfg = LikelihoodConfig::default();
+        assert_eq!(l.basis_gated(Gate::OPEN, &cfg).wide_ms, 35 * 60_000);
+        assert_eq!(l.basis_gated(Gate::CLOSED, &cfg), Basis::default());
     }
 }

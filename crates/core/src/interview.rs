@@ -167,6 +167,7 @@ pub fn evidence(entry: &InterviewEntry, fp: &Footprinter) -> Option<Segment> {
             first_cell: cell,
         },
         cell,
+        core: cell,
         end: entry.end,
         sources: SourceSet::of(Source::Interview),
         observations: 1,

@@ -86,6 +86,8 @@ pub fn overlap(case: &Segment, window: Interval, contact: &Segment) -> Option<Ov
     Some(Overlap {
         window: common,
         cell,
+        case_core: case.core,
+        contact_core: contact.core,
     })
 }
 

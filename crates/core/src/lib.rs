@@ -53,6 +53,7 @@ pub mod ingest;
 pub mod interval;
 pub mod interview;
 pub mod join;
+pub mod likelihood;
 pub mod observation;
 pub mod segment;
 #[cfg(feature = "testkit")]
@@ -69,5 +70,6 @@ pub use exposure::{Assessment, ContactLedger, Overlap, PairKey};
 pub use footprint::{FootprintCache, Footprinter};
 pub use ingest::Ingest;
 pub use interval::Interval;
+pub use likelihood::{Basis, LikelihoodConfig};
 pub use observation::{Observation, Source, SourceSet, Stream};
 pub use segment::{ChangeKind, Lane, Segment, SegmentChange, SegmentKey, SubjectTrail};

@@ -116,6 +116,12 @@ pub struct Segment {
     pub key: SegmentKey,
     /// A cell containing every footprint of the segment.
     pub cell: Cell,
+    /// Where its most precise footprints put the subject: the finest
+    /// footprint while every footprint nests with it (a GPS fix and the
+    /// tower records around it: the fix's cell), else the finest cell
+    /// holding the precise ones; always `cell` or inside it. Evidence for
+    /// the exposure likelihood, not for the join (which matches `cell`).
+    pub core: Cell,
     /// End of the stay (the latest observation end in it).
     pub end: EventTime,
     /// Sources of its observations.
@@ -133,6 +139,7 @@ impl Segment {
                 first_cell: obs.cell,
             },
             cell: obs.cell,
+            core: obs.cell,
             end: obs.end(),
             sources: SourceSet::of(obs.source),
             observations: 1,
@@ -161,9 +168,35 @@ impl Segment {
         if obs.cell != self.cell && obs.cell.contains(self.cell) {
             self.cell = obs.cell;
         }
+        self.core = narrow(self.core, obs.cell, self.cell);
         self.sources.insert(obs.source);
         self.observations = self.observations.saturating_add(1);
     }
+}
+
+/// The core after a footprint: the footprint when it lies inside the core
+/// (more precise, consistent), the core when the footprint contains it, else
+/// the finest cell holding both (`cell` when they share no ancestor).
+fn narrow(core: Cell, footprint: Cell, cell: Cell) -> Cell {
+    if core.contains(footprint) {
+        footprint
+    } else if footprint.contains(core) {
+        core
+    } else {
+        common_ancestor(core, footprint).unwrap_or(cell)
+    }
+}
+
+/// The finest cell containing both, if any.
+#[must_use]
+pub fn common_ancestor(a: Cell, b: Cell) -> Option<Cell> {
+    let finest = a.resolution().min(b.resolution());
+    h3o::Resolution::range(h3o::Resolution::Zero, finest)
+        .rev()
+        .find_map(|r| {
+            let pa = a.parent(r)?;
+            (b.parent(r)? == pa).then_some(pa)
+        })
 }
 
 /// What happened to a segment.
@@ -461,13 +494,13 @@ impl LaneState {
         }
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Self, CoreError> {
+    fn decode(r: &mut Reader<'_>, with_core: bool) -> Result<Self, CoreError> {
         let lane = Lane(r.u32()?);
         let horizon = r.opt_time()?;
         let watermark = r.opt_time()?;
         let current = match r.u8()? {
             0 => None,
-            1 => Some(r.segment()?),
+            1 => Some(r.segment(with_core)?),
             tag => return Err(r.corrupt(format!("option tag {tag}"))),
         };
         let n = r.len(25)?;
@@ -489,24 +522,26 @@ impl LaneState {
 }
 
 impl SubjectTrail {
-    /// The state as bytes (format version 1), for a processor's store.
+    /// The state as bytes (format version 2: segments with their core),
+    /// for a processor's store.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_version(1);
+        let mut w = Writer::with_version(2);
         self.on_time.encode(&mut w);
         self.late.encode(&mut w);
         w.finish()
     }
 
-    /// Reads [`SubjectTrail::encode`] back.
+    /// Reads [`SubjectTrail::encode`] back, and format version 1 (segments
+    /// without a core: read as their cell).
     ///
     /// # Errors
     /// [`CoreError::CorruptState`] for truncated, trailing or invalid bytes
     /// or an unknown format version.
     pub fn decode(bytes: &[u8]) -> Result<Self, CoreError> {
-        let mut r = Reader::new("subject trail", bytes, 1)?;
-        let on_time = LaneState::decode(&mut r)?;
-        let late = LaneState::decode(&mut r)?;
+        let (mut r, version) = Reader::new_of("subject trail", bytes, 1..=2)?;
+        let on_time = LaneState::decode(&mut r, version >= 2)?;
+        let late = LaneState::decode(&mut r, version >= 2)?;
         r.end()?;
         Ok(Self { on_time, late })
     }
@@ -598,6 +633,35 @@ mod tests {
         // A finer footprint inside keeps the wider cell.
         let ch = trail.observe(&cfg, ping(9, fine));
         assert_eq!(ch[0].segment.cell, coarse);
+    }
+
+    #[test]
+    fn the_core_keeps_the_precise_footprint_the_cell_widens_around() {
+        let cfg = cfg();
+        let (fine, coarse) = (cell(0, Resolution::Ten), cell(0, Resolution::Seven));
+        let mut trail = SubjectTrail::default();
+        // A tower record first, then a fix inside it: the core narrows.
+        let ch = trail.observe(&cfg, ping(0, coarse));
+        assert_eq!(ch[0].segment.core, coarse);
+        let ch = trail.observe(&cfg, ping(5, fine));
+        assert_eq!((ch[0].segment.cell, ch[0].segment.core), (coarse, fine));
+        // Another tower record keeps the fix as the core.
+        let ch = trail.observe(&cfg, ping(9, coarse));
+        assert_eq!(ch[0].segment.core, fine);
+        // A fix elsewhere under the tower: the core becomes the finest cell
+        // holding both fixes, still inside the tower's cell.
+        let other = LatLng::new(37.5344 + 0.004, 126.9946)
+            .unwrap()
+            .to_cell(Resolution::Ten);
+        assert!(coarse.contains(other) && !fine.co_located(other));
+        let ch = trail.observe(&cfg, ping(12, other));
+        let core = ch[0].segment.core;
+        assert!(core.contains(fine) && core.contains(other), "{core:?}");
+        assert!(coarse.contains(core) && core != coarse);
+        assert_eq!(common_ancestor(fine, other), Some(core));
+        // Stored and read back with the core; format 1 reads it as the cell.
+        let bytes = trail.encode();
+        assert_eq!(SubjectTrail::decode(&bytes).ok(), Some(trail.clone()));
     }
 
     #[test]

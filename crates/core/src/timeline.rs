@@ -80,6 +80,7 @@ mod tests {
                 first_cell: cell,
             },
             cell,
+            core: cell,
             end: at(end),
             sources: set,
             observations: 2,

@@ -39,8 +39,11 @@ pub struct OutputRecord {
 /// Domain outputs counted by kind in the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Emitted {
-    /// `tracing.exposures` records.
+    /// `tracing.exposures` records, by kind (new, updated, retracted).
     Exposure,
+    /// Live `tracing.exposures` records (new or updated), by contact class
+    /// (close, area).
+    ExposureClass,
     /// `tracing.clusters` records.
     ClusterAlert,
 }

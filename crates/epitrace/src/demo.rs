@@ -254,8 +254,8 @@ pub(crate) async fn run(
         }
         writeln!(
             out,
-            "  {:<10} {:>7}  {:<22} when (UTC)",
-            "contact", "minutes", "first place (lat, lng)"
+            "  {:<10} {:>7} {:<5} {:>10}  {:<22} when (UTC)",
+            "contact", "minutes", "class", "likelihood", "first place (lat, lng)"
         )?;
         let mut rows: Vec<(&SubjectId, &Exposure)> = latest
             .iter()
@@ -279,9 +279,14 @@ pub(crate) async fn run(
                 .collect();
             writeln!(
                 out,
-                "  {:<10} {:>7}  {:<22} {}",
+                "  {:<10} {:>7} {:<5} {:>10}  {:<22} {}",
                 short(contact),
                 e.cumulative_s / 60,
+                e.contact_class
+                    .map_or("-", |c| c.as_symbol())
+                    .to_ascii_lowercase(),
+                e.likelihood
+                    .map_or_else(|| "-".to_owned(), |p| format!("{:.2}", p.get())),
                 format!("{:.4}, {:.4}", place.lat(), place.lng()),
                 when.join(", ")
             )?;

@@ -12,6 +12,7 @@
 
 mod dead_letters;
 mod demo;
+mod plots;
 mod purge;
 mod query;
 mod serve;
@@ -85,8 +86,14 @@ enum Command {
     /// audit.log.
     Purge(purge::PurgeArgs),
     /// Score the published exposures against a simulator's ground truth:
-    /// precision, recall and F1, by contact setting and by data source.
+    /// precision, recall and F1, by contact setting and by data source; by
+    /// contact class; the likelihood's precision-recall curve and
+    /// calibration; clusters.
     Eval(tools::EvalArgs),
+    /// Fit the exposure likelihood model to labelled examples written by
+    /// `epitrace eval --examples` (cities other than the one you will
+    /// evaluate) and print it as a [tracing.likelihood] table.
+    Calibrate(tools::CalibrateArgs),
     /// The records the pipeline refused, with their reasons: every dead
     /// letter (pipeline.deadletter), or with --provider a provider's own
     /// (pipeline.deadletter.ID, read as that provider). Shows where each
@@ -557,6 +564,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Produce(args) => tools::produce_cmd(&args, out),
         Command::Purge(args) => purge::purge_cmd(&args, out),
         Command::Eval(args) => tools::eval_cmd(&args, out),
+        Command::Calibrate(args) => tools::calibrate_cmd(&args, out),
         Command::DeadLetters(args) => dead_letters::dead_letters_cmd(&args, out),
         Command::Clusters(args) => query::clusters_cmd(&args, out),
         Command::Case(args) => query::case_cmd(&args, out),

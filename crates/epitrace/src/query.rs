@@ -11,11 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use epitrace_model::records::{AuditAction, AuditOutcome, ClusterAlert, Role, Visit};
-use epitrace_model::topics::{CLUSTERS, TIMELINES};
+use epitrace_model::records::{
+    AuditAction, AuditOutcome, ClusterAlert, ContactClass, Exposure, Role, Visit,
+};
+use epitrace_model::topics::{CLUSTERS, EXPOSURES, TIMELINES};
 use epitrace_model::{ActorId, CaseId, Cell, EventTime, Text};
 use epitrace_stream::KafkaConfig;
 use epitrace_tools::audit::{AuditEntry, append};
+use epitrace_tools::eval::{live_exposures, read_exposures};
 use epitrace_tools::query::{live_clusters, live_visits, read_clusters, read_visits};
 use serde_json::{Value, json};
 
@@ -65,6 +68,7 @@ impl From<RoleArg> for Role {
 }
 
 /// [`AuditArgs`], validated.
+#[derive(Clone)]
 struct Reader {
     actor: ActorId,
     purpose: Text,
@@ -110,8 +114,8 @@ pub(crate) struct CaseArgs {
     /// tables.
     #[arg(long)]
     json: bool,
-    /// How long to wait for tracing.timelines, tracing.clusters and
-    /// audit.log to be read to their end, in seconds.
+    /// How long to wait for tracing.timelines, tracing.exposures,
+    /// tracing.clusters and audit.log to be read to their end, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
     #[command(flatten)]
@@ -150,7 +154,8 @@ pub(crate) fn clusters_cmd(args: &ClustersArgs, out: &mut impl Write) -> Result<
     Ok(())
 }
 
-/// `epitrace case ID`: the case's live visits and the live clusters that
+/// `epitrace case ID`: the case's live visits, its live contacts counted by
+/// class (close, area; no contact's identity), and the live clusters that
 /// contain it.
 pub(crate) fn case_cmd(args: &CaseArgs, out: &mut impl Write) -> Result<()> {
     let reader = args.audit.validate()?;
@@ -159,23 +164,39 @@ pub(crate) fn case_cmd(args: &CaseArgs, out: &mut impl Write) -> Result<()> {
     crate::require_kafka(&cfg.kafka)?;
     let timeout = Duration::from_secs(args.timeout_s);
     let (visits, bad_visits) = read_visits(&cfg.kafka, timeout)?;
+    let (exposures, bad_exposures) = read_exposures(&cfg.kafka, timeout)?;
     let (clusters, bad_clusters) = read_clusters(&cfg.kafka, timeout)?;
-    audit(
-        &cfg.kafka,
-        reader,
-        AuditAction::ReadTimeline,
-        TIMELINES,
-        Some(case.clone()),
-        timeout,
-    )?;
+    for (action, resource) in [
+        (AuditAction::ReadTimeline, TIMELINES),
+        (AuditAction::ReadExposures, EXPOSURES),
+    ] {
+        audit(
+            &cfg.kafka,
+            reader.clone(),
+            action,
+            resource,
+            Some(case.clone()),
+            timeout,
+        )?;
+    }
     warn_undecodable(bad_visits, TIMELINES);
+    warn_undecodable(bad_exposures, EXPOSURES);
     warn_undecodable(bad_clusters, CLUSTERS);
     let visits = live_visits(&case, visits);
+    let contacts = ContactCounts::of(
+        live_exposures(exposures)
+            .iter()
+            .filter(|e| e.case_id == case),
+    );
     let clusters = select_clusters(live_clusters(clusters), Some(&case));
     if args.json {
-        writeln!(out, "{:#}", case_json(&case, &visits, &clusters))?;
+        let mut doc = case_json(&case, &visits, &clusters);
+        doc["contacts"] = contacts.json();
+        writeln!(out, "{doc:#}")?;
     } else {
-        write!(out, "{}", case_text(&case, &visits, &clusters))?;
+        let mut text = case_text(&case, &visits, &clusters);
+        text.push_str(&contacts.text(&case));
+        write!(out, "{text}")?;
     }
     Ok(())
 }
@@ -234,6 +255,45 @@ fn now() -> Result<EventTime> {
 }
 
 // ------------------------------------------------------------- formatting
+
+/// A case's live contacts by class.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ContactCounts {
+    close: usize,
+    area: usize,
+    /// Records written before contact classes.
+    unclassified: usize,
+}
+
+impl ContactCounts {
+    fn of<'a>(exposures: impl Iterator<Item = &'a Exposure>) -> Self {
+        let mut c = Self::default();
+        for e in exposures {
+            match e.contact_class {
+                Some(ContactClass::Close) => c.close += 1,
+                Some(ContactClass::Area) => c.area += 1,
+                None => c.unclassified += 1,
+            }
+        }
+        c
+    }
+
+    fn json(&self) -> Value {
+        json!({"close": self.close, "area": self.area, "unclassified": self.unclassified})
+    }
+
+    fn text(&self, case: &CaseId) -> String {
+        let mut s = format!(
+            "contacts of case {case}: {} close (call; quarantine), {} area (broad notification)",
+            self.close, self.area
+        );
+        if self.unclassified > 0 {
+            s.push_str(&format!(", {} without a class", self.unclassified));
+        }
+        s.push('\n');
+        s
+    }
+}
 
 /// The clusters that contain `case` (all when `None`), largest first, then
 /// by id.

@@ -12,8 +12,11 @@ use epitrace_model::EventTime;
 use epitrace_sim::city::files::{FileSink, demo_key, write_truth};
 use epitrace_sim::city::{CityConfig, Malformed, RowSink, simulate};
 use epitrace_stream::{OutputRecord, Publisher};
+use epitrace_tools::calibration::{
+    examples, fit, fit_toml, likelihood_report, read_examples, write_examples,
+};
 use epitrace_tools::eval::{
-    TruthSet, evaluate, evaluate_clusters, live_exposures, read_exposures, table,
+    TruthSet, evaluate, evaluate_clusters, live_exposures, one_to_one, read_exposures, table,
 };
 use epitrace_tools::produce::{ProduceOptions, Progress, produce};
 use epitrace_tools::query::{live_clusters, read_clusters};
@@ -403,8 +406,51 @@ pub(crate) struct EvalArgs {
     /// read to its end (each).
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
+    /// Also write every scored exposure as a labelled example here (CSV:
+    /// case, contact resident, location basis, likelihood, class, truth),
+    /// the input of `epitrace calibrate`.
+    #[arg(long)]
+    examples: Option<PathBuf>,
+    /// With --json: do not draw the PNG plots beside it (precision-recall
+    /// curve, reliability diagram, cluster matches).
+    #[arg(long)]
+    no_plots: bool,
+    /// The TrueType font of the plots' text (default: DejaVu Sans or
+    /// Liberation Sans from /usr/share/fonts).
+    #[arg(long, value_name = "FILE")]
+    plot_font: Option<PathBuf>,
     #[command(flatten)]
     overrides: Overrides,
+}
+
+/// `epitrace calibrate` flags.
+#[derive(Debug, Args)]
+pub(crate) struct CalibrateArgs {
+    /// Example files written by `epitrace eval --examples` (one or more
+    /// cities; never the one you will evaluate).
+    #[arg(required = true)]
+    examples: Vec<PathBuf>,
+    /// Where the model comes from, written into the table's provenance
+    /// (e.g. "sim seeds 11, 12: 20,000 residents x 4 days, 2026-12-07").
+    #[arg(long)]
+    provenance: String,
+    /// Write the table here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn calibrate_cmd(args: &CalibrateArgs, out: &mut impl Write) -> Result<()> {
+    let mut examples = Vec::new();
+    for path in &args.examples {
+        examples.extend(read_examples(path)?);
+    }
+    let fitted = fit(&examples)?;
+    let text = fit_toml(&fitted, &args.provenance);
+    write!(out, "{text}")?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn eval_cmd(args: &EvalArgs, out: &mut impl Write) -> Result<()> {
@@ -418,9 +464,18 @@ pub(crate) fn eval_cmd(args: &EvalArgs, out: &mut impl Write) -> Result<()> {
     let truth = TruthSet::load(&args.truth, &key)?;
     let timeout = Duration::from_secs(args.timeout_s);
     let (versions, bad) = read_exposures(&cfg.kafka, timeout)?;
-    let mut report = evaluate(&truth, &live_exposures(versions));
+    let live = live_exposures(versions);
+    let mut report = evaluate(&truth, &live);
+    let examples = examples(&truth, &live);
+    report.likelihood = Some(likelihood_report(&truth, &examples));
+    if let Some(path) = &args.examples {
+        write_examples(path, &examples)?;
+    }
     let (alerts, bad_clusters) = read_clusters(&cfg.kafka, timeout)?;
-    report.clusters = Some(evaluate_clusters(&truth, &live_clusters(alerts)));
+    let live = live_clusters(alerts.clone());
+    let mut clusters = evaluate_clusters(&truth, &live);
+    clusters.one_to_one = Some(one_to_one(&truth, &live, &alerts));
+    report.clusters = Some(clusters);
     write!(out, "{}", table(&report))?;
     for (n, topic) in [
         (bad, "tracing.exposures"),
@@ -433,6 +488,19 @@ pub(crate) fn eval_cmd(args: &EvalArgs, out: &mut impl Write) -> Result<()> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        if let (false, Some(likelihood)) = (args.no_plots, &report.likelihood) {
+            let clusters = report.clusters.as_ref().and_then(|c| c.one_to_one.as_ref());
+            let files = crate::plots::write_plots(
+                path,
+                likelihood,
+                cfg.tracing.likelihood.close_threshold,
+                clusters,
+                args.plot_font.as_deref(),
+            )?;
+            for f in files {
+                writeln!(out, "plot: {}", f.display())?;
+            }
+        }
     }
     Ok(())
 }

@@ -174,17 +174,17 @@ fn epitrace_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
     use std::time::Duration;
 
-    use AuditAction::{ReadCluster, ReadTimeline};
+    use AuditAction::{ReadCluster, ReadExposures, ReadTimeline};
     use AuditOutcome::Allowed;
     use Role::{Epidemiologist, Investigator};
     use epitrace_model::records::{
-        AuditAction, AuditOutcome, ClusterAlert, ClusterStatus, ObservationSource, Place, Role,
-        Visit,
+        AuditAction, AuditOutcome, ClusterAlert, ClusterStatus, ContactClass, DataCategory,
+        Exposure, ExposureStatus, LocationBasis, ObservationSource, Place, Role, TimeWindow, Visit,
     };
-    use epitrace_model::topics::{AUDIT, CLUSTERS, TIMELINES};
+    use epitrace_model::topics::{AUDIT, CLUSTERS, EXPOSURES, TIMELINES};
     use epitrace_model::{
-        CaseId, Cell, ClusterId, EventTime, LatLng, Probability, SubjectId, Text, VisitId,
-        encode_single_object,
+        CaseId, Cell, ClusterId, EventTime, ExposureId, LatLng, Probability, SubjectId, Text,
+        VisitId, encode_single_object,
     };
     use epitrace_stream::read::read_to_end;
     use epitrace_stream::{KafkaConfig, OutputRecord, Publisher};
@@ -267,6 +267,42 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
         payload: encode_single_object(v).unwrap(),
         timestamp_ms: None,
     }));
+    // Case A's contacts: one close, one area, one close then retracted.
+    let exposure = |contact: u8, class: ContactClass, status: ExposureStatus| Exposure {
+        exposure_id: ExposureId::new(id(&format!("e{contact}"))).unwrap(),
+        case_id: case(&a),
+        contact: SubjectId::from_bytes([contact; 16]),
+        first_cell: cell(37.5300, h3o::Resolution::Ten),
+        windows: vec![TimeWindow::new(t(0), t(30)).unwrap()],
+        cumulative_s: 1800,
+        risk: Probability::new("risk", 0.5).unwrap(),
+        status,
+        detected_at: t(40),
+        evidence: vec![DataCategory::Location],
+        likelihood: Some(Probability::new("likelihood", 0.5).unwrap()),
+        contact_class: Some(class),
+        basis: Some(LocationBasis {
+            fine_s: 1800,
+            near_s: 0,
+            wide_s: 0,
+            apart_s: 0,
+        }),
+    };
+    records.extend(
+        [
+            exposure(31, ContactClass::Close, ExposureStatus::New),
+            exposure(32, ContactClass::Area, ExposureStatus::New),
+            exposure(33, ContactClass::Close, ExposureStatus::New),
+            exposure(33, ContactClass::Close, ExposureStatus::Retracted),
+        ]
+        .iter()
+        .map(|e| OutputRecord {
+            topic: EXPOSURES.into(),
+            key: e.contact.as_bytes().to_vec(),
+            payload: encode_single_object(e).unwrap(),
+            timestamp_ms: None,
+        }),
+    );
     let kafka = KafkaConfig::for_brokers(brokers.clone());
     tokio::runtime::Runtime::new()
         .unwrap()
@@ -275,7 +311,7 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
     // Topics just created on a fresh broker: until every partition has a
     // leader, reading them fails (NotLeaderForPartition) and so would the
     // commands below.
-    for topic in [CLUSTERS, TIMELINES, AUDIT] {
+    for topic in [CLUSTERS, TIMELINES, EXPOSURES, AUDIT] {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while let Err(e) = read_to_end(&kafka, topic, Duration::from_secs(5)) {
             assert!(std::time::Instant::now() < deadline, "{topic}: {e}");
@@ -396,6 +432,11 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
         doc["clusters"],
         json!([{"cluster_id": k1, "status": "GROWING", "size": 3, "index_case": a}])
     );
+    assert_eq!(
+        doc["contacts"],
+        json!({"close": 1, "area": 1, "unclassified": 0}),
+        "the retracted contact is not counted"
+    );
 
     // An unknown case: said plainly, exit 0.
     let nobody = id("nobody");
@@ -474,9 +515,25 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
                 Allowed
             ),
             (
+                Epidemiologist,
+                ReadExposures,
+                "tracing.exposures",
+                Some(a.as_str()),
+                "cli test",
+                Allowed
+            ),
+            (
                 Investigator,
                 ReadTimeline,
                 "tracing.timelines",
+                Some(nobody.as_str()),
+                "cli test",
+                Allowed
+            ),
+            (
+                Investigator,
+                ReadExposures,
+                "tracing.exposures",
                 Some(nobody.as_str()),
                 "cli test",
                 Allowed

@@ -107,6 +107,39 @@ fn the_example_configuration_is_valid_and_complete() {
     assert!(out.contains("listen = \"127.0.0.1:9464\""), "{out}");
 }
 
+/// The `[tracing.likelihood]` table of `config check`'s output.
+fn likelihood_table(effective: &str) -> String {
+    let start = effective
+        .find("[tracing.likelihood]")
+        .unwrap_or_else(|| panic!("no [tracing.likelihood] in {effective}"));
+    let rest = &effective[start..];
+    let end = rest[1..].find("\n[").map_or(rest.len(), |i| i + 1);
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_default_likelihood_model_is_the_calibration_file() {
+    // The fitted model is kept as configuration with its provenance
+    // (deploy/calibration/likelihood.toml, written by `epitrace
+    // calibrate`); the built-in defaults are the same numbers.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let defaults = likelihood_table(&config_check(&empty, &[]));
+    let fitted = likelihood_table(&config_check(
+        &repo().join("deploy/calibration/likelihood.toml"),
+        &[],
+    ));
+    assert_eq!(defaults, fitted);
+    assert!(fitted.contains("provenance = \"") && !fitted.contains("not fitted"));
+    // The example configuration says the same.
+    let example = likelihood_table(&config_check(
+        &repo().join("deploy/epitrace.example.toml"),
+        &[],
+    ));
+    assert_eq!(example, fitted);
+}
+
 #[test]
 fn compose_agrees_with_the_binary_prometheus_and_grafana() {
     let compose = &yaml("deploy/compose/compose.yaml")[0];

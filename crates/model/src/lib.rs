@@ -55,10 +55,10 @@ pub use ids::{
 };
 pub use records::{
     ApprovalWindow, AuditAction, AuditOutcome, AuditRecord, CardTransaction, CaseEvent, CaseStatus,
-    CaseTag, ClusterAlert, ClusterStatus, DataAccessApproval, DataCategory, DeadLetter, Exposure,
-    ExposureCandidate, ExposureStatus, InterviewEntry, LocationPing, LocationSource,
-    ObservationSource, Place, Role, SegmentRef, SegmentUpdate, SegmentUpdateKind, SubjectCase,
-    TimeWindow, VenueCheckin, Visit,
+    CaseTag, ClusterAlert, ClusterStatus, ContactClass, DataAccessApproval, DataCategory,
+    DeadLetter, Exposure, ExposureCandidate, ExposureStatus, InterviewEntry, LocationBasis,
+    LocationPing, LocationSource, ObservationSource, Place, Role, SegmentRef, SegmentUpdate,
+    SegmentUpdateKind, SubjectCase, TimeWindow, VenueCheckin, Visit,
 };
 pub use schema::SchemaSet;
 pub use text::{Mcc, Probability, Text};

@@ -126,6 +126,17 @@ impl<'a> Fields<'a> {
         optional(field, self.get(field)?, time)
     }
 
+    pub(crate) fn opt_long(&self, field: &'static str) -> Result<Option<i64>, ModelError> {
+        optional(field, self.get(field)?, long)
+    }
+
+    pub(crate) fn opt_double(&self, field: &'static str) -> Result<Option<f64>, ModelError> {
+        optional(field, self.get(field)?, |field, v| match v {
+            Value::Double(d) => Ok(*d),
+            other => Err(shape(field, "double", other)),
+        })
+    }
+
     pub(crate) fn symbol(&self, field: &'static str) -> Result<&'a str, ModelError> {
         symbol(field, self.get(field)?)
     }

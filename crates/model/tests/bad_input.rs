@@ -451,6 +451,7 @@ fn sample_segment() -> SegmentUpdate {
         observations: 7,
         kind: SegmentUpdateKind::Upsert,
         cases: vec![sample_subject_case().tag()],
+        core_cell: p.to_cell(h3o::Resolution::Ten),
     }
 }
 
@@ -466,6 +467,8 @@ fn sample_candidate() -> ExposureCandidate {
             ..seg.segment_ref()
         },
         cell: seg.first_cell,
+        case_core: seg.first_cell,
+        contact_core: seg.first_cell,
         overlap: Some(TimeWindow::new(seg.start, seg.end).unwrap()),
     }
 }

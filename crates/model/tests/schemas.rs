@@ -398,6 +398,14 @@ fn a_bare_datum_of_a_released_schema_is_read_by_trying_each_writer() {
         status: ExposureStatus::New,
         detected_at: EventTime::from_millis("t", 1_588_378_500_000).unwrap(),
         evidence: vec![DataCategory::Location, DataCategory::Interview],
+        likelihood: Some(Probability::new("likelihood", 0.8).unwrap()),
+        contact_class: Some(ContactClass::Close),
+        basis: Some(LocationBasis {
+            fine_s: 600,
+            near_s: 0,
+            wide_s: 300,
+            apart_s: 0,
+        }),
     };
     let current = encode_datum(&exposure).unwrap();
     assert_eq!(
@@ -408,7 +416,9 @@ fn a_bare_datum_of_a_released_schema_is_read_by_trying_each_writer() {
     let Value::Record(mut fields) = exposure.to_value() else {
         unreachable!()
     };
-    fields.retain(|(n, _)| n != "evidence");
+    fields.retain(|(n, _)| {
+        !["evidence", "likelihood", "contact_class", "basis"].contains(&n.as_str())
+    });
     let old = GenericDatumWriter::builder(&released)
         .build()
         .unwrap()
@@ -419,6 +429,9 @@ fn a_bare_datum_of_a_released_schema_is_read_by_trying_each_writer() {
         "not the current layout"
     );
     exposure.evidence = Vec::new();
+    exposure.likelihood = None;
+    exposure.contact_class = None;
+    exposure.basis = None;
     assert_eq!(
         codec::decode_datum_any_version::<Exposure>(&old).unwrap(),
         exposure

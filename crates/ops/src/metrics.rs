@@ -57,6 +57,8 @@ pub struct Metrics {
     pub state_keys: IntGaugeVec,
     /// `epitrace_exposures_emitted_total{kind}`.
     pub exposures_emitted: IntCounterVec,
+    /// `epitrace_exposures_class_total{class}`.
+    pub exposures_class: IntCounterVec,
     /// `epitrace_cluster_alerts_emitted_total{kind}`.
     pub cluster_alerts_emitted: IntCounterVec,
     /// `epitrace_pending_approval_cases`.
@@ -118,6 +120,7 @@ impl Metrics {
         "epitrace_state_size_bytes",
         "epitrace_state_keys",
         "epitrace_exposures_emitted_total",
+        "epitrace_exposures_class_total",
         "epitrace_cluster_alerts_emitted_total",
         "epitrace_pending_approval_cases",
         "epitrace_ready",
@@ -269,6 +272,11 @@ impl Metrics {
                 "epitrace_exposures_emitted_total",
                 "Exposure records published to tracing.exposures, by kind (new, updated, retracted).",
                 &["kind"],
+            )?,
+            exposures_class: counter(
+                "epitrace_exposures_class_total",
+                "Live exposure records (new or updated) published to tracing.exposures, by contact class (close, area).",
+                &["class"],
             )?,
             cluster_alerts_emitted: counter(
                 "epitrace_cluster_alerts_emitted_total",
@@ -577,6 +585,14 @@ impl TaskMetrics {
         self.metrics
             .cases_pending_approval
             .set(i64::try_from(cases).unwrap_or(i64::MAX));
+    }
+
+    /// Live exposures published in a batch, by contact class.
+    pub fn exposure_classes(&self, class: &str, n: u64) {
+        self.metrics
+            .exposures_class
+            .with_label_values(&[class])
+            .inc_by(n);
     }
 
     /// Cluster alerts published in a batch, by kind.

@@ -290,6 +290,7 @@ pub(crate) fn update_of(
         observations: seg.observations.max(1),
         kind,
         cases,
+        core_cell: seg.core,
     }
 }
 
@@ -302,6 +303,7 @@ pub(crate) fn segment_of(u: &SegmentUpdate) -> Segment {
             first_cell: u.first_cell,
         },
         cell: u.cell,
+        core: u.core_cell,
         end: u.end,
         sources: source_set(&u.sources),
         observations: u.observations,

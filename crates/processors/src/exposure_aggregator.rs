@@ -38,7 +38,10 @@
 //!   (case, contact); consumers upsert by it.
 //! - **Rule:** the union of overlaps within the infectious window reaches
 //!   `exposure.min_cumulative` within some `exposure.window` (see
-//!   `epitrace_core::exposure`). `cumulative_s` is the total co-located time
+//!   `epitrace_core::exposure`). Each live exposure carries its
+//!   `likelihood`, `contact_class` and location `basis` (see
+//!   `epitrace_core::likelihood`): an update is published when they change
+//!   too. `cumulative_s` is the total co-located time
 //!   within the infectious window. The case's own pseudonyms are never its
 //!   contacts.
 //! - **Time:** `detected_at` is the origin time of the input that changed
@@ -56,8 +59,8 @@ use epitrace_core::{
 use epitrace_engine::{Emitted, InputRecord, OutputRecord, ProcessError, Processor};
 use epitrace_model::codec::encode_single_object;
 use epitrace_model::records::{
-    CaseEvent, CaseStatus, DataAccessApproval, DataCategory, Exposure, ExposureCandidate,
-    ExposureStatus, TimeWindow,
+    CaseEvent, CaseStatus, ContactClass, DataAccessApproval, DataCategory, Exposure,
+    ExposureCandidate, ExposureStatus, LocationBasis, TimeWindow,
 };
 use epitrace_model::{CaseId, EventTime, Probability, SubjectId};
 use epitrace_state::Txn;
@@ -136,6 +139,8 @@ pub struct ExposureAggregator {
     dirty: BTreeMap<(CaseId, SubjectId), Option<i64>>,
     /// Exposures published in this batch: new, updated, retracted.
     emitted: [u64; 3],
+    /// Live exposures published in this batch: close, area.
+    classes: [u64; 2],
     /// Event time of the last record (for the lag metric).
     last_event_ms: Option<i64>,
     /// How long ended cases are kept behind the stream time (ms); `None`
@@ -173,6 +178,7 @@ impl ExposureAggregator {
             cfg: cfg.clone(),
             dirty: BTreeMap::new(),
             emitted: [0; 3],
+            classes: [0; 2],
             last_event_ms: None,
             retention_ms: None,
             stream_time_ms: None,
@@ -271,6 +277,11 @@ impl ExposureAggregator {
             ExposureStatus::Retracted => 2,
         };
         self.emitted[slot] += 1;
+        match (exposure.status, exposure.contact_class) {
+            (ExposureStatus::Retracted, _) | (_, None) => {}
+            (_, Some(ContactClass::Close)) => self.classes[0] += 1,
+            (_, Some(ContactClass::Area)) => self.classes[1] += 1,
+        }
         out.push(OutputRecord {
             topic: EXPOSURES.into(),
             key: exposure.contact.as_bytes().to_vec(),
@@ -328,11 +339,14 @@ impl ExposureAggregator {
         let cumulative_s = u32::try_from(a.cumulative_ms / 1000).unwrap_or(u32::MAX);
         let risk = Probability::new("risk", self.risk(&a)).or_fatal()?;
         let evidence: Vec<DataCategory> = a.evidence.categories().map(Into::into).collect();
+        let (likelihood, contact_class, basis) = self.likelihood(ledger, gate, a.cumulative_ms)?;
         if let Some(prev) = live_last
             && prev.windows == windows
             && prev.cumulative_s == cumulative_s
             && prev.first_cell == first_cell
             && prev.evidence == evidence
+            && prev.basis == Some(basis)
+            && prev.likelihood == Some(likelihood)
         {
             return Ok(());
         }
@@ -351,8 +365,46 @@ impl ExposureAggregator {
             },
             detected_at: Self::detected_at(ts, last_window.end()),
             evidence,
+            likelihood: Some(likelihood),
+            contact_class: Some(contact_class),
+            basis: Some(basis),
         };
         self.publish(&exposure, ts, txn, out)
+    }
+
+    /// The likelihood, class and basis of the overlaps the rule counted
+    /// (`cumulative_ms` of them).
+    fn likelihood(
+        &self,
+        ledger: &ContactLedger,
+        gate: Gate,
+        cumulative_ms: i64,
+    ) -> Result<(Probability, ContactClass, LocationBasis), ProcessError> {
+        let cfg = &self.cfg.likelihood;
+        let b = ledger.basis_gated(gate, cfg);
+        let p = cfg.likelihood(&b);
+        // Seconds that add up to cumulative_s exactly (each part truncated
+        // at the same boundaries as the whole).
+        let secs = |ms: i64| u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX);
+        let fine_s = secs(b.fine_ms);
+        let near_s = secs(b.fine_ms + b.near_ms).saturating_sub(fine_s);
+        let wide_s = secs(b.fine_ms + b.near_ms + b.wide_ms).saturating_sub(fine_s + near_s);
+        let apart_s = secs(cumulative_ms).saturating_sub(fine_s + near_s + wide_s);
+        let class = if cfg.is_close(p) {
+            ContactClass::Close
+        } else {
+            ContactClass::Area
+        };
+        Ok((
+            Probability::new("likelihood", p).or_fatal()?,
+            class,
+            LocationBasis {
+                fine_s,
+                near_s,
+                wide_s,
+                apart_s,
+            },
+        ))
     }
 
     fn candidate(
@@ -388,6 +440,8 @@ impl ExposureAggregator {
         let overlap = c.overlap.as_ref().map(|w| Overlap {
             window: Interval::new(w.start(), w.end()),
             cell: c.cell,
+            case_core: c.case_core,
+            contact_core: c.contact_core,
         });
         if !ledger.set(pair, overlap) {
             return Ok(());
@@ -609,11 +663,17 @@ impl Processor for ExposureAggregator {
 
     fn drain_emitted(&mut self) -> Vec<(Emitted, &'static str, u64)> {
         let [new, updated, retracted] = std::mem::take(&mut self.emitted);
-        [("new", new), ("updated", updated), ("retracted", retracted)]
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| (Emitted::Exposure, kind, n))
-            .collect()
+        let [close, area] = std::mem::take(&mut self.classes);
+        [
+            (Emitted::Exposure, "new", new),
+            (Emitted::Exposure, "updated", updated),
+            (Emitted::Exposure, "retracted", retracted),
+            (Emitted::ExposureClass, "close", close),
+            (Emitted::ExposureClass, "area", area),
+        ]
+        .into_iter()
+        .filter(|(_, _, n)| *n > 0)
+        .collect()
     }
 
     fn end_batch(

@@ -590,6 +590,8 @@ impl PresenceJoin {
                 contact: p.contact.subject,
                 contact_segment: segment_ref(&segment_of(p.contact).key),
                 cell: p.overlap.cell,
+                case_core: p.overlap.case_core,
+                contact_core: p.overlap.contact_core,
                 overlap,
             };
             out.push(OutputRecord {

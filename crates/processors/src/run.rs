@@ -87,7 +87,7 @@ impl FromStr for ProcessorKind {
 }
 
 /// Everything a pipeline instance needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Kafka clients.

@@ -1266,6 +1266,7 @@ fn report(
     for (what, kind, n) in &outcome.emitted {
         match what {
             Emitted::Exposure => metrics.exposures(kind, *n),
+            Emitted::ExposureClass => metrics.exposure_classes(kind, *n),
             Emitted::ClusterAlert => metrics.cluster_alerts(kind, *n),
         }
     }

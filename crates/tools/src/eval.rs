@@ -70,6 +70,8 @@ pub struct TruthSet {
     by_subject: BTreeMap<SubjectId, u32>,
     /// Case id → the case's resident.
     cases: BTreeMap<String, u32>,
+    /// Case id → when it was confirmed (ms), where the truth says.
+    confirmed: BTreeMap<String, i64>,
     pairs: BTreeMap<(String, u32), Pair>,
     clusters: Vec<TrueCluster>,
 }
@@ -247,7 +249,14 @@ impl TruthSet {
         let path = dir.join("truth/cases.csv");
         let (h, recs) = rows(&path)?;
         let (cid, cper) = (column(&path, &h, "case_id")?, column(&path, &h, "person")?);
+        let cconf = column(&path, &h, "confirmed_at").ok();
+        let mut confirmed = BTreeMap::new();
         for r in &recs {
+            if let (Some(id), Some(at)) = (r.get(cid), cconf.and_then(|c| r.get(c)))
+                && let Ok(t) = epitrace_feeds::parse_time("confirmed_at", at)
+            {
+                confirmed.insert(id.to_owned(), t.as_millis());
+            }
             let (Some(id), Some(p)) = (r.get(cid), r.get(cper).and_then(|s| s.parse::<u32>().ok()))
             else {
                 return Err(truth_error(&path, "bad row"));
@@ -259,6 +268,7 @@ impl TruthSet {
             residents,
             by_subject,
             cases,
+            confirmed,
             pairs,
             clusters,
         })
@@ -274,6 +284,69 @@ impl TruthSet {
     #[must_use]
     pub fn has_case(&self, case_id: &str) -> bool {
         self.cases.contains_key(case_id)
+    }
+
+    /// The resident a pseudonym belongs to.
+    #[must_use]
+    pub fn resident_of(&self, subject: &SubjectId) -> Option<u32> {
+        self.by_subject.get(subject).copied()
+    }
+
+    /// Whether (case, resident) truly met the exposure rule.
+    #[must_use]
+    pub fn is_exposed(&self, case_id: &str, person: u32) -> bool {
+        self.pairs
+            .get(&(case_id.to_owned(), person))
+            .is_some_and(|p| p.exposed)
+    }
+
+    /// The true exposures.
+    #[must_use]
+    pub fn exposed_pairs(&self) -> usize {
+        self.pairs.values().filter(|p| p.exposed).count()
+    }
+
+    /// The data source of (case, resident): `gps` when both phones report
+    /// GPS/Wi-Fi fixes, `tower` when neither does, `mixed` otherwise.
+    #[must_use]
+    pub fn source_of(&self, case_id: &str, person: u32) -> &'static str {
+        let case_person = self.cases.get(case_id).copied().unwrap_or(u32::MAX);
+        self.source(case_person, person)
+    }
+
+    /// The true exposures by data source ([`TruthSet::source_of`]).
+    #[must_use]
+    pub fn exposed_by_source(&self) -> BTreeMap<&'static str, usize> {
+        let mut n = BTreeMap::new();
+        for ((case, person), p) in &self.pairs {
+            if p.exposed {
+                *n.entry(self.source_of(case, *person)).or_insert(0) += 1;
+            }
+        }
+        n
+    }
+
+    /// The true exposures where at least one side had fine evidence.
+    #[must_use]
+    pub fn exposed_fine_pairs(&self) -> usize {
+        self.pairs
+            .iter()
+            .filter(|((case, person), p)| p.exposed && self.fine_evidence(case, *person))
+            .count()
+    }
+
+    /// Whether at least one side of (case, resident) had fine evidence of
+    /// where they met, as far as the truth tells: the case or the contact
+    /// is a resident whose phone reports GPS/Wi-Fi fixes, or they met at a
+    /// venue (where the simulator's residents pay by card or check in).
+    #[must_use]
+    pub fn fine_evidence(&self, case_id: &str, person: u32) -> bool {
+        let case_person = self.cases.get(case_id).copied().unwrap_or(u32::MAX);
+        let venue = self
+            .pairs
+            .get(&(case_id.to_owned(), person))
+            .is_some_and(|p| p.setting == "venue");
+        venue || self.source(case_person, person) != "tower"
     }
 
     fn source(&self, a: u32, b: u32) -> &'static str {
@@ -308,6 +381,20 @@ pub struct Score {
 }
 
 impl Score {
+    /// A finished score of counts.
+    #[must_use]
+    pub fn of(group: &str, name: &str, tp: u64, fp: u64, fn_: u64) -> Self {
+        Self {
+            group: group.to_owned(),
+            name: name.to_owned(),
+            tp,
+            fp,
+            fn_,
+            ..Self::default()
+        }
+        .finish()
+    }
+
     #[allow(clippy::cast_precision_loss)]
     fn finish(mut self) -> Self {
         let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
@@ -345,6 +432,10 @@ pub struct Report {
     /// Cluster scores, when the clusters were evaluated
     /// ([`evaluate_clusters`]; [`evaluate`] leaves this `None`).
     pub clusters: Option<ClusterScore>,
+    /// Contact classes and likelihood, when evaluated
+    /// ([`likelihood_report`](crate::calibration::likelihood_report);
+    /// [`evaluate`] leaves this `None`).
+    pub likelihood: Option<crate::calibration::LikelihoodReport>,
 }
 
 impl Report {
@@ -460,6 +551,7 @@ pub fn evaluate(truth: &TruthSet, live: &[Exposure]) -> Report {
         missed,
         false_positives,
         clusters: None,
+        likelihood: None,
     }
 }
 
@@ -540,11 +632,182 @@ pub struct ClusterScore {
     pub missed: Vec<MissedCluster>,
     /// Every detected cluster matching none, in id order.
     pub unmatched: Vec<UnmatchedCluster>,
+    /// The one-to-one scores (set by the caller from [`one_to_one`]).
+    pub one_to_one: Option<OneToOne>,
 }
 
 #[allow(clippy::cast_precision_loss)]
 fn ratio(a: usize, b: usize) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// The source a detected cluster names for a true one: the `source_case`
+/// of its place-time holding most of the true cluster's cases (at least
+/// two; ties: the earliest), else its index case.
+fn named_source(d: &ClusterAlert, t: &TrueCluster) -> Option<String> {
+    d.places
+        .iter()
+        .map(|p| {
+            let here = p
+                .cases()
+                .iter()
+                .filter(|c| t.cases.contains(c.as_str()))
+                .count();
+            (here, std::cmp::Reverse((p.start(), p.end(), p.cell())), p)
+        })
+        .filter(|(here, _, _)| *here >= 2)
+        .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
+        .and_then(|(_, _, p)| p.source_case())
+        .map(|c| c.as_str().to_owned())
+        .or_else(|| d.index_case.as_ref().map(|c| c.as_str().to_owned()))
+}
+
+/// A one-to-one pair of a true and a detected cluster.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OneToOneMatch {
+    /// The truth's id.
+    pub true_id: String,
+    /// The detected cluster's id.
+    pub detected_id: String,
+    /// Jaccard of their cases (the detected cluster's restricted to the
+    /// truth's cases).
+    pub jaccard: f64,
+    /// Whether the detected cluster names the true index case as the
+    /// source (see [`ClusterMatch::named_source`]).
+    pub source_named: bool,
+    /// Hours from the confirmation of the true cluster's third case to the
+    /// event time of the first alert holding min(3, size) of its cases;
+    /// `None` when the truth has no confirmation times.
+    pub detection_delay_h: Option<f64>,
+}
+
+/// Clusters matched one to one: each true cluster to at most one detected
+/// cluster and back, when the Jaccard of their cases is at least 0.5
+/// (greedily, highest Jaccard first).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OneToOne {
+    /// True clusters.
+    pub true_clusters: usize,
+    /// Live detected clusters holding at least one of the truth's cases.
+    pub detected: usize,
+    /// Pairs matched.
+    pub matched: usize,
+    /// matched / detected.
+    pub precision: Option<f64>,
+    /// matched / true clusters.
+    pub recall: Option<f64>,
+    /// Their harmonic mean.
+    pub f1: Option<f64>,
+    /// matched pairs naming the true source / matched.
+    pub source_named_first: Option<f64>,
+    /// The median of the pairs' detection delays, in hours.
+    pub median_detection_delay_h: Option<f64>,
+    /// Every pair.
+    pub pairs: Vec<OneToOneMatch>,
+}
+
+/// Scores live clusters one to one against the truth's (see [`OneToOne`]);
+/// `history` is every version read, for the time of first detection.
+#[must_use]
+pub fn one_to_one(truth: &TruthSet, live: &[ClusterAlert], history: &[ClusterAlert]) -> OneToOne {
+    let detected: Vec<(&ClusterAlert, BTreeSet<&str>)> = live
+        .iter()
+        .map(|a| {
+            let cases: BTreeSet<&str> = a
+                .cases
+                .iter()
+                .map(CaseId::as_str)
+                .filter(|c| truth.has_case(c))
+                .collect();
+            (a, cases)
+        })
+        .filter(|(_, cases)| !cases.is_empty())
+        .collect();
+    let mut candidates: Vec<(f64, usize, usize)> = Vec::new();
+    for (ti, t) in truth.clusters.iter().enumerate() {
+        for (di, (_, cases)) in detected.iter().enumerate() {
+            let inter = t
+                .cases
+                .iter()
+                .filter(|c| cases.contains(c.as_str()))
+                .count();
+            let union = t.cases.len() + cases.len() - inter;
+            #[allow(clippy::cast_precision_loss)]
+            let jaccard = if union == 0 {
+                0.0
+            } else {
+                inter as f64 / union as f64
+            };
+            if jaccard >= 0.5 {
+                candidates.push((jaccard, ti, di));
+            }
+        }
+    }
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    let (mut used_t, mut used_d) = (BTreeSet::new(), BTreeSet::new());
+    let mut pairs = Vec::new();
+    for (jaccard, ti, di) in candidates {
+        let (Some(t), Some((d, _))) = (truth.clusters.get(ti), detected.get(di)) else {
+            continue;
+        };
+        if used_t.contains(&ti) || used_d.contains(&di) {
+            continue;
+        }
+        used_t.insert(ti);
+        used_d.insert(di);
+        let need = t.cases.len().clamp(1, 3);
+        let mut confirmations: Vec<i64> = t
+            .cases
+            .iter()
+            .filter_map(|c| truth.confirmed.get(c).copied())
+            .collect();
+        confirmations.sort_unstable();
+        let first_detection = history
+            .iter()
+            .filter(|a| {
+                a.cases
+                    .iter()
+                    .filter(|c| t.cases.contains(c.as_str()))
+                    .count()
+                    >= need
+            })
+            .map(|a| a.detected_at.as_millis())
+            .min();
+        #[allow(clippy::cast_precision_loss)]
+        let detection_delay_h = match (confirmations.get(need - 1), first_detection) {
+            (Some(third), Some(at)) => Some((at - third) as f64 / 3_600_000.0),
+            _ => None,
+        };
+        pairs.push(OneToOneMatch {
+            true_id: t.id.clone(),
+            detected_id: d.cluster_id.as_str().to_owned(),
+            jaccard,
+            source_named: named_source(d, t).as_deref() == Some(t.index_case.as_str()),
+            detection_delay_h,
+        });
+    }
+    pairs.sort_by(|a, b| a.true_id.cmp(&b.true_id));
+    let matched = pairs.len();
+    let precision = ratio(matched, detected.len());
+    let recall = ratio(matched, truth.clusters.len());
+    let f1 = match (precision, recall) {
+        (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+        (Some(_), Some(_)) => Some(0.0),
+        _ => None,
+    };
+    let mut delays: Vec<f64> = pairs.iter().filter_map(|p| p.detection_delay_h).collect();
+    delays.sort_by(f64::total_cmp);
+    OneToOne {
+        true_clusters: truth.clusters.len(),
+        detected: detected.len(),
+        matched,
+        precision,
+        recall,
+        f1,
+        source_named_first: ratio(pairs.iter().filter(|p| p.source_named).count(), matched),
+        median_detection_delay_h: delays.get(delays.len() / 2).copied(),
+        pairs,
+    }
 }
 
 /// Scores live clusters (see [`live_clusters`](crate::query::live_clusters))
@@ -592,25 +855,7 @@ pub fn evaluate_clusters(truth: &TruthSet, live: &[ClusterAlert]) -> ClusterScor
                     *m = true;
                 }
                 let detected_index = d.index_case.as_ref().map(|c| c.as_str().to_owned());
-                // The place-time of this true cluster within the detected
-                // one: the place holding most of its cases (ties: the
-                // earliest).
-                let place_source = d
-                    .places
-                    .iter()
-                    .map(|p| {
-                        let here = p
-                            .cases()
-                            .iter()
-                            .filter(|c| t.cases.contains(c.as_str()))
-                            .count();
-                        (here, std::cmp::Reverse((p.start(), p.end(), p.cell())), p)
-                    })
-                    .filter(|(here, _, _)| *here >= 2)
-                    .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)))
-                    .and_then(|(_, _, p)| p.source_case())
-                    .map(|c| c.as_str().to_owned());
-                let named_source = place_source.or_else(|| detected_index.clone());
+                let named_source = named_source(d, t);
                 matches.push(ClusterMatch {
                     true_id: t.id.clone(),
                     detected_id: d.cluster_id.as_str().to_owned(),
@@ -657,6 +902,7 @@ pub fn evaluate_clusters(truth: &TruthSet, live: &[ClusterAlert]) -> ClusterScor
         matches,
         missed,
         unmatched,
+        one_to_one: None,
     }
 }
 
@@ -693,6 +939,9 @@ pub fn table(report: &Report) -> String {
             pct(sc.recall),
             pct(sc.f1)
         );
+    }
+    if let Some(l) = &report.likelihood {
+        s.push_str(&crate::calibration::likelihood_table(l));
     }
     if let Some(c) = &report.clusters {
         cluster_table(&mut s, c);
@@ -765,6 +1014,21 @@ fn cluster_table(s: &mut String, c: &ClusterScore) {
             more(c.unmatched.len())
         );
     }
+    if let Some(o) = &c.one_to_one {
+        let hours = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} h"));
+        let _ = writeln!(
+            s,
+            "one to one (Jaccard >= 0.5): {} of {} true, {} detected; precision {}, recall {}, F1 {}; source named first {}; median detection delay after the third case {}",
+            o.matched,
+            o.true_clusters,
+            o.detected,
+            ratio(o.precision),
+            ratio(o.recall),
+            ratio(o.f1),
+            ratio(o.source_named_first),
+            hours(o.median_detection_delay_h)
+        );
+    }
 }
 
 #[cfg(test)]
@@ -797,6 +1061,7 @@ mod tests {
                 .zip(0..)
                 .map(|(c, p)| (c.to_string(), p))
                 .collect(),
+            confirmed: BTreeMap::new(),
             pairs: BTreeMap::new(),
             clusters,
         }
@@ -814,6 +1079,46 @@ mod tests {
             merged_into: None,
             detected_at: EventTime::from_millis("t", 1_588_000_000_000).unwrap(),
         }
+    }
+
+    #[test]
+    fn one_to_one_matching_counts_a_merged_cluster_once() {
+        let mut t = truth(vec![
+            true_cluster("T1", "A", &["A", "B", "C", "D"]),
+            true_cluster("T2", "E", &["E", "F", "G"]),
+        ]);
+        let h = 3_600_000;
+        for (i, c) in (0..).zip(["A", "B", "C", "D", "E", "F", "G"]) {
+            t.confirmed
+                .insert(c.to_owned(), 1_588_000_000_000 - 10 * h + i * h);
+        }
+        // One merged cluster: T1 matches it (Jaccard 4/7), T2 (3/7) not.
+        let merged = alert("M", Some("A"), &["A", "B", "C", "D", "E", "F", "G"]);
+        let o = one_to_one(
+            &t,
+            std::slice::from_ref(&merged),
+            std::slice::from_ref(&merged),
+        );
+        assert_eq!((o.matched, o.detected, o.true_clusters), (1, 1, 2));
+        assert_eq!(o.precision, Some(1.0));
+        assert_eq!(o.recall, Some(0.5));
+        assert_eq!(o.pairs[0].true_id, "T1");
+        assert!(o.pairs[0].source_named);
+        // Detected at t0; T1's third case (C) was confirmed at t0 - 8 h.
+        assert_eq!(o.pairs[0].detection_delay_h, Some(8.0));
+        // Two events: both match, one each; the second names the wrong
+        // source.
+        let live = [
+            alert("X", Some("A"), &["A", "B", "C"]),
+            alert("Y", Some("F"), &["E", "F", "G", "H"]),
+        ];
+        let o = one_to_one(&t, &live, &live);
+        assert_eq!(o.matched, 2);
+        assert_eq!(o.f1, Some(1.0));
+        assert_eq!(o.source_named_first, Some(0.5));
+        // Below half: no match.
+        let live = [alert("Z", Some("A"), &["A", "E", "F", "H"])];
+        assert_eq!(one_to_one(&t, &live, &live).matched, 0);
     }
 
     #[test]
@@ -1017,6 +1322,7 @@ mod tests {
             missed: Vec::new(),
             false_positives: Vec::new(),
             clusters: Some(s),
+            likelihood: None,
         };
         let text = table(&report);
         assert!(text.contains("recall                 n/a"), "{text}");

@@ -14,6 +14,7 @@
 //!   personal data goes through first.
 
 pub mod audit;
+pub mod calibration;
 pub mod eval;
 pub mod produce;
 pub mod purge;
@@ -54,6 +55,20 @@ pub enum ToolError {
     Truth {
         /// The file.
         path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file of calibration examples could not be written or read.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The likelihood model could not be fitted.
+    #[error("calibration: {reason}")]
+    Calibration {
         /// Why.
         reason: String,
     },

@@ -25,6 +25,70 @@ symbol_enum!(
     }
 );
 
+symbol_enum!(
+    /// What to do with a contact, from its likelihood.
+    ContactClass, "contact_class", {
+        /// Likelihood at or above the close threshold: call them;
+        /// quarantine.
+        Close = "CLOSE",
+        /// Below it: the broad notification list (a text to everyone near
+        /// the place and time).
+        Area = "AREA",
+    }
+);
+
+/// The counted overlap of an exposure split by what the most precise
+/// footprints of the two (each segment's core cell) say about each
+/// overlap; the four add up to the exposure's `cumulative_s`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct LocationBasis {
+    /// Seconds where both were placed precisely at the same place (GPS or
+    /// Wi-Fi fixes, card payments, check-ins).
+    pub fine_s: u32,
+    /// Seconds not in `fine_s` where the cores nest and the coarser is a
+    /// near cell (a dense downtown tower).
+    pub near_s: u32,
+    /// Seconds not above where the cores nest and the coarser is a wide
+    /// tower cell.
+    pub wide_s: u32,
+    /// The remaining seconds: the cores do not nest (the precise footprints
+    /// put them in different places).
+    pub apart_s: u32,
+}
+
+impl LocationBasis {
+    /// The seconds the three parts add up to.
+    #[must_use]
+    pub const fn total_s(self) -> u64 {
+        self.fine_s as u64 + self.near_s as u64 + self.wide_s as u64 + self.apart_s as u64
+    }
+
+    fn to_value(self) -> Value {
+        record([
+            ("fine_s", Value::Long(i64::from(self.fine_s))),
+            ("near_s", Value::Long(i64::from(self.near_s))),
+            ("wide_s", Value::Long(i64::from(self.wide_s))),
+            ("apart_s", Value::Long(i64::from(self.apart_s))),
+        ])
+    }
+
+    fn from_value(field: &'static str, value: &Value) -> Result<Self, ModelError> {
+        let f = Fields::of(field, value)?;
+        let secs = |name: &'static str| {
+            u32::try_from(f.long(name)?).map_err(|_| ModelError::InvalidRecord {
+                field: name,
+                reason: "outside 0..=4294967295",
+            })
+        };
+        Ok(Self {
+            fine_s: secs("fine_s")?,
+            near_s: secs("near_s")?,
+            wide_s: secs("wide_s")?,
+            apart_s: secs("apart_s")?,
+        })
+    }
+}
+
 /// A closed interval of event time, `start <= end`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimeWindow {
@@ -89,6 +153,16 @@ pub struct Exposure {
     /// version it retracts (empty on records written before the field
     /// existed).
     pub evidence: Vec<DataCategory>,
+    /// The probability that the contact was truly within close range of
+    /// the case for the counted time, from `basis` through the calibrated
+    /// likelihood model; `None` on records written before the field.
+    pub likelihood: Option<Probability>,
+    /// The class derived from `likelihood`; `None` on records written
+    /// before the field.
+    pub contact_class: Option<ContactClass>,
+    /// The evidence `likelihood` is computed from; `None` on records
+    /// written before the field.
+    pub basis: Option<LocationBasis>,
 }
 
 impl AvroRecord for Exposure {
@@ -119,6 +193,15 @@ impl AvroRecord for Exposure {
                 "evidence",
                 Value::Array(self.evidence.iter().map(|c| c.to_value()).collect()),
             ),
+            (
+                "likelihood",
+                value::opt(self.likelihood.map(|p| Value::Double(p.get()))),
+            ),
+            (
+                "contact_class",
+                value::opt(self.contact_class.map(ContactClass::to_value)),
+            ),
+            ("basis", value::opt(self.basis.map(LocationBasis::to_value))),
         ])
     }
 
@@ -148,6 +231,16 @@ impl AvroRecord for Exposure {
                 .iter()
                 .map(|c| DataCategory::from_symbol(value::symbol("evidence", c)?))
                 .collect::<Result<_, _>>()?,
+            likelihood: f
+                .opt_double("likelihood")?
+                .map(|p| Probability::new("likelihood", p))
+                .transpose()?,
+            contact_class: value::optional(
+                "contact_class",
+                f.get("contact_class")?,
+                |field, v| ContactClass::from_symbol(value::symbol(field, v)?),
+            )?,
+            basis: value::optional("basis", f.get("basis")?, LocationBasis::from_value)?,
         };
         exposure.validate()?;
         Ok(exposure)
@@ -164,6 +257,14 @@ impl AvroRecord for Exposure {
             return Err(ModelError::InvalidRecord {
                 field: "evidence",
                 reason: "not in schema order or duplicated",
+            });
+        }
+        if let Some(b) = self.basis
+            && b.total_s() != u64::from(self.cumulative_s)
+        {
+            return Err(ModelError::InvalidRecord {
+                field: "basis",
+                reason: "does not add up to cumulative_s",
             });
         }
         Ok(())

@@ -52,6 +52,13 @@ pub struct ExposureCandidate {
     pub contact_segment: SegmentRef,
     /// Where they met: the finer of the two segment cells.
     pub cell: Cell,
+    /// The case segment's core cell (see [`SegmentUpdate::core_cell`]);
+    /// a record from before the field reads as `cell`.
+    ///
+    /// [`SegmentUpdate::core_cell`]: crate::records::SegmentUpdate::core_cell
+    pub case_core: Cell,
+    /// The contact segment's core cell, likewise.
+    pub contact_core: Cell,
     /// The co-location, `start < end`; `None` when the pair no longer
     /// overlaps.
     pub overlap: Option<TimeWindow>,
@@ -98,6 +105,14 @@ impl AvroRecord for ExposureCandidate {
             ("cell", Value::Long(cell_to_long(self.cell))),
             ("overlap_start", opt(self.overlap.map(|w| ts(w.start())))),
             ("overlap_end", opt(self.overlap.map(|w| ts(w.end())))),
+            (
+                "case_core_cell",
+                opt(Some(Value::Long(cell_to_long(self.case_core)))),
+            ),
+            (
+                "contact_core_cell",
+                opt(Some(Value::Long(cell_to_long(self.contact_core)))),
+            ),
         ])
     }
 
@@ -119,6 +134,10 @@ impl AvroRecord for ExposureCandidate {
                 first_cell: cell_from_long(f.long("contact_first_cell")?)?,
             },
             cell: cell_from_long(f.long("cell")?)?,
+            case_core: cell_from_long(f.opt_long("case_core_cell")?.unwrap_or(f.long("cell")?))?,
+            contact_core: cell_from_long(
+                f.opt_long("contact_core_cell")?.unwrap_or(f.long("cell")?),
+            )?,
             overlap,
         };
         candidate.validate()?;
@@ -150,6 +169,10 @@ impl AvroRecord for ExposureCandidate {
                 }
             }
         }
+        for core in [self.case_core, self.contact_core] {
+            w.index(1);
+            w.long(cell_to_long(core));
+        }
         Ok(())
     }
 
@@ -169,6 +192,8 @@ impl AvroRecord for ExposureCandidate {
         let cell = r.long()?;
         let overlap_start = if r.optional()? { Some(r.long()?) } else { None };
         let overlap_end = if r.optional()? { Some(r.long()?) } else { None };
+        let case_core = if r.optional()? { Some(r.long()?) } else { None };
+        let contact_core = if r.optional()? { Some(r.long()?) } else { None };
         r.finish()?;
         let time =
             |field, t: Option<i64>| t.map(|ms| EventTime::from_millis(field, ms)).transpose();
@@ -191,6 +216,8 @@ impl AvroRecord for ExposureCandidate {
                 first_cell: cell_from_long(contact_first_cell)?,
             },
             cell: cell_from_long(cell)?,
+            case_core: cell_from_long(case_core.unwrap_or(cell))?,
+            contact_core: cell_from_long(contact_core.unwrap_or(cell))?,
             overlap,
         };
         candidate.validate()?;

@@ -33,7 +33,7 @@ pub use case_event::{CaseEvent, CaseStatus};
 pub use cluster_alert::{ClusterAlert, ClusterStatus, Place};
 pub use data_access_approval::{DataAccessApproval, DataCategory};
 pub use dead_letter::DeadLetter;
-pub use exposure::{Exposure, ExposureStatus, TimeWindow};
+pub use exposure::{ContactClass, Exposure, ExposureStatus, LocationBasis, TimeWindow};
 pub use exposure_candidate::{ExposureCandidate, SegmentRef};
 pub use interview_entry::InterviewEntry;
 pub use location_ping::{LocationPing, LocationSource};

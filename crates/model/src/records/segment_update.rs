@@ -89,6 +89,10 @@ pub struct SegmentUpdate {
     /// The cases the subject belongs to (no duplicate case id); empty for
     /// the general population.
     pub cases: Vec<CaseTag>,
+    /// Where the segment's most precise footprints put the subject: `cell`
+    /// or a descendant of it (written as `core_cell`; a record from before
+    /// the field reads as `cell`).
+    pub core_cell: Cell,
 }
 
 impl SegmentUpdate {
@@ -155,6 +159,10 @@ impl AvroRecord for SegmentUpdate {
                 "cases",
                 Value::Array(self.cases.iter().map(CaseTag::to_value).collect()),
             ),
+            (
+                "core_cell",
+                opt(Some(Value::Long(cell_to_long(self.core_cell)))),
+            ),
         ])
     }
 
@@ -180,6 +188,7 @@ impl AvroRecord for SegmentUpdate {
                 .iter()
                 .map(CaseTag::from_value)
                 .collect::<Result<_, _>>()?,
+            core_cell: cell_from_long(f.opt_long("core_cell")?.unwrap_or(f.long("cell")?))?,
         };
         update.validate()?;
         Ok(update)
@@ -192,6 +201,12 @@ impl AvroRecord for SegmentUpdate {
             return Err(ModelError::InvalidRecord {
                 field: "cell",
                 reason: "does not contain first_cell",
+            });
+        }
+        if !self.cell.contains(self.core_cell) {
+            return Err(ModelError::InvalidRecord {
+                field: "core_cell",
+                reason: "not equal to or inside cell",
             });
         }
         if self.observations == 0 || i32::try_from(self.observations).is_err() {
@@ -251,6 +266,8 @@ impl AvroRecord for SegmentUpdate {
             }
         }
         w.array_end();
+        w.index(1);
+        w.long(cell_to_long(self.core_cell));
         Ok(())
     }
 
@@ -289,6 +306,7 @@ impl AvroRecord for SegmentUpdate {
                 cases.push((case_id, from, until));
             }
         }
+        let core_cell = if r.optional()? { Some(r.long()?) } else { None };
         r.finish()?;
         let update = Self {
             subject: SubjectId::from_bytes(subject),
@@ -312,6 +330,7 @@ impl AvroRecord for SegmentUpdate {
                     })
                 })
                 .collect::<Result<_, ModelError>>()?,
+            core_cell: cell_from_long(core_cell.unwrap_or(cell))?,
         };
         update.validate()?;
         Ok(update)

@@ -260,6 +260,11 @@ pub fn exposure() -> impl Strategy<Value = Exposure> {
         prop::sample::select(ExposureStatus::ALL),
         time(),
         prop::collection::btree_set(prop::sample::select(DataCategory::ALL), 0..4),
+        (
+            prop::option::of(probability("likelihood")),
+            prop::option::of(prop::sample::select(ContactClass::ALL)),
+            prop::option::of((0u32..=u32::MAX / 2, any::<u32>(), any::<u32>())),
+        ),
     )
         .prop_map(
             |(
@@ -273,7 +278,20 @@ pub fn exposure() -> impl Strategy<Value = Exposure> {
                 status,
                 detected_at,
                 evidence,
+                (likelihood, contact_class, split),
             )| {
+                // A basis adds up to cumulative_s.
+                let basis = split.map(|(a, b, c)| {
+                    let fine_s = a.min(cumulative_s);
+                    let near_s = b.min(cumulative_s - fine_s);
+                    let wide_s = c.min(cumulative_s - fine_s - near_s);
+                    LocationBasis {
+                        fine_s,
+                        near_s,
+                        wide_s,
+                        apart_s: cumulative_s - fine_s - near_s - wide_s,
+                    }
+                });
                 Exposure {
                     exposure_id: ExposureId::new(id).unwrap(),
                     case_id,
@@ -288,6 +306,9 @@ pub fn exposure() -> impl Strategy<Value = Exposure> {
                     status,
                     detected_at,
                     evidence: evidence.into_iter().collect(),
+                    likelihood,
+                    contact_class,
+                    basis,
                 }
             },
         )
@@ -476,6 +497,7 @@ pub fn segment_update() -> impl Strategy<Value = SegmentUpdate> {
         1u32..=i32::MAX as u32,
         prop::sample::select(SegmentUpdateKind::ALL),
         prop::collection::vec(case_tag(), 0..4),
+        0u8..=15,
     )
         .prop_map(
             |(
@@ -487,7 +509,13 @@ pub fn segment_update() -> impl Strategy<Value = SegmentUpdate> {
                 observations,
                 kind,
                 tags,
+                core_res,
             )| {
+                // The core: first_cell or an ancestor of it inside cell.
+                let core_res = Resolution::try_from(core_res)
+                    .unwrap()
+                    .clamp(cell.resolution(), first_cell.resolution());
+                let core_cell = first_cell.parent(core_res).unwrap();
                 let mut cases: Vec<CaseTag> = Vec::new();
                 for tag in tags {
                     if cases.iter().all(|t| t.case_id != tag.case_id) {
@@ -505,6 +533,7 @@ pub fn segment_update() -> impl Strategy<Value = SegmentUpdate> {
                     observations,
                     kind,
                     cases,
+                    core_cell,
                 }
             },
         )
@@ -527,10 +556,20 @@ pub fn exposure_candidate() -> impl Strategy<Value = ExposureCandidate> {
         segment_ref(),
         cell(),
         prop::option::of(ordered().prop_filter("non-empty overlap", |(s, e)| s < e)),
+        (cell(), cell()),
     )
         .prop_filter("contact is not the case subject", |(_, c, _, k, ..)| c != k)
         .prop_map(
-            |(case_id, case_subject, case_segment, contact, contact_segment, cell, overlap)| {
+            |(
+                case_id,
+                case_subject,
+                case_segment,
+                contact,
+                contact_segment,
+                cell,
+                overlap,
+                (case_core, contact_core),
+            )| {
                 ExposureCandidate {
                     case_id,
                     case_subject,
@@ -538,6 +577,8 @@ pub fn exposure_candidate() -> impl Strategy<Value = ExposureCandidate> {
                     contact,
                     contact_segment,
                     cell,
+                    case_core,
+                    contact_core,
                     overlap: overlap.map(|(s, e)| TimeWindow::new(s, e).unwrap()),
                 }
             },
