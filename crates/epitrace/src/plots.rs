@@ -5,8 +5,9 @@
 //! - `<stem>.reliability.png`: the reliability diagram (share of true
 //!   exposures against mean likelihood per bin; the diagonal is perfect
 //!   calibration), with each bin's count;
-//! - `<stem>.clusters.png`: the Jaccard of each one-to-one match, then a
-//!   stub per true cluster left unmatched, the 0.5 bar of a match drawn.
+//! - `<stem>.clusters.png`: per true cluster, the best Jaccard of cases any
+//!   detected cluster reaches with it, blue when matched one to one, red
+//!   when not; the 0.5 bar of a match drawn.
 //!
 //! Text is drawn with a TrueType font read at run time (`--plot-font`, or
 //! the first of DejaVu Sans and Liberation Sans found in
@@ -112,6 +113,7 @@ fn precision_recall(path: &Path, r: &LikelihoodReport, close_threshold: f64) -> 
         .map_err(draw_err)?;
     chart
         .configure_mesh()
+        .max_light_lines(2)
         .x_desc("recall")
         .y_desc("precision")
         .label_style(("sans-serif", 14))
@@ -186,6 +188,7 @@ fn reliability(path: &Path, r: &LikelihoodReport) -> Result<()> {
         .map_err(draw_err)?;
     chart
         .configure_mesh()
+        .max_light_lines(2)
         .x_desc("mean likelihood in the bin")
         .y_desc("share of them truly exposed")
         .label_style(("sans-serif", 14))
@@ -248,20 +251,18 @@ fn cluster_bars(path: &Path, o: &OneToOne) -> Result<()> {
         .map_err(draw_err)?;
     chart
         .configure_mesh()
+        .max_light_lines(2)
         .disable_x_mesh()
-        .x_desc("true clusters: matched (blue, by id), then unmatched (red)")
-        .y_desc("Jaccard of cases with its match")
+        .x_desc("true clusters, in the truth's order: matched one to one (blue) or not (red)")
+        .y_desc("best Jaccard of cases with a detected cluster")
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(draw_err)?;
-    // The matched ones (by truth id), then a stub for each unmatched one.
     let jaccards: Vec<(usize, f64, bool)> = o
-        .pairs
+        .best
         .iter()
-        .map(|p| (p.jaccard, true))
-        .chain((o.pairs.len()..o.true_clusters).map(|_| (0.02, false)))
         .enumerate()
-        .map(|(i, (j, m))| (i, j, m))
+        .map(|(i, (_, j, m))| (i, j.max(0.01), *m))
         .collect();
     chart
         .draw_series(jaccards.iter().map(|(i, j, matched)| {
@@ -338,6 +339,11 @@ mod tests {
                     source_named: false,
                     detection_delay_h: None,
                 },
+            ],
+            best: vec![
+                ("T1".into(), 0.8, true),
+                ("T2".into(), 0.5, true),
+                ("T3".into(), 0.2, false),
             ],
             ..OneToOne::default()
         };

@@ -704,6 +704,10 @@ pub struct OneToOne {
     pub median_detection_delay_h: Option<f64>,
     /// Every pair.
     pub pairs: Vec<OneToOneMatch>,
+    /// Every true cluster, in the truth's order, with the highest Jaccard
+    /// any detected cluster reaches with it (below 0.5: no match) and
+    /// whether it was matched.
+    pub best: Vec<(String, f64, bool)>,
 }
 
 /// Scores live clusters one to one against the truth's (see [`OneToOne`]);
@@ -724,7 +728,9 @@ pub fn one_to_one(truth: &TruthSet, live: &[ClusterAlert], history: &[ClusterAle
         .filter(|(_, cases)| !cases.is_empty())
         .collect();
     let mut candidates: Vec<(f64, usize, usize)> = Vec::new();
+    let mut best: Vec<(String, f64, bool)> = Vec::new();
     for (ti, t) in truth.clusters.iter().enumerate() {
+        best.push((t.id.clone(), 0.0, false));
         for (di, (_, cases)) in detected.iter().enumerate() {
             let inter = t
                 .cases
@@ -738,6 +744,9 @@ pub fn one_to_one(truth: &TruthSet, live: &[ClusterAlert], history: &[ClusterAle
             } else {
                 inter as f64 / union as f64
             };
+            if let Some(b) = best.last_mut() {
+                b.1 = b.1.max(jaccard);
+            }
             if jaccard >= 0.5 {
                 candidates.push((jaccard, ti, di));
             }
@@ -755,6 +764,9 @@ pub fn one_to_one(truth: &TruthSet, live: &[ClusterAlert], history: &[ClusterAle
         }
         used_t.insert(ti);
         used_d.insert(di);
+        if let Some(b) = best.get_mut(ti) {
+            b.2 = true;
+        }
         let need = t.cases.len().clamp(1, 3);
         let mut confirmations: Vec<i64> = t
             .cases
@@ -807,6 +819,7 @@ pub fn one_to_one(truth: &TruthSet, live: &[ClusterAlert], history: &[ClusterAle
         source_named_first: ratio(pairs.iter().filter(|p| p.source_named).count(), matched),
         median_detection_delay_h: delays.get(delays.len() / 2).copied(),
         pairs,
+        best,
     }
 }
 
@@ -1103,6 +1116,15 @@ mod tests {
         assert_eq!(o.precision, Some(1.0));
         assert_eq!(o.recall, Some(0.5));
         assert_eq!(o.pairs[0].true_id, "T1");
+        let jaccards: Vec<(&str, f64, bool)> = o
+            .best
+            .iter()
+            .map(|(id, j, m)| (id.as_str(), *j, *m))
+            .collect();
+        assert_eq!(
+            jaccards,
+            [("T1", 4.0 / 7.0, true), ("T2", 3.0 / 7.0, false)]
+        );
         assert!(o.pairs[0].source_named);
         // Detected at t0; T1's third case (C) was confirmed at t0 - 8 h.
         assert_eq!(o.pairs[0].detection_delay_h, Some(8.0));
