@@ -635,17 +635,23 @@ impl Processor for PresenceJoin {
         // partners; only the difference is sent, so a growing segment does
         // not withdraw and re-add every pair (no flapping downstream).
         // What to probe, as (cell, interval):
-        // - a segment that only grew (same cell and case tags, a later
-        //   end) changes its pairs with the partners present in the added
-        //   time only: one that ended before the old end overlaps both
-        //   versions alike. So a segment updated at every ping probes one
-        //   bucket, not all of its own;
+        // - a segment that only grew (same cell, core and case tags, a
+        //   later end) changes its pairs with the partners present in the
+        //   added time only: one that ended before the old end overlaps
+        //   both versions alike. So a segment updated at every ping probes
+        //   one bucket, not all of its own. A changed core changes every
+        //   pair's evidence (the candidates carry both cores), so it is
+        //   probed in full: what reaches the aggregator never depends on
+        //   how updates were batched;
         // - otherwise one probe covers both versions: same start, the later
         //   end, the wider cell (the versions' cells nest: both hold the
         //   first footprint).
         let probe_at: Option<(Cell, Interval)> = match (&old, live) {
             (Some(o), true)
-                if o.cell == update.cell && o.cases == update.cases && update.end >= o.end =>
+                if o.cell == update.cell
+                    && o.core_cell == update.core_cell
+                    && o.cases == update.cases
+                    && update.end >= o.end =>
             {
                 Some((update.cell, Interval::new(o.end, update.end)))
             }

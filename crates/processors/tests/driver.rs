@@ -143,3 +143,48 @@ fn the_join_cache_changes_no_output() {
         }
     }
 }
+
+/// The final exposures, likelihood and evidence included, do not depend on
+/// how records were batched (which changes how the segmenter's partitions
+/// interleave at the presence join): what every exposure says is a function
+/// of the data only.
+#[test]
+fn the_final_exposures_do_not_depend_on_batching() {
+    let pipeline = PipelineConfig::default();
+    let s = nightlife(80, 3).unwrap();
+    let mut runs = Vec::new();
+    for batch in [1, 7, 100, 5000] {
+        let mut driver = test_driver(&pipeline, NOW_MS).unwrap();
+        driver.set_batch_size(batch);
+        pipe_scenario(&mut driver, &s);
+        driver.run().unwrap();
+        let mut latest: BTreeMap<(CaseId, SubjectId), Exposure> = BTreeMap::new();
+        for r in driver.read(EXPOSURES) {
+            let e: Exposure =
+                decode_single_object(r.payload.as_ref().unwrap(), &DecodeOptions::default())
+                    .unwrap();
+            latest.insert((e.case_id.clone(), e.contact), e);
+        }
+        latest.retain(|_, e| e.status != ExposureStatus::Retracted);
+        let finals: Vec<_> = latest
+            .into_values()
+            .map(|e| {
+                let b = e.basis.expect("a basis");
+                assert_eq!(b.total_s(), u64::from(e.cumulative_s));
+                (
+                    e.exposure_id,
+                    e.windows,
+                    e.cumulative_s,
+                    e.likelihood.expect("a likelihood"),
+                    e.contact_class.expect("a class"),
+                    b,
+                )
+            })
+            .collect();
+        assert!(!finals.is_empty());
+        runs.push((batch, finals));
+    }
+    for (batch, finals) in &runs[1..] {
+        assert_eq!(finals, &runs[0].1, "batch {batch} against batch 1");
+    }
+}
