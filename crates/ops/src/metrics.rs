@@ -658,6 +658,7 @@ mod tests {
         t.consumer_lag("in", 0, 5);
         t.state("trails", 100, 3);
         t.exposures("new", 1);
+        t.exposure_classes("close", 1);
         t.cluster_alerts("new", 1);
         metrics
             .kafka_client_errors
