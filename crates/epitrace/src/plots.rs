@@ -19,6 +19,8 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, anyhow};
 use epitrace_tools::calibration::LikelihoodReport;
 use epitrace_tools::eval::OneToOne;
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -98,14 +100,19 @@ pub(crate) fn write_plots(
 
 const SIZE: (u32, u32) = (720, 540);
 
-fn precision_recall(path: &Path, r: &LikelihoodReport, close_threshold: f64) -> Result<()> {
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Exposures: precision and recall of likelihood >= t",
-            ("sans-serif", 20),
-        )
+/// A chart of the unit square (both axes 0 to 1) with its caption, mesh and
+/// axis names.
+type UnitChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn unit_square<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<UnitChart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(56)
@@ -114,11 +121,35 @@ fn precision_recall(path: &Path, r: &LikelihoodReport, close_threshold: f64) -> 
     chart
         .configure_mesh()
         .max_light_lines(2)
-        .x_desc("recall")
-        .y_desc("precision")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(draw_err)?;
+    Ok(chart)
+}
+
+/// Draws the series' legend in a framed box.
+fn legend<'a, 'b: 'a>(chart: &mut UnitChart<'a, 'b>, at: SeriesLabelPosition) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)
+}
+
+fn precision_recall(path: &Path, r: &LikelihoodReport, close_threshold: f64) -> Result<()> {
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err)?;
+    let mut chart = unit_square(
+        &root,
+        "Exposures: precision and recall of likelihood >= t",
+        "recall",
+        "precision",
+    )?;
     let points: Vec<(f64, f64, f64)> = r
         .curve
         .iter()
@@ -155,14 +186,7 @@ fn precision_recall(path: &Path, r: &LikelihoodReport, close_threshold: f64) -> 
             .label(format!("close threshold (t = {t:.2})"))
             .legend(|(x, y)| Circle::new((x + 9, y), 6, RED.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     root.present().map_err(draw_err)?;
     Ok(())
 }
@@ -176,24 +200,12 @@ fn reliability(path: &Path, r: &LikelihoodReport) -> Result<()> {
     let brier = r
         .brier
         .map_or_else(|| "n/a".to_owned(), |e| format!("{e:.3}"));
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Reliability (expected calibration error {ece}, Brier {brier})"),
-            ("sans-serif", 20),
-        )
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..1.02f64, 0f64..1.02f64)
-        .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .max_light_lines(2)
-        .x_desc("mean likelihood in the bin")
-        .y_desc("share of them truly exposed")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(draw_err)?;
+    let mut chart = unit_square(
+        &root,
+        &format!("Reliability (expected calibration error {ece}, Brier {brier})"),
+        "mean likelihood in the bin",
+        "share of them truly exposed",
+    )?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))
         .map_err(draw_err)?
@@ -219,14 +231,7 @@ fn reliability(path: &Path, r: &LikelihoodReport) -> Result<()> {
                 + Text::new(format!("{n}"), (6, -16), ("sans-serif", 13))
         }))
         .map_err(draw_err)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(draw_err)?;
     Ok(())
 }
