@@ -20,7 +20,7 @@ use epitrace_core::{Basis, LikelihoodConfig};
 use epitrace_model::records::{ContactClass, Exposure};
 
 use crate::ToolError;
-use crate::eval::{Score, TruthSet};
+use crate::eval::{Score, TruthSet, ratio as share};
 
 /// One live exposure of a truth case, labelled.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -185,11 +185,6 @@ pub struct LikelihoodReport {
     pub ece: Option<f64>,
     /// The ten bins.
     pub reliability: Vec<ReliabilityBin>,
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn share(a: usize, b: usize) -> Option<f64> {
-    (b > 0).then(|| a as f64 / b as f64)
 }
 
 /// Scores examples (all of one run) against the truth's exposures.

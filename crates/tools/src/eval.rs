@@ -400,12 +400,17 @@ impl Score {
         let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
         self.precision = ratio(self.tp, self.tp + self.fp);
         self.recall = ratio(self.tp, self.tp + self.fn_);
-        self.f1 = match (self.precision, self.recall) {
-            (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
-            (Some(_), Some(_)) => Some(0.0),
-            _ => None,
-        };
+        self.f1 = f1(self.precision, self.recall);
         self
+    }
+}
+
+/// The harmonic mean of precision and recall; `None` when either is.
+fn f1(precision: Option<f64>, recall: Option<f64>) -> Option<f64> {
+    match (precision, recall) {
+        (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+        (Some(_), Some(_)) => Some(0.0),
+        _ => None,
     }
 }
 
@@ -636,8 +641,9 @@ pub struct ClusterScore {
     pub one_to_one: Option<OneToOne>,
 }
 
+/// `a / b`; `None` when `b` is 0.
 #[allow(clippy::cast_precision_loss)]
-fn ratio(a: usize, b: usize) -> Option<f64> {
+pub(crate) fn ratio(a: usize, b: usize) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
@@ -802,11 +808,7 @@ pub fn one_to_one(truth: &TruthSet, live: &[ClusterAlert], history: &[ClusterAle
     let matched = pairs.len();
     let precision = ratio(matched, detected.len());
     let recall = ratio(matched, truth.clusters.len());
-    let f1 = match (precision, recall) {
-        (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
-        (Some(_), Some(_)) => Some(0.0),
-        _ => None,
-    };
+    let f1 = f1(precision, recall);
     let mut delays: Vec<f64> = pairs.iter().filter_map(|p| p.detection_delay_h).collect();
     delays.sort_by(f64::total_cmp);
     OneToOne {
