@@ -157,6 +157,7 @@ fn fixtures() -> Vec<OutputRecord> {
         source_evidence: Text::new("source_evidence", "shared place").unwrap(),
         size: 2,
         merged_into: None,
+        linked_clusters: Vec::new(),
         detected_at: t(T0),
     };
     vec![

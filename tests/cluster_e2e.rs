@@ -1,5 +1,6 @@
 //! Clusters end to end on a real Apache Kafka broker: a scenario with two
-//! place clusters, one exposure chain, a pair that is no cluster and a
+//! place clusters, an exposure chain through two events (a bar and a gym,
+//! linked and apart), a pair that is no cluster and a
 //! retracted case, published in phases (a cluster completed late, grown by
 //! a fourth case, shrunk again when that case is retracted), the whole
 //! pipeline on RocksDB, and `tracing.clusters` folded and compared after
@@ -219,10 +220,13 @@ async fn two_clusters_and_a_chain_on_a_real_broker() {
     let d = person(5, "D");
     // Cluster B, an office (place 1): three colleagues on the same day.
     let (b1, b2, b3) = (person(11, "B1"), person(12, "B2"), person(13, "B3"));
-    // Chain C: C1 meets C2 at a bar (place 2) on day 1, before C2 is
-    // infectious; C2 meets C3 at a gym (place 3) on day 4, before C3 is.
-    // No shared place is in both timelines: only exposures link them.
+    // Chain C through two events: C1 meets C2 and C4 at a bar (place 2) on
+    // day 1, before they are infectious; C2 meets C3 and C5 at a gym
+    // (place 3) on day 4, before they are. No shared place is in two
+    // timelines (a case's timeline covers its infectious period): only
+    // exposures link them.
     let (c1, c2, c3) = (person(21, "C1"), person(22, "C2"), person(23, "C3"));
+    let (c4, c5) = (person(24, "C4"), person(25, "C5"));
     // A pair (place 4): two cases are no cluster.
     let (e1, e2) = (person(31, "E1"), person(32, "E2"));
 
@@ -239,6 +243,8 @@ async fn two_clusters_and_a_chain_on_a_real_broker() {
     feeds.extend(stay(&c2, 2, 1.0, 19.0, 2.0));
     feeds.extend(stay(&c2, 3, 4.0, 19.0, 2.0));
     feeds.extend(stay(&c3, 3, 4.0, 19.0, 2.0));
+    feeds.extend(stay(&c4, 2, 1.0, 19.0, 2.0));
+    feeds.extend(stay(&c5, 3, 4.0, 19.0, 2.0));
     feeds.extend(stay(&e1, 4, 2.0, 12.0, 3.0));
     feeds.extend(stay(&e2, 4, 2.0, 12.0, 3.0));
     publisher.send_all(&feeds).await.unwrap();
@@ -253,44 +259,61 @@ async fn two_clusters_and_a_chain_on_a_real_broker() {
     for (p, day) in [(&b1, 0.0), (&b2, 1.0), (&b3, 1.5)] {
         cases.push(case_event(run, p, day, CaseStatus::Confirmed));
     }
-    for (p, day) in [(&c1, 0.0), (&c2, 3.0), (&c3, 6.0), (&e1, 0.0), (&e2, 0.0)] {
+    for (p, day) in [
+        (&c1, 0.0),
+        (&c2, 3.0),
+        (&c3, 6.0),
+        (&c4, 3.0),
+        (&c5, 6.0),
+        (&e1, 0.0),
+        (&e2, 0.0),
+    ] {
         cases.push(case_event(run, p, day, CaseStatus::Confirmed));
     }
     publisher.send_all(&cases).await.unwrap();
-    let mut want = clusters(&[(&["B1", "B2", "B3"], "B1"), (&["C1", "C2", "C3"], "C1")]);
+    let mut want = clusters(&[
+        (&["B1", "B2", "B3"], "B1"),
+        (&["C1", "C2", "C4"], "C1"),
+        (&["C2", "C3", "C5"], "C2"),
+    ]);
     let alerts = wait_for(&kafka, run, &want, "phase 1").await;
-    let chain = live_clusters(alerts)
-        .into_iter()
-        .find(|a| a.index_case == Some(case_id(run, &c1)))
-        .unwrap();
-    let evidence = chain.source_evidence.as_str();
-    assert!(
-        evidence.contains("root of the exposure chain"),
-        "{evidence}"
-    );
-    assert!(
-        evidence.contains(&format!("{run}-C1>{run}-C2"))
-            && evidence.contains(&format!("{run}-C2>{run}-C3")),
-        "{evidence}"
-    );
-    assert!(evidence.contains("0 place link(s)"), "{evidence}");
-    // The bar (C1 the source of C2) and the gym (C2 the source of C3).
-    let sources: Vec<Option<String>> = chain
-        .places
-        .iter()
-        .map(|p| p.source_case().map(ToString::to_string))
-        .collect();
-    assert_eq!(
-        sources,
-        [Some(format!("{run}-C1")), Some(format!("{run}-C2"))],
-        "{:?}",
-        chain.places
-    );
-    let places: Vec<LatLng> = chain.places.iter().map(|p| p.cell().center()).collect();
-    assert_eq!(places.len(), 2, "the bar and the gym: {places:?}");
-    for (p, at) in places.iter().zip([2, 3]) {
-        assert!((p.lat() - place(at).lat()).abs() < 0.003, "{places:?}");
+    let live_now = live_clusters(alerts);
+    let event = |source: &Person| {
+        live_now
+            .iter()
+            .find(|a| a.index_case == Some(case_id(run, source)))
+            .unwrap()
+    };
+    let (bar, gym) = (event(&c1), event(&c2));
+    for (e, source, infected, at) in [(bar, "C1", ["C2", "C4"], 2), (gym, "C2", ["C3", "C5"], 3)] {
+        let evidence = e.source_evidence.as_str();
+        assert!(
+            evidence.contains("source of the exposure chain here"),
+            "{evidence}"
+        );
+        for i in infected {
+            assert!(
+                evidence.contains(&format!("{run}-{source}>{run}-{i}")),
+                "{evidence}"
+            );
+        }
+        assert!(evidence.contains("0 place link(s)"), "{evidence}");
+        // One place, the bar or the gym, with its source.
+        assert_eq!(e.places.len(), 1, "{:?}", e.places);
+        let p = &e.places[0];
+        assert_eq!(
+            p.source_case().map(ToString::to_string),
+            Some(format!("{run}-{source}"))
+        );
+        assert!(
+            (p.cell().center().lat() - place(at).lat()).abs() < 0.003,
+            "{:?}",
+            e.places
+        );
     }
+    // The chain between them: C2, infected at the bar, spread at the gym.
+    assert_eq!(bar.linked_clusters, vec![gym.cluster_id.clone()]);
+    assert_eq!(gym.linked_clusters, vec![bar.cluster_id.clone()]);
 
     // Phase 2: A3 confirmed: the church cluster forms (A1 first infectious).
     publisher

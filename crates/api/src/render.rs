@@ -181,6 +181,7 @@ pub fn cluster(a: &ClusterAlert) -> Value {
         "places": places,
         "merged_into": a.merged_into.as_ref().map(|m| m.as_str()),
         "detected_at": a.detected_at.to_string(),
+        "linked_clusters": a.linked_clusters.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
     })
 }
 

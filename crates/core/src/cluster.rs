@@ -1,8 +1,9 @@
 //! The cluster graph: confirmed cases linked by shared places and exposure
-//! chains, grouped into clusters, and the alerts that keep consumers'
-//! copies of those clusters up to date (issue 5, DESIGN §4).
+//! chains, grouped into **outbreak events** (a place and a period, with its
+//! cases and the likely source there), and the alerts that keep consumers'
+//! copies of those events up to date (issues 5 and 15, DESIGN §4).
 //!
-//! # The rule
+//! # Links
 //!
 //! Two live (not retracted) cases are **linked** when
 //! - **place:** each visited a place for at least
@@ -11,43 +12,63 @@
 //!   other, and the visits are at most [`ClusterConfig::revisit_window`]
 //!   apart (overlapping visits are 0 apart); or
 //! - **chain:** one case's exposure names a pseudonym of the other (the
-//!   other was its contact) and the contact could have been the infection:
-//!   it began before the contact became infectious, by at most
+//!   other was its contact), the exposure is likely a close contact (its
+//!   likelihood is at least [`ClusterConfig::chain_min_likelihood`], see
+//!   [`PlaceTime::of_chain`]) and the contact could have been the
+//!   infection: it began before the contact became infectious, by at most
 //!   [`ClusterConfig::max_incubation`]. The exposing case is the source.
 //!
-//! A **cluster** is a connected group of at least
-//! [`ClusterConfig::min_cases`] linked cases. Its **index case** is its
-//! earliest infectious case: the root of its exposure chains when it has
-//! any (a chain only runs from a case to one that became infectious after
-//! their contact, hence later), otherwise the first infectious case of the
-//! shared places. Its **id** derives from the index
-//! case ([`crate::ids::cluster_id`]), so the set of live clusters, with
-//! their ids, depends only on the evidence, never on the order it arrived
-//! in.
+//! Every link happens at a **place**: the ancestor at `place_res` of its
+//! cell (the coarser visit's, or the exposure's first cell), or the cell
+//! itself when it is coarser (an exposure on a tower's cell).
+//!
+//! # Events
+//!
+//! An **event** is a group of links in which each link shares a case with
+//! another at the same place, or at a nested place (a tower's cell holding
+//! a venue's) within [`ClusterConfig::revisit_window`]; one with at least
+//! [`ClusterConfig::min_cases`] cases is published. So a case infected at
+//! one event and spreading at another is in both, and the two stay apart:
+//! each alert lists the other live events sharing a case with it
+//! (`linked_clusters`, the transmission chains between events) instead of
+//! merging into one.
+//!
+//! An event's **source** is the case whose exposures there make it the
+//! source of the most of its cases (ties: the earliest infectious), else
+//! the earliest infectious case (infectious start, then confirmation).
+//! Its **main place** is the place of most of the source's links there
+//! (ties: the finer, then the smaller cell), and its **id** derives from
+//! the source and the main place ([`crate::ids::cluster_id`]). Two events
+//! with one source and one main place would share a link of the source at
+//! that place and be one event, so ids are unique; and the set of live
+//! events, with their ids, depends only on the evidence, never on the order
+//! it arrived in.
 //!
 //! # Alerts
 //!
-//! [`ClusterGraph::detect`] recomputes the clusters around the cases whose
+//! [`ClusterGraph::detect`] recomputes the events around the cases whose
 //! evidence changed since the last call and compares them with what was last
 //! published:
 //! - `NEW`: an id not live before;
 //! - `GROWING`: a live id that gained cases;
-//! - `UPDATED`: a live id that lost cases, or whose places or index evidence
-//!   changed;
+//! - `UPDATED`: a live id that lost cases, or whose places, source, source
+//!   evidence or linked events changed;
 //! - `MERGED` (with `merged_into`): a live id whose cases now belong to
-//!   another cluster, because two clusters were joined by a case (the
-//!   surviving id is the one of the joined cluster's index case) or because
-//!   an earlier case became the index;
-//! - `DISSOLVED`: a live id whose cases no longer form a cluster (a
-//!   retraction left fewer than `min_cases`).
+//!   another event (the one holding most of them), because two events
+//!   were joined by new links or the event's source or main place changed;
+//! - `DISSOLVED`: a live id whose cases no longer form an event (a
+//!   retraction left fewer than `min_cases`);
+//! - `CLOSED`: a live event whose latest link ended at least
+//!   [`ClusterConfig::watch_period`] before the graph's clock (event time,
+//!   [`ClusterGraph::advance`]): no new linked case for a watch period. A
+//!   closed event that changes is published CLOSED again; one that gains a
+//!   link inside the watch period reopens (GROWING or UPDATED).
 //!
-//! Each alert lists its **places**: the links grouped by place and day (the
-//! cells' ancestor at `place_res`, or a coarser exposure cell with
-//! everything inside it, and the UTC day the link began: a visit's start, an
-//! exposure's first contact), each with its time span, the cases linked there and the
-//! likely **source** there — the case whose exposures there make it the
-//! source of the most cases there (ties: the earliest infectious), or else
-//! the earliest infectious case linked there. A merged cluster thus keeps the source of each of its events.
+//! Each alert lists its **places**: the event's links grouped by place and
+//! UTC day (the day the link began: a visit's start, an exposure's first
+//! contact; a coarser place absorbs the finer ones inside it on its day),
+//! each with its time span, the cases linked there and the likely
+//! **source** there (chosen as the event's, among the links there).
 //!
 //! State is in memory and small (a few facts per case, its qualifying
 //! visits, its exposures); the detector rebuilds it from its store on start.
@@ -114,6 +135,19 @@ impl PlaceTime {
             start: v.start,
             end: v.end,
         })
+    }
+
+    /// A chain link's place and time: [`Self::of_exposure`] when the
+    /// exposure's likelihood is at least `min_likelihood` (an exposure
+    /// without one, written before the field existed, counts), `None`
+    /// otherwise: a contact that was probably not close (the `area` list)
+    /// does not make one case the other's source.
+    #[must_use]
+    pub fn of_chain(e: &Exposure, min_likelihood: f64) -> Option<Self> {
+        if e.likelihood.is_some_and(|p| p.get() < min_likelihood) {
+            return None;
+        }
+        Self::of_exposure(e)
     }
 
     /// A live exposure's place and time: its first cell over its first
@@ -209,7 +243,33 @@ struct Component {
 /// A link from some case: the other case, how, and where and when.
 type Link = (CaseId, LinkKind, PlaceTime);
 
-/// The links of a cluster at one place, while an alert is built.
+/// A link between two cases, once: from the smaller id `a` to `b`, `kind`
+/// as `a` sees it, at `place` (see the module docs, Links).
+#[derive(Debug, Clone)]
+struct Edge {
+    a: CaseId,
+    b: CaseId,
+    kind: LinkKind,
+    span: PlaceTime,
+    place: Cell,
+}
+
+impl Edge {
+    /// The exposing case and the case it infected, for a chain link.
+    fn chain(&self) -> Option<(&CaseId, &CaseId)> {
+        match self.kind {
+            LinkKind::Infected => Some((&self.a, &self.b)),
+            LinkKind::InfectedBy => Some((&self.b, &self.a)),
+            LinkKind::Place => None,
+        }
+    }
+
+    fn touches(&self, case: &CaseId) -> bool {
+        &self.a == case || &self.b == case
+    }
+}
+
+/// The links of an event at one place and day, while an alert is built.
 struct PlaceGroup {
     span: PlaceTime,
     cases: BTreeSet<CaseId>,
@@ -217,7 +277,7 @@ struct PlaceGroup {
     sources: BTreeMap<CaseId, BTreeSet<CaseId>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum LinkKind {
     /// Both visited the place.
     Place,
@@ -227,10 +287,34 @@ enum LinkKind {
     InfectedBy,
 }
 
-/// The order that picks index cases and orients chains.
+/// The order that picks sources and orients chains.
 type Rank = (EventTime, EventTime);
 
-/// Cases, their links and the clusters last published.
+/// Disjoint sets over `0..n`, for grouping links into events.
+struct Sets(Vec<usize>);
+
+impl Sets {
+    fn new(n: usize) -> Self {
+        Self((0..n).collect())
+    }
+
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+
+    fn union(&mut self, x: usize, y: usize) {
+        let (rx, ry) = (self.find(x), self.find(y));
+        if rx != ry {
+            self.0[rx.max(ry)] = rx.min(ry);
+        }
+    }
+}
+
+/// Cases, their links and the events last published.
 #[derive(Debug)]
 pub struct ClusterGraph {
     cfg: ClusterConfig,
@@ -243,12 +327,14 @@ pub struct ClusterGraph {
     subject_cases: HashMap<SubjectId, BTreeSet<CaseId>>,
     /// Contact pseudonym → the cases it was exposed to.
     exposed_to: HashMap<SubjectId, BTreeSet<CaseId>>,
-    /// Live clusters as last published.
+    /// Live events as last published.
     live: BTreeMap<ClusterId, ClusterAlert>,
-    /// Case → its live cluster.
-    case_cluster: HashMap<CaseId, ClusterId>,
+    /// Case → the live events it belongs to.
+    case_clusters: HashMap<CaseId, BTreeSet<ClusterId>>,
     /// Cases whose evidence changed since the last `detect`.
     dirty: BTreeSet<CaseId>,
+    /// The latest event time seen ([`Self::advance`]): events close on it.
+    clock: Option<EventTime>,
 }
 
 impl ClusterGraph {
@@ -270,8 +356,9 @@ impl ClusterGraph {
             subject_cases: HashMap::new(),
             exposed_to: HashMap::new(),
             live: BTreeMap::new(),
-            case_cluster: HashMap::new(),
+            case_clusters: HashMap::new(),
             dirty: BTreeSet::new(),
+            clock: None,
         })
     }
 
@@ -351,7 +438,14 @@ impl ClusterGraph {
         }
     }
 
-    /// Restores a cluster published before (on start, from the detector's
+    /// Moves the graph's clock (event time) to `now` if it is later: events
+    /// whose latest link ended a [`ClusterConfig::watch_period`] before it
+    /// close at the next [`Self::detect`].
+    pub fn advance(&mut self, now: EventTime) {
+        self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
+    }
+
+    /// Restores an event published before (on start, from the detector's
     /// store); MERGED and DISSOLVED alerts are not live and are ignored.
     pub fn restore(&mut self, alert: ClusterAlert) {
         if matches!(
@@ -361,21 +455,40 @@ impl ClusterGraph {
             return;
         }
         for c in &alert.cases {
-            self.case_cluster
-                .insert(c.clone(), alert.cluster_id.clone());
+            self.case_clusters
+                .entry(c.clone())
+                .or_default()
+                .insert(alert.cluster_id.clone());
         }
         self.live.insert(alert.cluster_id.clone(), alert);
     }
 
-    /// The live clusters, as last published.
+    /// The live events, as last published.
     pub fn clusters(&self) -> impl Iterator<Item = &ClusterAlert> {
         self.live.values()
     }
 
-    /// Whether evidence changed since the last [`Self::detect`].
+    /// Whether the next [`Self::detect`] has anything to do: evidence
+    /// changed, or an open event is due to close.
     #[must_use]
     pub fn has_changes(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || self.live.values().any(|a| self.closes(a))
+    }
+
+    /// Whether `alert` is open and its latest place ended a watch period
+    /// before the clock.
+    fn closes(&self, alert: &ClusterAlert) -> bool {
+        alert.status != ClusterStatus::Closed && self.is_closed(alert)
+    }
+
+    /// Whether the latest place of `alert` ended a watch period or more
+    /// before the clock.
+    fn is_closed(&self, alert: &ClusterAlert) -> bool {
+        let (Some(clock), Some(last)) = (self.clock, alert.places.iter().map(Place::end).max())
+        else {
+            return false;
+        };
+        clock.millis_since(last) >= self.cfg.watch_period.as_millis()
     }
 
     fn rank(&self, case: &CaseId) -> Option<Rank> {
@@ -452,7 +565,7 @@ impl ClusterGraph {
     }
 
     /// The connected group of live cases around `start`, with every link
-    /// of each (found once, by the walk, and reused by [`Self::describe`]).
+    /// of each (found once, by the walk, and reused by [`Self::events`]).
     fn component(&self, start: &CaseId) -> Component {
         let mut group = Component::default();
         if !self.is_live(start) {
@@ -472,53 +585,126 @@ impl ClusterGraph {
         group
     }
 
-    /// The cluster a qualifying group of cases forms, without status.
-    fn describe(&self, group: &Component, at: EventTime) -> Result<ClusterAlert, ModelError> {
-        let cases = &group.cases;
-        let by_rank = |c: &CaseId| self.rank(c).map(|r| (r, c.clone()));
-        let index = cases
+    /// The place a link at `cell` happened at (see the module docs).
+    fn place_of(&self, cell: Cell) -> Cell {
+        cell.parent(self.place_res).unwrap_or(cell)
+    }
+
+    /// The events of a connected group (module docs, Events) with at least
+    /// `min_cases` cases, each as its links in a stable order.
+    fn events(&self, group: &Component) -> Vec<Vec<Edge>> {
+        let mut edges: Vec<Edge> = group
+            .links
             .iter()
-            .filter_map(by_rank)
-            .min()
-            .map(|(_, c)| c)
-            .ok_or(ModelError::InvalidRecord {
-                field: "cases",
-                reason: "empty",
-            })?;
+            .flat_map(|(c, links)| {
+                links
+                    .iter()
+                    .filter(move |(o, _, _)| c < o)
+                    .map(move |(o, kind, pt)| Edge {
+                        a: c.clone(),
+                        b: o.clone(),
+                        kind: *kind,
+                        span: *pt,
+                        place: self.place_of(pt.cell),
+                    })
+            })
+            .collect();
+        edges.sort_by(|x, y| {
+            let key = |e: &Edge| (e.place, e.span.start, e.span.end, e.span.cell, e.kind);
+            (&x.a, &x.b, key(x)).cmp(&(&y.a, &y.b, key(y)))
+        });
+        let mut sets = Sets::new(edges.len());
+        // Links of one case at one place.
+        let mut first: HashMap<(Cell, &CaseId), usize> = HashMap::new();
+        let mut by_case: BTreeMap<&CaseId, Vec<usize>> = BTreeMap::new();
+        for (i, e) in edges.iter().enumerate() {
+            for c in [&e.a, &e.b] {
+                match first.entry((e.place, c)) {
+                    std::collections::hash_map::Entry::Occupied(o) => sets.union(*o.get(), i),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(i);
+                    }
+                }
+                by_case.entry(c).or_default().push(i);
+            }
+        }
+        // Links of one case at nested places, within the revisit window.
+        for list in by_case.values() {
+            for (n, &i) in list.iter().enumerate() {
+                for &j in &list[n + 1..] {
+                    let (x, y) = (&edges[i], &edges[j]);
+                    if x.place != y.place
+                        && x.place.co_located(y.place)
+                        && x.span.gap_ms(y.span) <= self.cfg.revisit_window.as_millis()
+                    {
+                        sets.union(i, j);
+                    }
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<Edge>> = BTreeMap::new();
+        for (i, e) in edges.iter().enumerate() {
+            groups.entry(sets.find(i)).or_default().push(e.clone());
+        }
+        let min = usize::try_from(self.cfg.min_cases).unwrap_or(usize::MAX);
+        groups
+            .into_values()
+            .filter(|g| {
+                let cases: BTreeSet<&CaseId> = g.iter().flat_map(|e| [&e.a, &e.b]).collect();
+                cases.len() >= min
+            })
+            .collect()
+    }
+
+    /// The alert of one event (its links), without status or linked events.
+    fn describe(&self, edges: &[Edge], at: EventTime) -> Result<ClusterAlert, ModelError> {
+        let by_rank = |c: &CaseId| self.rank(c).map(|r| (r, c.clone()));
+        let earliest =
+            |set: &BTreeSet<CaseId>| set.iter().filter_map(by_rank).min().map(|(_, c)| c);
+        // The source: the case linked as the source of the most cases
+        // (ties: the earliest infectious), else the earliest case.
+        let spreader = |sources: &BTreeMap<CaseId, BTreeSet<CaseId>>| {
+            sources
+                .iter()
+                .filter_map(|(c, infected)| {
+                    by_rank(c).map(|r| (infected.len(), std::cmp::Reverse(r)))
+                })
+                .max()
+                .map(|(_, std::cmp::Reverse((_, c)))| c)
+        };
+        let cases: BTreeSet<CaseId> = edges
+            .iter()
+            .flat_map(|e| [e.a.clone(), e.b.clone()])
+            .collect();
         let mut groups: BTreeMap<(Cell, i64), PlaceGroup> = BTreeMap::new();
         let mut chain: BTreeSet<(CaseId, CaseId)> = BTreeSet::new();
+        let mut sources: BTreeMap<CaseId, BTreeSet<CaseId>> = BTreeMap::new();
         let mut place_links = 0usize;
-        for (c, links) in &group.links {
-            for (other, kind, pt) in links.iter().cloned() {
-                let key = pt.cell.parent(self.place_res).unwrap_or(pt.cell);
-                let day = pt.start.as_millis().div_euclid(DAY_MS);
-                let group = groups.entry((key, day)).or_insert_with(|| PlaceGroup {
-                    span: PlaceTime { cell: key, ..pt },
-                    cases: BTreeSet::new(),
-                    sources: BTreeMap::new(),
-                });
-                group.span = group.span.join(PlaceTime { cell: key, ..pt });
-                group.cases.insert(c.clone());
-                group.cases.insert(other.clone());
-                match kind {
-                    LinkKind::Infected => {
-                        group
-                            .sources
-                            .entry(c.clone())
-                            .or_default()
-                            .insert(other.clone());
-                        chain.insert((c.clone(), other));
-                    }
-                    LinkKind::InfectedBy => {
-                        group
-                            .sources
-                            .entry(other.clone())
-                            .or_default()
-                            .insert(c.clone());
-                        chain.insert((other, c.clone()));
-                    }
-                    LinkKind::Place => place_links += 1,
+        for e in edges {
+            let day = e.span.start.as_millis().div_euclid(DAY_MS);
+            let here = PlaceTime {
+                cell: e.place,
+                ..e.span
+            };
+            let group = groups.entry((e.place, day)).or_insert_with(|| PlaceGroup {
+                span: here,
+                cases: BTreeSet::new(),
+                sources: BTreeMap::new(),
+            });
+            group.span = group.span.join(here);
+            group.cases.insert(e.a.clone());
+            group.cases.insert(e.b.clone());
+            match e.chain() {
+                Some((from, to)) => {
+                    group
+                        .sources
+                        .entry(from.clone())
+                        .or_default()
+                        .insert(to.clone());
+                    sources.entry(from.clone()).or_default().insert(to.clone());
+                    chain.insert((from.clone(), to.clone()));
                 }
+                None => place_links += 1,
             }
         }
         // A place coarser than `place_res` (an exposure on a tower's cell)
@@ -549,54 +735,62 @@ impl ClusterGraph {
                 }
             }
         }
-        let earliest =
-            |set: &BTreeSet<CaseId>| set.iter().filter_map(by_rank).min().map(|(_, c)| c);
-        // The source here: the case linked as the source of the most cases
-        // here (ties: the earliest infectious), else the earliest case.
-        let spreader = |sources: &BTreeMap<CaseId, BTreeSet<CaseId>>| {
-            sources
-                .iter()
-                .filter_map(|(c, infected)| {
-                    by_rank(c).map(|r| (infected.len(), std::cmp::Reverse(r)))
-                })
-                .max()
-                .map(|(_, std::cmp::Reverse((_, c)))| c)
-        };
+        let source =
+            spreader(&sources)
+                .or_else(|| earliest(&cases))
+                .ok_or(ModelError::InvalidRecord {
+                    field: "cases",
+                    reason: "empty",
+                })?;
+        // The main place: where most of the source's links are.
+        let mut at_place: BTreeMap<Cell, usize> = BTreeMap::new();
+        for e in edges.iter().filter(|e| e.touches(&source)) {
+            *at_place.entry(e.place).or_default() += 1;
+        }
+        let main = at_place
+            .iter()
+            .max_by_key(|(cell, n)| (**n, cell.resolution(), std::cmp::Reverse(**cell)))
+            .map(|(cell, _)| *cell)
+            .ok_or(ModelError::InvalidRecord {
+                field: "places",
+                reason: "empty",
+            })?;
         let mut places: Vec<Place> = groups
             .into_values()
             .map(|g| {
-                let source = spreader(&g.sources).or_else(|| earliest(&g.cases));
+                let here = spreader(&g.sources).or_else(|| earliest(&g.cases));
                 Place::new(g.span.cell, g.span.start, g.span.end)
-                    .map(|p| p.with_cases(g.cases.into_iter().collect(), source))
+                    .map(|p| p.with_cases(g.cases.into_iter().collect(), here))
             })
             .collect::<Result<_, _>>()?;
         places.sort_by_key(|p| (p.start(), p.end(), p.cell()));
         places.truncate(usize::try_from(self.cfg.max_places).unwrap_or(usize::MAX));
-        let index_from = self.rank(&index).map(|r| r.0);
-        let evidence = evidence(&index, index_from, cases.len(), &chain, place_links / 2);
+        let from = self.rank(&source).map(|r| r.0);
+        let text = evidence(&source, from, cases.len(), &chain, place_links);
         Ok(ClusterAlert {
-            cluster_id: crate::ids::cluster_id(&index)?,
+            cluster_id: crate::ids::cluster_id(&source, main)?,
             status: ClusterStatus::New,
             cases: cases.iter().cloned().collect(),
             places,
-            index_case: Some(index),
-            source_evidence: Text::new("source_evidence", evidence)?,
+            index_case: Some(source),
+            source_evidence: Text::new("source_evidence", text)?,
             size: u32::try_from(cases.len()).unwrap_or(u32::MAX),
             merged_into: None,
             detected_at: at,
+            linked_clusters: Vec::new(),
         })
     }
 
     /// Forgets, silently, what can no longer change: every connected group
     /// of live cases whose every case ended (its infectious period, visits
     /// and exposures) before `cutoff`, and every retracted case that ended
-    /// before it. Their clusters' last alerts stand (no alert is emitted).
+    /// before it. Their events' last alerts stand (no alert is emitted).
     ///
     /// Exact as long as no evidence arrives about times before `cutoff`,
     /// and `cutoff` lies more than [`ClusterConfig::revisit_window`] and
     /// [`ClusterConfig::max_incubation`] behind the newest evidence: then
     /// no new case can link to a forgotten one, so forgetting changes no
-    /// later cluster. Open cases (no `infectious_until`), cases whose
+    /// later event. Open cases (no `infectious_until`), cases whose
     /// evidence changed since the last [`Self::detect`] and evidence
     /// without its case event are kept.
     pub fn expire(&mut self, cutoff: EventTime) -> Expired {
@@ -634,8 +828,8 @@ impl ClusterGraph {
         let mut clusters: BTreeSet<ClusterId> = BTreeSet::new();
         for case in &out.cases {
             self.forget(case);
-            if let Some(id) = self.case_cluster.remove(case) {
-                clusters.insert(id);
+            if let Some(ids) = self.case_clusters.remove(case) {
+                clusters.extend(ids);
             }
         }
         for id in &clusters {
@@ -670,33 +864,33 @@ impl ClusterGraph {
         }
     }
 
-    /// Recomputes the clusters around the cases changed since the last call
-    /// and returns the alerts that bring the published clusters up to date,
-    /// stamped `at`. The alerts are also the graph's new published state.
+    /// Recomputes the events around the cases changed since the last call,
+    /// closes the events due to close, and returns the alerts that bring the
+    /// published events up to date, stamped `at`. The alerts are also the
+    /// graph's new published state.
     ///
     /// # Errors
     /// [`ModelError`] only if an alert cannot be built (an id or text out
     /// of range), which valid inputs never cause.
     pub fn detect(&mut self, at: EventTime) -> Result<Vec<ClusterAlert>, ModelError> {
         let dirty = std::mem::take(&mut self.dirty);
-        // Everyone whose cluster may change: the changed cases and the
-        // members of their published clusters (a removed link may split
+        // Everyone whose events may change: the changed cases and the
+        // members of their published events (a removed link may split
         // one).
         let mut seeds: BTreeSet<CaseId> = dirty.clone();
         let mut touched: BTreeSet<ClusterId> = BTreeSet::new();
         for c in &dirty {
-            if let Some(id) = self.case_cluster.get(c) {
-                touched.insert(id.clone());
-            }
+            touched.extend(self.case_clusters.get(c).into_iter().flatten().cloned());
         }
         for id in &touched {
             if let Some(alert) = self.live.get(id) {
                 seeds.extend(alert.cases.iter().cloned());
             }
         }
+        // Whole connected groups are recomputed: events that share a case
+        // are always in one group, so `linked_clusters` is complete.
         let mut seen: BTreeSet<CaseId> = BTreeSet::new();
         let mut fresh: BTreeMap<ClusterId, ClusterAlert> = BTreeMap::new();
-        let min = usize::try_from(self.cfg.min_cases).unwrap_or(usize::MAX);
         for seed in &seeds {
             if seen.contains(seed) {
                 continue;
@@ -704,39 +898,67 @@ impl ClusterGraph {
             let group = self.component(seed);
             seen.extend(group.cases.iter().cloned());
             for c in &group.cases {
-                if let Some(id) = self.case_cluster.get(c) {
-                    touched.insert(id.clone());
-                }
+                touched.extend(self.case_clusters.get(c).into_iter().flatten().cloned());
             }
-            if group.cases.len() >= min {
-                let cluster = self.describe(&group, at)?;
-                fresh.insert(cluster.cluster_id.clone(), cluster);
+            for event in self.events(&group) {
+                let alert = self.describe(&event, at)?;
+                fresh.insert(alert.cluster_id.clone(), alert);
             }
+        }
+        let mut members: BTreeMap<&CaseId, Vec<ClusterId>> = BTreeMap::new();
+        for (id, a) in &fresh {
+            for c in &a.cases {
+                members.entry(c).or_default().push(id.clone());
+            }
+        }
+        let linked: BTreeMap<ClusterId, Vec<ClusterId>> = fresh
+            .iter()
+            .map(|(id, a)| {
+                let set: BTreeSet<ClusterId> = a
+                    .cases
+                    .iter()
+                    .flat_map(|c| members.get(c).into_iter().flatten())
+                    .filter(|other| *other != id)
+                    .cloned()
+                    .collect();
+                (id.clone(), set.into_iter().collect())
+            })
+            .collect();
+        for (id, a) in &mut fresh {
+            a.linked_clusters = linked.get(id).cloned().unwrap_or_default();
         }
 
         let mut alerts = Vec::new();
         let mut unchanged: BTreeMap<ClusterId, ClusterAlert> = BTreeMap::new();
-        for (id, mut cluster) in fresh.clone() {
+        for (id, mut event) in fresh.clone() {
+            let closed = self.is_closed(&event);
             let status = match self.live.get(&id) {
+                None if closed => ClusterStatus::Closed,
                 None => ClusterStatus::New,
                 Some(old) => {
                     let old_cases: BTreeSet<&CaseId> = old.cases.iter().collect();
-                    if cluster.cases.iter().any(|c| !old_cases.contains(c)) {
-                        ClusterStatus::Growing
-                    } else if old.cases != cluster.cases
-                        || old.places != cluster.places
-                        || old.index_case != cluster.index_case
-                        || old.source_evidence != cluster.source_evidence
-                    {
-                        ClusterStatus::Updated
-                    } else {
+                    let gained = event.cases.iter().any(|c| !old_cases.contains(c));
+                    let changed = old.cases != event.cases
+                        || old.places != event.places
+                        || old.index_case != event.index_case
+                        || old.source_evidence != event.source_evidence
+                        || old.linked_clusters != event.linked_clusters;
+                    let was_closed = old.status == ClusterStatus::Closed;
+                    if !changed && closed == was_closed {
                         unchanged.insert(id, old.clone());
                         continue;
                     }
+                    if closed {
+                        ClusterStatus::Closed
+                    } else if gained {
+                        ClusterStatus::Growing
+                    } else {
+                        ClusterStatus::Updated
+                    }
                 }
             };
-            cluster.status = status;
-            alerts.push(cluster);
+            event.status = status;
+            alerts.push(event);
         }
         for id in &touched {
             if fresh.contains_key(id) {
@@ -745,7 +967,7 @@ impl ClusterGraph {
             let Some(old) = self.live.get(id) else {
                 continue;
             };
-            // The fresh cluster holding most of the old one's cases absorbs
+            // The fresh event holding most of the old one's cases absorbs
             // it (ties: the smaller id); none → it dissolved.
             let into = fresh
                 .values()
@@ -767,28 +989,48 @@ impl ClusterGraph {
                 ..old.clone()
             });
         }
+        // Untouched events whose watch period ran out.
+        let closing: Vec<ClusterId> = self
+            .live
+            .iter()
+            .filter(|(id, a)| !touched.contains(*id) && self.closes(a))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in closing {
+            if let Some(a) = self.live.get_mut(&id) {
+                a.status = ClusterStatus::Closed;
+                a.detected_at = at;
+                alerts.push(a.clone());
+            }
+        }
 
         // The published state: drop what was touched, add what is fresh.
         for id in &touched {
             if let Some(old) = self.live.remove(id) {
                 for c in &old.cases {
-                    if self.case_cluster.get(c) == Some(id) {
-                        self.case_cluster.remove(c);
+                    if let Some(set) = self.case_clusters.get_mut(c) {
+                        set.remove(id);
+                        if set.is_empty() {
+                            self.case_clusters.remove(c);
+                        }
                     }
                 }
             }
         }
-        for (id, cluster) in fresh {
-            for c in &cluster.cases {
-                self.case_cluster.insert(c.clone(), id.clone());
+        for (id, event) in fresh {
+            for c in &event.cases {
+                self.case_clusters
+                    .entry(c.clone())
+                    .or_default()
+                    .insert(id.clone());
             }
-            // Unchanged clusters keep the version consumers have.
+            // Unchanged events keep the version consumers have.
             let published = alerts
                 .iter()
                 .find(|a| a.cluster_id == id && a.merged_into.is_none())
                 .or_else(|| unchanged.get(&id))
                 .cloned()
-                .unwrap_or(cluster);
+                .unwrap_or(event);
             self.live.insert(id, published);
         }
         Ok(alerts)
@@ -804,7 +1046,7 @@ fn remove_from(map: &mut HashMap<SubjectId, BTreeSet<CaseId>>, key: &SubjectId, 
     }
 }
 
-/// Why the index case was chosen, in one line of at most 1024 bytes.
+/// Why the event's source was chosen, in one line of at most 1024 bytes.
 fn evidence(
     index: &CaseId,
     from: Option<EventTime>,
@@ -822,7 +1064,7 @@ fn evidence(
         format!("{index}: earliest infectious of {size} cases linked by shared places{from}")
     } else {
         format!(
-            "{index}: root of the exposure chain{from}; exposed {} of the {size} cases",
+            "{index}: source of the exposure chain here{from}; exposed {} of the {size} cases",
             exposed.len()
         )
     };
@@ -916,6 +1158,17 @@ mod tests {
         ClusterGraph::new(&ClusterConfig::default()).unwrap()
     }
 
+    /// The place (at the place resolution) of `place(p)`.
+    fn at(p: usize) -> Cell {
+        let c = place(p);
+        c.parent(Resolution::Nine).unwrap_or(c)
+    }
+
+    /// The id of the event with `source` whose main place is `place(p)`'s.
+    fn id(source: u8, p: usize) -> ClusterId {
+        cluster_id(&case(source), at(p)).unwrap()
+    }
+
     fn live(g: &ClusterGraph) -> BTreeMap<String, (Vec<String>, String)> {
         g.clusters()
             .map(|a| {
@@ -963,7 +1216,7 @@ mod tests {
         );
         let a = &alerts[0];
         assert_eq!(a.index_case, Some(case(1)), "earliest infectious");
-        assert_eq!(a.cluster_id, cluster_id(&case(1)).unwrap());
+        assert_eq!(a.cluster_id, id(1, 0));
         assert_eq!(a.size, 3);
         // One place: the res-9 cell that holds every visit (cases 1 and 2
         // shared a res-10 cell, case 3 is placed only in its parent), over
@@ -1019,31 +1272,41 @@ mod tests {
     }
 
     #[test]
-    fn an_exposure_chain_names_its_root() {
+    fn an_exposure_chain_at_one_place_names_its_source() {
         let mut g = graph();
-        // 3 exposed 2, 2 exposed 1... but 3 is the earliest: the root.
+        // 3 exposed 2 and 1 at one place; 3 is the source, though 1 and 2
+        // also met there later (a place link).
         g.set_case(&case(1), facts(1, 48.0));
         g.set_case(&case(2), facts(2, 24.0));
-        g.set_case(&case(3), facts(3, 0.0));
-        g.set_exposure(&case(3), subject(2), stay(3, 5.0, 1.0));
+        g.set_case(&case(3), facts(3, 30.0));
+        g.set_exposure(&case(3), subject(2), stay(0, 5.0, 1.0));
         assert!(
             g.detect(t(100.0)).unwrap().is_empty(),
             "a pair is no cluster"
         );
-        g.set_exposure(&case(2), subject(1), stay(0, 30.0, 1.0));
+        g.set_exposure(&case(3), subject(1), stay(1, 5.5, 1.0));
+        g.set_visit(&case(1), &vid(1, 0), stay(0, 30.0, 1.0));
+        g.set_visit(&case(2), &vid(2, 0), stay(0, 30.0, 1.0));
         let alerts = g.detect(t(101.0)).unwrap();
         assert_eq!(
             statuses(&alerts),
             vec![(ClusterStatus::New, names(&[1, 2, 3]))]
         );
         let a = &alerts[0];
-        assert_eq!(a.index_case, Some(case(3)));
+        assert_eq!(
+            a.index_case,
+            Some(case(3)),
+            "the exposing case, not the earliest"
+        );
+        assert_eq!(a.cluster_id, id(3, 0));
         let ev = a.source_evidence.as_str();
-        assert!(ev.starts_with("C03: root of the exposure chain"), "{ev}");
-        assert!(ev.contains("C03>C02") && ev.contains("C02>C01"), "{ev}");
-        // The exposures' places are the cluster's places (at the place
-        // resolution), each with the case that exposed the other there.
-        let res9 = |p: usize| place(p).parent(Resolution::Nine).unwrap();
+        assert!(
+            ev.starts_with("C03: source of the exposure chain here"),
+            "{ev}"
+        );
+        assert!(ev.contains("C03>C01") && ev.contains("C03>C02"), "{ev}");
+        assert!(ev.contains("2 chain link(s), 1 place link(s)"), "{ev}");
+        // Places by day: the exposures on day 0, the visits on day 1.
         let got: Vec<(Cell, Vec<CaseId>, Option<&CaseId>)> = a
             .places
             .iter()
@@ -1052,10 +1315,155 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (res9(3), vec![case(2), case(3)], Some(&case(3))),
-                (res9(0), vec![case(1), case(2)], Some(&case(2))),
+                (at(0), vec![case(1), case(2), case(3)], Some(&case(3))),
+                (at(0), vec![case(1), case(2)], Some(&case(2))),
             ]
         );
+        assert!(a.linked_clusters.is_empty());
+    }
+
+    #[test]
+    fn a_chain_across_places_links_two_events_without_merging_them() {
+        let mut g = graph();
+        // A club: 1 exposed 2, 3 and 4. A day later 2 exposed 5 and 6 at
+        // work, 2 km away.
+        g.set_case(&case(1), facts(1, 0.0));
+        for n in 2..=4 {
+            g.set_case(&case(n), facts(n, 30.0));
+            g.set_exposure(&case(1), subject(n), stay(0, 10.0, 2.0));
+        }
+        for n in 5..=6 {
+            g.set_case(&case(n), facts(n, 60.0));
+            g.set_exposure(&case(2), subject(n), stay(3, 40.0, 2.0));
+        }
+        let alerts = g.detect(t(100.0)).unwrap();
+        let mut got = statuses(&alerts);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (ClusterStatus::New, names(&[1, 2, 3, 4])),
+                (ClusterStatus::New, names(&[2, 5, 6])),
+            ]
+        );
+        let club = alerts.iter().find(|a| a.cluster_id == id(1, 0)).unwrap();
+        let work = alerts.iter().find(|a| a.cluster_id == id(2, 3)).unwrap();
+        assert_eq!(club.index_case, Some(case(1)));
+        assert_eq!(work.index_case, Some(case(2)));
+        assert_eq!(club.linked_clusters, vec![work.cluster_id.clone()]);
+        assert_eq!(work.linked_clusters, vec![club.cluster_id.clone()]);
+        // A third at work: only that event grows (the club's is unchanged).
+        g.set_case(&case(7), facts(7, 60.0));
+        g.set_exposure(&case(2), subject(7), stay(3, 41.0, 2.0));
+        assert_eq!(
+            statuses(&g.detect(t(101.0)).unwrap()),
+            vec![(ClusterStatus::Growing, names(&[2, 5, 6, 7]))]
+        );
+    }
+
+    #[test]
+    fn a_tower_cell_joins_the_venue_it_holds_on_the_same_day_only() {
+        let mut g = graph();
+        // 1 exposed 3 and 4 on a tower's cell (res 8, cell 4) on day 0;
+        // 1, 2 and 5 met at a venue inside it (cell 5) on day 9, beyond the
+        // revisit window.
+        g.set_case(&case(1), facts(1, 0.0));
+        for n in 2..=5 {
+            g.set_case(&case(n), facts(n, 200.0));
+        }
+        for n in [3, 4] {
+            g.set_exposure(&case(1), subject(n), stay(4, 11.0, 1.0));
+        }
+        for n in [1, 2, 5] {
+            g.set_visit(&case(n), &vid(n, 0), stay(5, 24.0 * 9.0 + 10.0, 2.0));
+        }
+        let alerts = g.detect(t(300.0)).unwrap();
+        let mut got = statuses(&alerts);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (ClusterStatus::New, names(&[1, 2, 5])),
+                (ClusterStatus::New, names(&[1, 3, 4])),
+            ]
+        );
+        let tower = alerts.iter().find(|a| a.cluster_id == id(1, 4)).unwrap();
+        assert_eq!(tower.linked_clusters, vec![id(1, 5)]);
+        // The venue on day 6: one event, keyed by the venue (the source's
+        // links there are as many as on the tower's cell, and finer).
+        for n in [1, 2, 5] {
+            g.set_visit(&case(n), &vid(n, 0), stay(5, 24.0 * 6.0 + 10.0, 2.0));
+        }
+        let alerts = g.detect(t(301.0)).unwrap();
+        let mut got: Vec<(ClusterStatus, ClusterId, Option<ClusterId>)> = alerts
+            .iter()
+            .map(|a| (a.status, a.cluster_id.clone(), a.merged_into.clone()))
+            .collect();
+        got.sort();
+        let mut want = vec![
+            (ClusterStatus::Growing, id(1, 5), None),
+            (ClusterStatus::Merged, id(1, 4), Some(id(1, 5))),
+        ];
+        want.sort();
+        assert_eq!(got, want);
+        let one = alerts.iter().find(|a| a.cluster_id == id(1, 5)).unwrap();
+        assert_eq!(
+            one.cases,
+            names(&[1, 2, 3, 4, 5])
+                .iter()
+                .map(|c| CaseId::new(c.clone()).unwrap())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            one.places.iter().map(Place::cell).collect::<Vec<_>>(),
+            vec![at(4), at(5)],
+            "the tower's cell on day 0, the venue on day 6"
+        );
+        assert!(one.linked_clusters.is_empty());
+    }
+
+    #[test]
+    fn only_a_likely_close_exposure_is_a_chain_link() {
+        use epitrace_model::records::{ExposureStatus, TimeWindow};
+        use epitrace_model::{ExposureId, Probability};
+        let exposure = |likelihood: Option<f64>, status: ExposureStatus| Exposure {
+            exposure_id: ExposureId::new("x-1").unwrap(),
+            case_id: case(1),
+            contact: subject(2),
+            first_cell: place(0),
+            windows: vec![
+                TimeWindow::new(t(2.0), t(3.0)).unwrap(),
+                TimeWindow::new(t(1.0), t(1.5)).unwrap(),
+            ],
+            cumulative_s: 5400,
+            risk: Probability::new("risk", 0.5).unwrap(),
+            status,
+            detected_at: t(4.0),
+            evidence: Vec::new(),
+            likelihood: likelihood.map(|p| Probability::new("likelihood", p).unwrap()),
+            contact_class: None,
+            basis: None,
+        };
+        let first = Some(PlaceTime {
+            cell: place(0),
+            start: t(1.0),
+            end: t(1.5),
+        });
+        let new = ExposureStatus::New;
+        assert_eq!(PlaceTime::of_chain(&exposure(Some(0.5), new), 0.5), first);
+        assert_eq!(
+            PlaceTime::of_chain(&exposure(Some(0.49), new), 0.5),
+            None,
+            "area"
+        );
+        assert_eq!(
+            PlaceTime::of_chain(&exposure(None, new), 0.5),
+            first,
+            "older writers"
+        );
+        assert_eq!(PlaceTime::of_chain(&exposure(Some(0.0), new), 0.0), first);
+        let gone = exposure(Some(0.9), ExposureStatus::Retracted);
+        assert_eq!(PlaceTime::of_chain(&gone, 0.5), None);
     }
 
     #[test]
@@ -1082,7 +1490,7 @@ mod tests {
     }
 
     #[test]
-    fn clusters_joined_by_a_case_merge_into_the_earlier_index() {
+    fn a_case_at_two_events_joins_both_and_they_stay_apart() {
         let mut g = graph();
         for (n, from, p) in [(1, 0.0, 0), (2, 1.0, 0), (3, 2.0, 0)] {
             g.set_case(&case(n), facts(n, from));
@@ -1102,21 +1510,95 @@ mod tests {
                 (ClusterStatus::New, names(&[4, 5, 6]))
             ]
         );
-        assert_eq!(alerts.len(), 2);
-        let (first, second) = (cluster_id(&case(1)).unwrap(), cluster_id(&case(4)).unwrap());
-        // Case 7 was at both places.
+        // Case 7 was at both places: both events grow, linked, apart.
         g.set_case(&case(7), facts(7, 30.0));
         g.set_visit(&case(7), &vid(7, 0), stay(0, 11.0, 1.0));
         g.set_visit(&case(7), &vid(7, 1), stay(3, 51.0, 1.0));
         let alerts = g.detect(t(101.0)).unwrap();
+        let mut got = statuses(&alerts);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (ClusterStatus::Growing, names(&[1, 2, 3, 7])),
+                (ClusterStatus::Growing, names(&[4, 5, 6, 7]))
+            ]
+        );
+        let first = alerts.iter().find(|a| a.cluster_id == id(1, 0)).unwrap();
+        assert_eq!(first.linked_clusters, vec![id(4, 3)]);
+        assert_eq!(live(&g).len(), 2);
+    }
+
+    #[test]
+    fn two_events_at_one_place_joined_by_a_case_merge_into_the_earlier_source() {
+        let mut g = graph();
+        // The same place in two weeks, nine days apart: two events.
+        for (n, from, day) in [(1, 0.0, 0.0), (2, 1.0, 0.0), (3, 2.0, 0.0)] {
+            g.set_case(&case(n), facts(n, from));
+            g.set_visit(&case(n), &vid(n, 0), stay(0, 24.0 * day + 10.0, 2.0));
+        }
+        for (n, from, day) in [(4, 3.0, 9.0), (5, 4.0, 9.0), (6, 5.0, 9.0)] {
+            g.set_case(&case(n), facts(n, from));
+            g.set_visit(&case(n), &vid(n, 0), stay(0, 24.0 * day + 10.0, 2.0));
+        }
+        assert_eq!(g.detect(t(300.0)).unwrap().len(), 2);
+        // Case 7 came in between, within a week of both.
+        g.set_case(&case(7), facts(7, 30.0));
+        g.set_visit(&case(7), &vid(7, 0), stay(0, 24.0 * 4.5, 2.0));
+        let alerts = g.detect(t(301.0)).unwrap();
         assert_eq!(alerts.len(), 2, "{alerts:?}");
-        let grown = alerts.iter().find(|a| a.cluster_id == first).unwrap();
+        let grown = alerts.iter().find(|a| a.cluster_id == id(1, 0)).unwrap();
         assert_eq!(grown.status, ClusterStatus::Growing);
         assert_eq!(grown.size, 7);
-        let merged = alerts.iter().find(|a| a.cluster_id == second).unwrap();
+        let merged = alerts.iter().find(|a| a.cluster_id == id(4, 0)).unwrap();
         assert_eq!(merged.status, ClusterStatus::Merged);
-        assert_eq!(merged.merged_into, Some(first.clone()));
+        assert_eq!(merged.merged_into, Some(id(1, 0)));
         assert_eq!(live(&g).len(), 1);
+    }
+
+    #[test]
+    fn an_event_closes_after_the_watch_period_and_reopens_on_a_new_case() {
+        let mut g = graph();
+        for n in 1..=3 {
+            g.set_case(&case(n), facts(n, f64::from(n)));
+            g.set_visit(&case(n), &vid(n, 0), stay(0, 10.0, 2.0));
+        }
+        g.advance(t(20.0));
+        assert_eq!(g.detect(t(20.0)).unwrap()[0].status, ClusterStatus::New);
+        // 14 days after the latest link (hour 12) less a minute: open.
+        g.advance(t(12.0 + 14.0 * 24.0 - 0.02));
+        assert!(!g.has_changes());
+        assert!(g.detect(t(400.0)).unwrap().is_empty());
+        // The clock reaches the watch period: CLOSED, once.
+        g.advance(t(12.0 + 14.0 * 24.0));
+        assert!(g.has_changes());
+        let alerts = g.detect(t(401.0)).unwrap();
+        assert_eq!(
+            statuses(&alerts),
+            vec![(ClusterStatus::Closed, names(&[1, 2, 3]))]
+        );
+        assert_eq!(alerts[0].cluster_id, id(1, 0));
+        assert_eq!(alerts[0].detected_at, t(401.0));
+        assert!(g.detect(t(402.0)).unwrap().is_empty());
+        // The clock never goes back.
+        g.advance(t(0.0));
+        assert!(!g.has_changes());
+        // Late evidence of an old visit: the event changes but stays
+        // closed.
+        g.set_case(&case(4), facts(4, 4.0));
+        g.set_visit(&case(4), &vid(4, 0), stay(0, 10.5, 1.5));
+        assert_eq!(
+            statuses(&g.detect(t(403.0)).unwrap()),
+            vec![(ClusterStatus::Closed, names(&[1, 2, 3, 4]))]
+        );
+        // A new case inside the watch period: reopened.
+        g.set_case(&case(5), facts(5, 300.0));
+        g.set_visit(&case(5), &vid(5, 0), stay(0, 24.0 * 6.0 + 10.0, 2.0));
+        g.set_visit(&case(1), &vid(1, 1), stay(0, 24.0 * 12.0 + 10.0, 2.0));
+        assert_eq!(
+            statuses(&g.detect(t(404.0)).unwrap()),
+            vec![(ClusterStatus::Growing, names(&[1, 2, 3, 4, 5]))]
+        );
     }
 
     #[test]
@@ -1130,8 +1612,8 @@ mod tests {
         g.set_case(&case(1), facts(1, 0.0));
         g.set_visit(&case(1), &vid(1, 0), stay(0, 9.0, 2.0));
         let alerts = g.detect(t(101.0)).unwrap();
-        let new_id = cluster_id(&case(1)).unwrap();
-        let old_id = cluster_id(&case(2)).unwrap();
+        let new_id = id(1, 0);
+        let old_id = id(2, 0);
         assert_eq!(alerts.len(), 2);
         assert!(
             alerts
@@ -1168,7 +1650,7 @@ mod tests {
         );
         assert_eq!(
             by_status[&ClusterStatus::Merged].merged_into,
-            Some(cluster_id(&case(2)).unwrap())
+            Some(id(2, 0))
         );
         // A non-index case: UPDATED. Then below three: DISSOLVED.
         g.set_case(&case(5), facts(5, 9.0));
@@ -1224,7 +1706,7 @@ mod tests {
         assert_eq!(g.expire(t(50.0)), Expired::default());
         let gone = g.expire(t(1000.0));
         assert_eq!(gone.cases, vec![case(1), case(2), case(3)]);
-        assert_eq!(gone.clusters, vec![cluster_id(&case(1)).unwrap()]);
+        assert_eq!(gone.clusters, vec![id(1, 0)]);
         assert_eq!(
             live(&g).into_values().collect::<Vec<_>>(),
             vec![(names(&[5, 6, 7]), case(5).to_string())]
@@ -1272,14 +1754,43 @@ mod tests {
         }
     }
 
-    /// Union-find over every pair of live cases, from the final evidence.
-    fn oracle(
-        final_state: &BTreeMap<(u8, u8, usize), Evidence>,
-    ) -> BTreeMap<String, (Vec<String>, String)> {
+    /// Every live event: its cases, source and linked events.
+    type Events = BTreeMap<String, (Vec<String>, String, Vec<String>)>;
+
+    fn snapshot(g: &ClusterGraph) -> Events {
+        g.clusters()
+            .map(|a| {
+                (
+                    a.cluster_id.to_string(),
+                    (
+                        a.cases.iter().map(ToString::to_string).collect(),
+                        a.index_case.as_ref().map(ToString::to_string).unwrap(),
+                        a.linked_clusters.iter().map(ToString::to_string).collect(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// A link the oracle found: two cases, a place, a span and, for a
+    /// chain, the exposing case.
+    struct OracleLink {
+        cases: [u8; 2],
+        place: Cell,
+        span: (EventTime, EventTime),
+        source: Option<u8>,
+    }
+
+    /// The events by brute force from the final evidence: every pair of
+    /// live cases' links, then every pair of links that share a case at
+    /// the same place or at nested places within the revisit window,
+    /// unioned.
+    fn oracle(final_state: &BTreeMap<(u8, u8, usize), Evidence>) -> Events {
         let cfg = ClusterConfig::default();
+        let res = Resolution::try_from(cfg.place_res).unwrap();
         let mut facts: BTreeMap<u8, CaseFacts> = BTreeMap::new();
         let mut visits: BTreeMap<u8, Vec<PlaceTime>> = BTreeMap::new();
-        let mut exposures: BTreeMap<u8, Vec<(u8, EventTime)>> = BTreeMap::new();
+        let mut exposures: BTreeMap<u8, Vec<(u8, PlaceTime)>> = BTreeMap::new();
         for e in final_state.values() {
             match e {
                 Evidence::Case(c, f) if !f.retracted => {
@@ -1287,74 +1798,140 @@ mod tests {
                 }
                 Evidence::Visit(c, _, Some(p)) => visits.entry(*c).or_default().push(*p),
                 Evidence::Exposure(c, s, Some(p)) => {
-                    exposures.entry(*c).or_default().push((*s, p.start));
+                    exposures.entry(*c).or_default().push((*s, *p));
                 }
                 _ => {}
             }
         }
-        let ok = |p: &PlaceTime| {
-            p.cell.resolution() >= Resolution::try_from(cfg.place_res).unwrap()
-                && p.end.millis_since(p.start) >= cfg.min_dwell.as_millis()
+        let ok = |p: &&PlaceTime| {
+            p.cell.resolution() >= res && p.end.millis_since(p.start) >= cfg.min_dwell.as_millis()
         };
-        let linked = |a: u8, b: u8| {
-            let va = visits.get(&a).into_iter().flatten().filter(|p| ok(p));
-            let place = va.into_iter().any(|p| {
-                visits
-                    .get(&b)
-                    .into_iter()
-                    .flatten()
-                    .filter(|q| ok(q))
-                    .any(|q| {
-                        let gap = (q.start.millis_since(p.end)).max(p.start.millis_since(q.end));
-                        p.cell.co_located(q.cell) && gap <= cfg.revisit_window.as_millis()
-                    })
-            });
-            // x exposed y, and y was not yet infectious then.
-            let names = |x: u8, y: u8| {
-                exposures.get(&x).into_iter().flatten().any(|(s, at)| {
-                    let gap = facts[&y].infectious_from.millis_since(*at);
-                    facts[&y].subjects.contains(&subject(*s))
-                        && gap > 0
-                        && gap <= cfg.max_incubation.as_millis()
-                })
-            };
-            place || names(a, b) || names(b, a)
+        let place_of = |c: Cell| c.parent(res).unwrap_or(c);
+        let gap = |a: (EventTime, EventTime), b: (EventTime, EventTime)| {
+            b.0.millis_since(a.1).max(a.0.millis_since(b.1))
         };
         let ids: Vec<u8> = facts.keys().copied().collect();
-        let mut root: BTreeMap<u8, u8> = ids.iter().map(|c| (*c, *c)).collect();
-        fn find(root: &mut BTreeMap<u8, u8>, x: u8) -> u8 {
-            let r = root[&x];
-            if r == x {
-                return x;
-            }
-            let top = find(root, r);
-            root.insert(x, top);
-            top
-        }
-        for (i, a) in ids.iter().enumerate() {
-            for b in &ids[i + 1..] {
-                if linked(*a, *b) {
-                    let (ra, rb) = (find(&mut root, *a), find(&mut root, *b));
-                    root.insert(ra, rb);
+        let mut links: Vec<OracleLink> = Vec::new();
+        for (i, &a) in ids.iter().enumerate() {
+            for &b in &ids[i + 1..] {
+                for p in visits.get(&a).into_iter().flatten().filter(ok) {
+                    for q in visits.get(&b).into_iter().flatten().filter(ok) {
+                        if p.cell.co_located(q.cell)
+                            && gap((p.start, p.end), (q.start, q.end))
+                                <= cfg.revisit_window.as_millis()
+                        {
+                            let coarser = if p.cell.resolution() <= q.cell.resolution() {
+                                p.cell
+                            } else {
+                                q.cell
+                            };
+                            links.push(OracleLink {
+                                cases: [a, b],
+                                place: place_of(coarser),
+                                span: (p.start.min(q.start), p.end.max(q.end)),
+                                source: None,
+                            });
+                        }
+                    }
+                }
+                // x exposed y, and y was not yet infectious then.
+                for (x, y) in [(a, b), (b, a)] {
+                    for (s, pt) in exposures.get(&x).into_iter().flatten() {
+                        let lag = facts[&y].infectious_from.millis_since(pt.start);
+                        if facts[&y].subjects.contains(&subject(*s))
+                            && lag > 0
+                            && lag <= cfg.max_incubation.as_millis()
+                        {
+                            links.push(OracleLink {
+                                cases: [a, b],
+                                place: place_of(pt.cell),
+                                span: (pt.start, pt.end),
+                                source: Some(x),
+                            });
+                        }
+                    }
                 }
             }
         }
-        let mut groups: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-        for c in &ids {
-            let r = find(&mut root, *c);
-            groups.entry(r).or_default().push(*c);
+        let n = links.len();
+        let mut root: Vec<usize> = (0..n).collect();
+        fn find(root: &mut [usize], x: usize) -> usize {
+            if root[x] == x {
+                return x;
+            }
+            let top = find(root, root[x]);
+            root[x] = top;
+            top
         }
-        groups
-            .into_values()
-            .filter(|g| g.len() >= 3)
-            .map(|g| {
-                let index = *g
+        for i in 0..n {
+            for j in i + 1..n {
+                let (x, y) = (&links[i], &links[j]);
+                let share = x.cases.iter().any(|c| y.cases.contains(c));
+                let same = x.place == y.place
+                    || (x.place.co_located(y.place)
+                        && gap(x.span, y.span) <= cfg.revisit_window.as_millis());
+                if share && same {
+                    let (ri, rj) = (find(&mut root, i), find(&mut root, j));
+                    root[ri] = rj;
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<&OracleLink>> = BTreeMap::new();
+        for (i, l) in links.iter().enumerate() {
+            groups.entry(find(&mut root, i)).or_default().push(l);
+        }
+        let rank = |c: u8| (facts[&c].infectious_from, facts[&c].confirmed_at, case(c));
+        let mut events: Vec<(String, Vec<u8>, u8)> = Vec::new();
+        for g in groups.values() {
+            let cases: BTreeSet<u8> = g.iter().flat_map(|l| l.cases).collect();
+            if cases.len() < 3 {
+                continue;
+            }
+            let mut infected: BTreeMap<u8, BTreeSet<u8>> = BTreeMap::new();
+            for l in g {
+                if let Some(x) = l.source {
+                    let y = if l.cases[0] == x {
+                        l.cases[1]
+                    } else {
+                        l.cases[0]
+                    };
+                    infected.entry(x).or_default().insert(y);
+                }
+            }
+            let source = infected
+                .iter()
+                .min_by_key(|(x, ys)| (std::cmp::Reverse(ys.len()), rank(**x)))
+                .map(|(x, _)| *x)
+                .unwrap_or_else(|| *cases.iter().min_by_key(|c| rank(**c)).unwrap());
+            let mut count: BTreeMap<Cell, usize> = BTreeMap::new();
+            for l in g.iter().filter(|l| l.cases.contains(&source)) {
+                *count.entry(l.place).or_default() += 1;
+            }
+            let main = count
+                .iter()
+                .max_by_key(|(c, n)| (**n, c.resolution(), std::cmp::Reverse(**c)))
+                .map(|(c, _)| *c)
+                .unwrap();
+            let id = cluster_id(&case(source), main).unwrap().to_string();
+            events.push((id, cases.into_iter().collect(), source));
+        }
+        events
+            .iter()
+            .map(|(id, cases, source)| {
+                let linked: BTreeSet<String> = events
                     .iter()
-                    .min_by_key(|c| (facts[c].infectious_from, facts[c].confirmed_at, case(**c)))
-                    .unwrap();
+                    .filter(|(other, more, _)| {
+                        other != id && more.iter().any(|c| cases.contains(c))
+                    })
+                    .map(|(other, _, _)| other.clone())
+                    .collect();
                 (
-                    cluster_id(&case(index)).unwrap().to_string(),
-                    (names(&g), case(index).to_string()),
+                    id.clone(),
+                    (
+                        names(cases),
+                        case(*source).to_string(),
+                        linked.into_iter().collect(),
+                    ),
                 )
             })
             .collect()
@@ -1422,7 +1999,7 @@ mod tests {
     /// keep their order), detecting every few events; returns the final
     /// clusters and checks that the alerts, applied by a consumer that
     /// upserts by id, give the same clusters.
-    fn run(events: &[Evidence], seed: u64) -> BTreeMap<String, (Vec<String>, String)> {
+    fn run(events: &[Evidence], seed: u64) -> Events {
         let mut queues: BTreeMap<(u8, u8, usize), VecDeque<Evidence>> = BTreeMap::new();
         for e in events {
             queues.entry(e.key()).or_default().push_back(e.clone());
@@ -1465,7 +2042,7 @@ mod tests {
                 );
             }
         }
-        live(&g)
+        snapshot(&g)
     }
 
     proptest! {

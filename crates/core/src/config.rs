@@ -92,6 +92,15 @@ impl TracingConfig {
         if cl.max_places == 0 {
             return bad("cluster.max_places", "must be positive".into());
         }
+        if !(0.0..=1.0).contains(&cl.chain_min_likelihood) {
+            return bad(
+                "cluster.chain_min_likelihood",
+                format!("{} is not a probability", cl.chain_min_likelihood),
+            );
+        }
+        if cl.watch_period.as_millis() == 0 {
+            return bad("cluster.watch_period", "must be positive".into());
+        }
         Ok(())
     }
 }
@@ -273,13 +282,14 @@ impl Default for ExposureConfig {
     }
 }
 
-/// When confirmed cases form a cluster (issue 5; see `crate::cluster`).
+/// When confirmed cases form outbreak events (issues 5 and 15; see
+/// `crate::cluster`).
 ///
 /// Two cases are linked when they visited the same place within
 /// `revisit_window` of each other (overlapping stays included), or when one
-/// was an exposure contact of the other (an exposure chain). A connected
-/// group of at least `min_cases` linked cases is a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// was a likely close contact of the other (an exposure chain). Links at one
+/// place that share cases, with at least `min_cases` cases, are an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Fewest linked cases that make a cluster. Default 3 (KDCA: a cluster
@@ -303,8 +313,22 @@ pub struct ClusterConfig {
     /// Default `14d` (the longest incubation period traced). A contact who
     /// was already infectious at the time was not infected there.
     pub max_incubation: Span,
+    /// Least likelihood (of a true close contact, see `[tracing.likelihood]`)
+    /// an exposure needs to link the exposing case to its contact as the
+    /// contact's likely source. Default 0.5, the `close` class at the
+    /// default threshold: the `area` list is mostly people under the same
+    /// tower, and linking through it joins unrelated cases into false
+    /// events. Exposures without a likelihood (written before it existed)
+    /// count. 0 links through every exposure.
+    pub chain_min_likelihood: f64,
     /// Most place-times listed in an alert, earliest first. Default 64.
     pub max_places: u32,
+    /// How long an event stays open without a new link: when its latest
+    /// link ended this long before the detector's clock (event time), the
+    /// event is published CLOSED. Default `14d`: one longest incubation
+    /// period without a new linked case (WHO declares an outbreak over
+    /// after two: set `28d` for that).
+    pub watch_period: Span,
 }
 
 impl Default for ClusterConfig {
@@ -315,7 +339,9 @@ impl Default for ClusterConfig {
             min_dwell: Span::minutes(15),
             revisit_window: Span::days(7),
             max_incubation: Span::days(14),
+            chain_min_likelihood: 0.5,
             max_places: 64,
+            watch_period: Span::days(14),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! it was computed, so a replay after a crash produces identical records and
 //! consumers upsert by id (DESIGN §5).
 
-use epitrace_model::{CaseId, ClusterId, ExposureId, ModelError, SubjectId, VisitId};
+use epitrace_model::{CaseId, Cell, ClusterId, ExposureId, ModelError, SubjectId, VisitId};
 
 use crate::segment::SegmentKey;
 use sha2::{Digest, Sha256};
@@ -57,17 +57,22 @@ pub fn visit_id(
     ))
 }
 
-/// The id of the cluster whose index case is `index`: `cl-` and 32 hex
-/// digits. A cluster keeps its id while its index case stays the same; when
-/// an earlier case joins and becomes the index, the cluster is re-keyed (the
-/// old id is MERGED into the new one).
+/// The id of the outbreak event whose source is `source` at `place` (the
+/// event's main place cell): `cl-` and 32 hex digits. An event keeps its id
+/// while its source and main place stay the same; when evidence names
+/// another source or place, the event is re-keyed (the old id is MERGED
+/// into the new one). A case is the source of at most one event per place,
+/// so ids are unique among live events.
 ///
 /// # Errors
 /// None in practice, as [`exposure_id`].
-pub fn cluster_id(index: &CaseId) -> Result<ClusterId, ModelError> {
+pub fn cluster_id(source: &CaseId, place: Cell) -> Result<ClusterId, ModelError> {
     ClusterId::new(format!(
         "cl-{}",
-        digest_hex("epitrace.cluster.v1", &[index.as_str().as_bytes()])
+        digest_hex(
+            "epitrace.cluster.v2",
+            &[source.as_str().as_bytes(), &place.raw().to_be_bytes()]
+        )
     ))
 }
 

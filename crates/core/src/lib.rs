@@ -23,7 +23,8 @@
 //!   segment with a contact's.
 //! - [`exposure`]: the exposure rule over a [`ContactLedger`] of overlaps.
 //! - [`cluster`]: the cluster graph (cases linked by shared places and
-//!   exposure chains) and the alerts that publish its clusters.
+//!   exposure chains), the outbreak events in it and the alerts that
+//!   publish them.
 //! - [`ids`]: deterministic ids of output records.
 //! - [`codec`]: versioned binary encodings of state values (trails,
 //!   segments, ledgers) for the processors' stores.

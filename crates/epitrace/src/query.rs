@@ -373,6 +373,10 @@ fn clusters_text(clusters: &[ClusterAlert], case: Option<&CaseId>) -> String {
         out.push_str(&format!("  evidence: {}\n", a.source_evidence));
         let cases: Vec<&str> = a.cases.iter().map(CaseId::as_str).collect();
         out.push_str(&format!("  cases: {}\n", cases.join(", ")));
+        if !a.linked_clusters.is_empty() {
+            let linked: Vec<&str> = a.linked_clusters.iter().map(|c| c.as_str()).collect();
+            out.push_str(&format!("  linked events: {}\n", linked.join(", ")));
+        }
         let rows: Vec<Vec<String>> = a
             .places
             .iter()
@@ -550,6 +554,7 @@ mod tests {
                 .unwrap(),
             size: u32::try_from(cases.len()).unwrap(),
             merged_into: (status == ClusterStatus::Merged).then(|| ClusterId::new("c-z").unwrap()),
+            linked_clusters: Vec::new(),
             detected_at: t(600),
         }
     }
@@ -642,6 +647,19 @@ mod tests {
         );
         assert_eq!(lines.len(), 5);
         assert!(text.lines().all(|l| l == l.trim_end()));
+        // An event linked to others by a shared case says which.
+        let mut b = alert(
+            "c-2",
+            ClusterStatus::New,
+            &["KR-1", "KR-4", "KR-5"],
+            Some("KR-1"),
+        );
+        b.linked_clusters = vec![
+            ClusterId::new("c-1").unwrap(),
+            ClusterId::new("c-9").unwrap(),
+        ];
+        let text = clusters_text(&[b], None);
+        assert_eq!(text.lines().nth(3), Some("  linked events: c-1, c-9"));
     }
 
     #[test]
@@ -681,6 +699,7 @@ mod tests {
                 }],
                 "merged_into": null,
                 "detected_at": "2020-05-02T10:00:00.000Z",
+                "linked_clusters": [],
             })
         );
         assert_eq!(doc[1]["merged_into"], "c-z");

@@ -240,6 +240,13 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
         cluster.revisit_window,
         cluster.max_incubation
     );
+    anyhow::ensure!(
+        retention > cluster.watch_period,
+        "topology.retention ({retention}) must be longer than tracing.cluster.watch_period ({}): \
+         the cluster detector forgets an event a retention after it ended, and must close it \
+         (CLOSED) first",
+        cluster.watch_period
+    );
     cfg.topology
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid [topology] configuration: {e}"))?;
@@ -337,6 +344,15 @@ mod tests {
             ..Overrides::default()
         };
         assert!(load_with(&o, env(&[])).is_ok());
+        let o = Overrides {
+            set: vec![
+                "topology.retention=15d".into(),
+                "tracing.cluster.watch_period=20d".into(),
+            ],
+            ..Overrides::default()
+        };
+        let err = format!("{:#}", load_with(&o, env(&[])).unwrap_err());
+        assert!(err.contains("watch_period"), "{err}");
     }
 
     #[test]

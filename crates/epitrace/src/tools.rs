@@ -540,6 +540,7 @@ mod eval_tests {
             source_evidence: Text::new("source_evidence", "test").unwrap(),
             size: u32::try_from(cases.len()).unwrap(),
             merged_into: None,
+            linked_clusters: Vec::new(),
             detected_at: EventTime::from_millis("t", CityConfig::default().start_ms).unwrap(),
         }
     }

@@ -223,6 +223,7 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
             .unwrap(),
         size: u32::try_from(cases.len()).unwrap(),
         merged_into: (status == ClusterStatus::Merged).then(|| ClusterId::new(id("k1")).unwrap()),
+        linked_clusters: Vec::new(),
         detected_at: t(at),
     };
     let visit = |vid: &str, of: &String, start: i64, end: i64, retracted: bool| Visit {
@@ -361,6 +362,7 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
             }],
             "merged_into": null,
             "detected_at": "2020-05-02T11:40:00.000Z",
+            "linked_clusters": [],
         }])
     );
 

@@ -280,7 +280,7 @@ impl Metrics {
             )?,
             cluster_alerts_emitted: counter(
                 "epitrace_cluster_alerts_emitted_total",
-                "Cluster alerts published to tracing.clusters, by kind (new, growing, updated, merged, dissolved).",
+                "Cluster alerts published to tracing.clusters, by kind (new, growing, updated, merged, dissolved, closed).",
                 &["kind"],
             )?,
             cases_pending_approval: {

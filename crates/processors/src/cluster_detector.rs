@@ -8,7 +8,9 @@
 //! - **State** (RocksDB), the evidence the graph is rebuilt from on start:
 //!   - `cases`: case → its latest [`CaseEvent`];
 //!   - `visits`: case | 0 | visit id → the latest live [`Visit`];
-//!   - `exposures`: case | 0 | contact → the latest live [`Exposure`];
+//!   - `exposures`: case | 0 | contact → the latest live [`Exposure`] that
+//!     can be a chain link (likely a close contact:
+//!     `cluster.chain_min_likelihood`);
 //!   - `published`: cluster id → the last [`ClusterAlert`] of each live
 //!     cluster.
 //!
@@ -56,15 +58,16 @@ pub const EXPOSURE_STATE: &str = "exposures";
 pub const PUBLISHED: &str = "published";
 
 /// Alert kinds, in metric-label order.
-const KINDS: [&str; 5] = ["new", "growing", "updated", "merged", "dissolved"];
+const KINDS: [&str; 6] = ["new", "growing", "updated", "merged", "dissolved", "closed"];
 
 fn kind_slot(status: ClusterStatus) -> usize {
     match status {
         ClusterStatus::New => 0,
         ClusterStatus::Growing => 1,
-        ClusterStatus::Updated | ClusterStatus::Closed => 2,
+        ClusterStatus::Updated => 2,
         ClusterStatus::Merged => 3,
         ClusterStatus::Dissolved => 4,
+        ClusterStatus::Closed => 5,
     }
 }
 
@@ -77,7 +80,7 @@ pub struct ClusterDetector {
     /// Latest input timestamp of the batch.
     batch_ts: Option<i64>,
     /// Alerts published in this batch, by kind.
-    emitted: [u64; 5],
+    emitted: [u64; 6],
     /// Event time of the last record (for the lag metric).
     last_event_ms: Option<i64>,
     /// How long ended cases are kept behind the stream time (ms); `None`
@@ -100,7 +103,7 @@ impl ClusterDetector {
             cfg: cfg.clone(),
             graph: None,
             batch_ts: None,
-            emitted: [0; 5],
+            emitted: [0; 6],
             last_event_ms: None,
             retention_ms: None,
             stream_time_ms: None,
@@ -167,7 +170,11 @@ impl ClusterDetector {
             }
             for (_, bytes) in all(EXPOSURE_STATE)? {
                 let e: Exposure = decode_value(&bytes)?;
-                g.set_exposure(&e.case_id, e.contact, PlaceTime::of_exposure(&e));
+                g.set_exposure(
+                    &e.case_id,
+                    e.contact,
+                    PlaceTime::of_chain(&e, self.cfg.chain_min_likelihood),
+                );
             }
             for (_, bytes) in all(PUBLISHED)? {
                 g.restore(decode_value::<ClusterAlert>(&bytes)?);
@@ -211,7 +218,7 @@ impl Processor for ClusterDetector {
         } else if source == EXPOSURES.as_bytes() {
             let e: Exposure = decode(record)?;
             let key = case_member_key(&e.case_id, e.contact.as_bytes());
-            let place = PlaceTime::of_exposure(&e);
+            let place = PlaceTime::of_chain(&e, self.cfg.chain_min_likelihood);
             if place.is_some() {
                 txn.put(EXPOSURE_STATE, key, encode_value(&e)?);
             } else {
@@ -281,9 +288,18 @@ impl ClusterDetector {
         txn: &mut Txn<'_>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
-        let Some(graph) = self.graph.as_mut().filter(|g| g.has_changes()) else {
+        let clock = self
+            .stream_time_ms
+            .and_then(|ms| EventTime::from_millis("stream_time", ms).ok());
+        let Some(graph) = self.graph.as_mut() else {
             return Ok(());
         };
+        if let Some(now) = clock {
+            graph.advance(now);
+        }
+        if !graph.has_changes() {
+            return Ok(());
+        }
         let at = EventTime::from_millis("detected_at", ts).or_fatal()?;
         for alert in graph.detect(at).or_fatal()? {
             let key = alert.cluster_id.as_str().as_bytes().to_vec();

@@ -488,7 +488,6 @@ fn exposure_aggregator_and_cluster_detector_forget_cases_that_ended_a_retention_
     assert!(count(&driver, det, "visits") > 0);
     assert!(count(&driver, det, "exposures") > 0);
     assert_eq!(count(&driver, det, "published"), 1);
-    let alerts = driver.read(CLUSTERS).len();
     let exposures = driver.read(EXPOSURES).len();
     // A case confirmed later moves the stream time.
     let later = |driver: &mut TopologyDriver, n: u8, days: i64| {
@@ -507,10 +506,14 @@ fn exposure_aggregator_and_cluster_detector_forget_cases_that_ended_a_retention_
         driver.pipe(CASES, Some(e.case_id.as_str().as_bytes()), Some(&payload));
         driver.run().unwrap();
     };
-    // 20 days on: everything kept (retention 21 days).
+    // 20 days on: everything kept (retention 21 days); the night's event
+    // had no new case for the watch period (14 days): CLOSED.
     later(&mut driver, 1, 20);
     assert_eq!(count(&driver, agg, "cases"), cases + 1);
     assert_eq!(count(&driver, det, "published"), 1);
+    let closed: ClusterAlert = decode(driver.read(CLUSTERS).last().unwrap());
+    assert_eq!(closed.status, ClusterStatus::Closed);
+    let alerts = driver.read(CLUSTERS).len();
     // 30 days on: the night's cases are forgotten by both, with their
     // evidence and their cluster; the open later cases are kept.
     later(&mut driver, 2, 30);

@@ -6,9 +6,11 @@
 //!
 //! - **Case `KR-2020-0501`** — phone `P1` and card `C1`: a restaurant
 //!   payment at 22:10 (MCC 5812 → 45 min), tower pings at the club (500 m
-//!   accuracy → a res-8 footprint) every 10 min from 23:00 to 03:00, GPS at
-//!   a bar ~1 km away until 03:50. Confirmed three days later: its trail is
-//!   ingested before the case is known.
+//!   accuracy → a res-8 footprint) every 10 min from 23:00 to 03:00 with
+//!   the club's Wi-Fi fixes (30 m) between them (so the stay's cell is the
+//!   tower's and its core the club's: its contacts there are `close`), GPS
+//!   at a bar ~1 km away until 03:50. Confirmed three days later: its
+//!   trail is ingested before the case is known.
 //! - **Case `KR-2020-0502`** — phone `P2` at a gym ~3 km away, confirmed
 //!   and then retracted (a false positive): it must leave no exposure.
 //! - **Cases `KR-2020-0503` and `KR-2020-0504`** — phones `P3` and `P4`,
@@ -351,6 +353,7 @@ pub fn nightlife(residents: u32, seed: u64) -> Result<Scenario, ModelError> {
     trail.push(b.card(c1, 10, Venue::Restaurant, 5812)?);
     for m in (60..=300).step_by(10) {
         trail.push(b.ping(p1, m, b.places.club, 500.0, LocationSource::Cell)?);
+        trail.push(b.ping(p1, m + 5, b.places.club, 30.0, LocationSource::Wifi)?);
     }
     for m in (320..=350).step_by(10) {
         trail.push(b.ping(p1, m, b.places.bar, 15.0, LocationSource::Gps)?);

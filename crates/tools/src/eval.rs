@@ -10,9 +10,11 @@
 //! `none`) and by data source (`gps` when both phones report GPS/Wi-Fi
 //! fixes, `tower` when neither does, `mixed` otherwise).
 //!
-//! Clusters are scored apart ([`evaluate_clusters`]): a true cluster is one
-//! infector and at least two people it infected at one place within a week,
-//! all published cases (`truth/clusters.csv`); a predicted one is a live
+//! Clusters are scored apart ([`evaluate_clusters`], [`one_to_one`]): a true
+//! cluster is an outbreak event, the infections at one place in a period
+//! with no week between consecutive ones, at least three of the people
+//! involved published cases, its source the first infector there
+//! (`truth/clusters.csv`); a predicted one is a live
 //! record of `tracing.clusters` holding at least one of the truth's cases.
 //! A true cluster is found when one predicted cluster holds at least three
 //! of its cases (all of them, if it has fewer); the scores are recall, the
@@ -45,9 +47,9 @@ struct Pair {
     exposed: bool,
 }
 
-/// A true cluster of the simulator (a row of `truth/clusters.csv`): one
-/// infector and at least two people it infected at one place within a
-/// week, all of them published cases.
+/// A true cluster of the simulator (a row of `truth/clusters.csv`): an
+/// outbreak event, the infections at one place in one period, with at
+/// least three published cases and its first infector (a case) as source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TrueCluster {
     /// The truth's id (`T<seed>-<n>`).
@@ -681,9 +683,11 @@ pub struct OneToOneMatch {
     /// Whether the detected cluster names the true index case as the
     /// source (see [`ClusterMatch::named_source`]).
     pub source_named: bool,
-    /// Hours from the confirmation of the true cluster's third case to the
-    /// event time of the first alert holding min(3, size) of its cases;
-    /// `None` when the truth has no confirmation times.
+    /// Hours, in event time, from the confirmation of the true cluster's
+    /// third case to the earliest time an alert holding min(3, size) of
+    /// its cases could exist: the latest confirmation of that alert's
+    /// cases (an alert that needed a later case detects later); `None`
+    /// when the truth has no confirmation times.
     pub detection_delay_h: Option<f64>,
 }
 
@@ -789,7 +793,15 @@ pub fn one_to_one(truth: &TruthSet, live: &[ClusterAlert], history: &[ClusterAle
                     .count()
                     >= need
             })
-            .map(|a| a.detected_at.as_millis())
+            .filter_map(|a| {
+                // In event time: the alert could exist once its last case
+                // was confirmed (`detected_at` is an append time, which a
+                // replayed city does not share with its event times).
+                a.cases
+                    .iter()
+                    .filter_map(|c| truth.confirmed.get(c.as_str()).copied())
+                    .max()
+            })
             .min();
         #[allow(clippy::cast_precision_loss)]
         let detection_delay_h = match (confirmations.get(need - 1), first_detection) {
@@ -1033,7 +1045,7 @@ fn cluster_table(s: &mut String, c: &ClusterScore) {
         let hours = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} h"));
         let _ = writeln!(
             s,
-            "one to one (Jaccard >= 0.5): {} of {} true, {} detected; precision {}, recall {}, F1 {}; source named first {}; median detection delay after the third case {}",
+            "one to one (Jaccard >= 0.5): {} of {} true, {} detected; precision {}, recall {}, F1 {}; source named first {}; median detection delay after the third case (event time) {}",
             o.matched,
             o.true_clusters,
             o.detected,
@@ -1092,6 +1104,7 @@ mod tests {
             source_evidence: Text::new("source_evidence", "test").unwrap(),
             size: u32::try_from(cases.len()).unwrap(),
             merged_into: None,
+            linked_clusters: Vec::new(),
             detected_at: EventTime::from_millis("t", 1_588_000_000_000).unwrap(),
         }
     }
@@ -1128,8 +1141,13 @@ mod tests {
             [("T1", 4.0 / 7.0, true), ("T2", 3.0 / 7.0, false)]
         );
         assert!(o.pairs[0].source_named);
-        // Detected at t0; T1's third case (C) was confirmed at t0 - 8 h.
-        assert_eq!(o.pairs[0].detection_delay_h, Some(8.0));
+        // T1's third case (C) was confirmed at t0 - 8 h; the merged alert
+        // needed G too, confirmed at t0 - 4 h: 4 h late.
+        assert_eq!(o.pairs[0].detection_delay_h, Some(4.0));
+        // An earlier alert of A, B and C detected it on time.
+        let first = alert("M", Some("A"), &["A", "B", "C"]);
+        let o = one_to_one(&t, std::slice::from_ref(&merged), &[first, merged.clone()]);
+        assert_eq!(o.pairs[0].detection_delay_h, Some(0.0));
         // Two events: both match, one each; the second names the wrong
         // source.
         let live = [

@@ -154,6 +154,9 @@ pub struct ClusterAlert {
     pub merged_into: Option<ClusterId>,
     /// Event time at which this state was detected.
     pub detected_at: EventTime,
+    /// The other live events sharing a case with this one (the
+    /// transmission chains between events); empty in v1 records.
+    pub linked_clusters: Vec<ClusterId>,
 }
 
 impl AvroRecord for ClusterAlert {
@@ -187,6 +190,15 @@ impl AvroRecord for ClusterAlert {
                 opt(self.merged_into.as_ref().map(|c| str_value(c.as_str()))),
             ),
             ("detected_at", ts(self.detected_at)),
+            (
+                "linked_clusters",
+                Value::Array(
+                    self.linked_clusters
+                        .iter()
+                        .map(|c| str_value(c.as_str()))
+                        .collect(),
+                ),
+            ),
         ])
     }
 
@@ -213,6 +225,11 @@ impl AvroRecord for ClusterAlert {
                 .map(ClusterId::new)
                 .transpose()?,
             detected_at: f.time("detected_at")?,
+            linked_clusters: f
+                .array("linked_clusters")?
+                .iter()
+                .map(|c| ClusterId::new(value::string("linked_clusters", c)?))
+                .collect::<Result<_, _>>()?,
         };
         alert.validate()?;
         Ok(alert)

@@ -350,8 +350,9 @@ pub fn cluster_alert() -> impl Strategy<Value = ClusterAlert> {
                     source_evidence,
                     size,
                     merged_into: (status == ClusterStatus::Merged)
-                        .then(|| ClusterId::new(merged).unwrap()),
+                        .then(|| ClusterId::new(merged.clone()).unwrap()),
                     detected_at,
+                    linked_clusters: vec![ClusterId::new(merged).unwrap()],
                 }
             },
         )

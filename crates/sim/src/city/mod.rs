@@ -95,19 +95,21 @@ pub struct Truth {
     pub cases: Vec<(String, u32)>,
     /// Every resident each case met during its infectious period.
     pub contacts: Vec<TrueContact>,
-    /// Places where one infector infected at least two others within a
-    /// week: (place, infector, infected residents, first, last infection).
+    /// Outbreak events: the infections at one place in a period (no week
+    /// without one), with at least three cases.
     pub clusters: Vec<TrueCluster>,
 }
 
-/// A true cluster: one source infecting several at one place.
+/// A true cluster: an outbreak event, the infections at one place in one
+/// period (consecutive infections at most a week apart).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrueCluster {
     /// Where.
     pub place: Place,
-    /// The source.
+    /// The source: the event's first infector, who brought it there.
     pub infector: u32,
-    /// Everyone infected there by the source, in order of infection.
+    /// Everyone else in the event (infected there, or infecting others
+    /// there), in order of first infection.
     pub infected: Vec<u32>,
     /// First infection.
     pub first: i64,
@@ -306,31 +308,59 @@ fn truth(cfg: &CityConfig, epidemic: &Epidemic, exposure: &ExposureConfig) -> Tr
         .map(|(i, (p, _))| (case_id(cfg.seed, i), *p))
         .collect();
     let infections = epidemic.infections().clone();
-    // Clusters: an infector and the people it infected at one place within
-    // a week, when that makes at least three cases.
-    let mut by_source: BTreeMap<(u32, Place), Vec<(i64, u32)>> = BTreeMap::new();
+    // Clusters are outbreak events: the infections at one place, in
+    // periods whose consecutive infections are at most a week apart. An
+    // event's source is its first infector (who brought it there); events
+    // of at least three cases whose source is a case.
+    let mut by_place: BTreeMap<Place, Vec<(i64, u32, u32)>> = BTreeMap::new();
     for (p, inf) in &infections {
         if let (Some(src), Some(place)) = (inf.infector, inf.place) {
-            by_source
-                .entry((src, place))
+            by_place
+                .entry(place)
                 .or_default()
-                .push((inf.infected_at, *p));
+                .push((inf.infected_at, src, *p));
         }
     }
     let is_case = |p: u32| cases.iter().any(|(_, c)| *c == p);
     let mut clusters = Vec::new();
-    for ((infector, place), mut infected) in by_source {
-        infected.sort_unstable();
-        let members = 1 + infected.iter().filter(|(_, p)| is_case(*p)).count();
-        let span = infected.last().map_or(0, |l| l.0) - infected.first().map_or(0, |f| f.0);
-        if members >= 3 && is_case(infector) && span <= 7 * world::DAY_MS {
-            clusters.push(TrueCluster {
-                place,
-                infector,
-                first: infected.first().map_or(0, |f| f.0),
-                last: infected.last().map_or(0, |l| l.0),
-                infected: infected.into_iter().map(|(_, p)| p).collect(),
-            });
+    for (place, mut list) in by_place {
+        list.sort_unstable();
+        let mut periods: Vec<Vec<(i64, u32, u32)>> = Vec::new();
+        for x in list {
+            match periods.last_mut() {
+                Some(period)
+                    if period
+                        .last()
+                        .is_some_and(|l| x.0 - l.0 <= 7 * world::DAY_MS) =>
+                {
+                    period.push(x);
+                }
+                _ => periods.push(vec![x]),
+            }
+        }
+        for period in periods {
+            let (Some(&(first, source, _)), Some(&(last, _, _))) = (period.first(), period.last())
+            else {
+                continue;
+            };
+            let mut others: Vec<u32> = Vec::new();
+            for &(_, infector, infected) in &period {
+                for q in [infector, infected] {
+                    if q != source && !others.contains(&q) {
+                        others.push(q);
+                    }
+                }
+            }
+            let members = 1 + others.iter().filter(|p| is_case(**p)).count();
+            if members >= 3 && is_case(source) {
+                clusters.push(TrueCluster {
+                    place,
+                    infector: source,
+                    first,
+                    last,
+                    infected: others,
+                });
+            }
         }
     }
     Truth {
