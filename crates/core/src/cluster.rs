@@ -1190,6 +1190,19 @@ mod tests {
             .collect()
     }
 
+    /// The alerts' statuses and cases, sorted (alerts of one `detect` come
+    /// in id order, which tests do not predict).
+    fn sorted(alerts: &[ClusterAlert]) -> Vec<(ClusterStatus, Vec<String>)> {
+        let mut got = statuses(alerts);
+        got.sort();
+        got
+    }
+
+    /// The alert of the event with `id`.
+    fn event<'a>(alerts: &'a [ClusterAlert], id: &ClusterId) -> &'a ClusterAlert {
+        alerts.iter().find(|a| &a.cluster_id == id).unwrap()
+    }
+
     fn names(ns: &[u8]) -> Vec<String> {
         ns.iter().map(|n| case(*n).to_string()).collect()
     }
@@ -1337,17 +1350,15 @@ mod tests {
             g.set_exposure(&case(2), subject(n), stay(3, 40.0, 2.0));
         }
         let alerts = g.detect(t(100.0)).unwrap();
-        let mut got = statuses(&alerts);
-        got.sort();
         assert_eq!(
-            got,
+            sorted(&alerts),
             vec![
                 (ClusterStatus::New, names(&[1, 2, 3, 4])),
                 (ClusterStatus::New, names(&[2, 5, 6])),
             ]
         );
-        let club = alerts.iter().find(|a| a.cluster_id == id(1, 0)).unwrap();
-        let work = alerts.iter().find(|a| a.cluster_id == id(2, 3)).unwrap();
+        let club = event(&alerts, &id(1, 0));
+        let work = event(&alerts, &id(2, 3));
         assert_eq!(club.index_case, Some(case(1)));
         assert_eq!(work.index_case, Some(case(2)));
         assert_eq!(club.linked_clusters, vec![work.cluster_id.clone()]);
@@ -1362,7 +1373,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tower_cell_joins_the_venue_it_holds_on_the_same_day_only() {
+    fn a_tower_cell_joins_the_venue_it_holds_within_the_revisit_window() {
         let mut g = graph();
         // 1 exposed 3 and 4 on a tower's cell (res 8, cell 4) on day 0;
         // 1, 2 and 5 met at a venue inside it (cell 5) on day 9, beyond the
@@ -1378,16 +1389,14 @@ mod tests {
             g.set_visit(&case(n), &vid(n, 0), stay(5, 24.0 * 9.0 + 10.0, 2.0));
         }
         let alerts = g.detect(t(300.0)).unwrap();
-        let mut got = statuses(&alerts);
-        got.sort();
         assert_eq!(
-            got,
+            sorted(&alerts),
             vec![
                 (ClusterStatus::New, names(&[1, 2, 5])),
                 (ClusterStatus::New, names(&[1, 3, 4])),
             ]
         );
-        let tower = alerts.iter().find(|a| a.cluster_id == id(1, 4)).unwrap();
+        let tower = event(&alerts, &id(1, 4));
         assert_eq!(tower.linked_clusters, vec![id(1, 5)]);
         // The venue on day 6: one event, keyed by the venue (the source's
         // links there are as many as on the tower's cell, and finer).
@@ -1406,7 +1415,7 @@ mod tests {
         ];
         want.sort();
         assert_eq!(got, want);
-        let one = alerts.iter().find(|a| a.cluster_id == id(1, 5)).unwrap();
+        let one = event(&alerts, &id(1, 5));
         assert_eq!(
             one.cases,
             names(&[1, 2, 3, 4, 5])
@@ -1501,10 +1510,8 @@ mod tests {
             g.set_visit(&case(n), &vid(n, 0), stay(p, 50.0, 2.0));
         }
         let alerts = g.detect(t(100.0)).unwrap();
-        let mut got = statuses(&alerts);
-        got.sort();
         assert_eq!(
-            got,
+            sorted(&alerts),
             vec![
                 (ClusterStatus::New, names(&[1, 2, 3])),
                 (ClusterStatus::New, names(&[4, 5, 6]))
@@ -1515,16 +1522,14 @@ mod tests {
         g.set_visit(&case(7), &vid(7, 0), stay(0, 11.0, 1.0));
         g.set_visit(&case(7), &vid(7, 1), stay(3, 51.0, 1.0));
         let alerts = g.detect(t(101.0)).unwrap();
-        let mut got = statuses(&alerts);
-        got.sort();
         assert_eq!(
-            got,
+            sorted(&alerts),
             vec![
                 (ClusterStatus::Growing, names(&[1, 2, 3, 7])),
                 (ClusterStatus::Growing, names(&[4, 5, 6, 7]))
             ]
         );
-        let first = alerts.iter().find(|a| a.cluster_id == id(1, 0)).unwrap();
+        let first = event(&alerts, &id(1, 0));
         assert_eq!(first.linked_clusters, vec![id(4, 3)]);
         assert_eq!(live(&g).len(), 2);
     }
@@ -1547,10 +1552,10 @@ mod tests {
         g.set_visit(&case(7), &vid(7, 0), stay(0, 24.0 * 4.5, 2.0));
         let alerts = g.detect(t(301.0)).unwrap();
         assert_eq!(alerts.len(), 2, "{alerts:?}");
-        let grown = alerts.iter().find(|a| a.cluster_id == id(1, 0)).unwrap();
+        let grown = event(&alerts, &id(1, 0));
         assert_eq!(grown.status, ClusterStatus::Growing);
         assert_eq!(grown.size, 7);
-        let merged = alerts.iter().find(|a| a.cluster_id == id(4, 0)).unwrap();
+        let merged = event(&alerts, &id(4, 0));
         assert_eq!(merged.status, ClusterStatus::Merged);
         assert_eq!(merged.merged_into, Some(id(1, 0)));
         assert_eq!(live(&g).len(), 1);
