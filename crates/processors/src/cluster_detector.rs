@@ -17,22 +17,27 @@
 //!   In memory, the [`ClusterGraph`] (see `epitrace_core::cluster` for the
 //!   rule), rebuilt from the stores when the task starts.
 //! - **Retention:** by event time, once per day of stream time (the latest
-//!   visit end, exposure window end or confirmation seen; records more than
-//!   a day past the wall clock are dead-lettered before they move it): a
+//!   visit end, exposure window end or confirmation seen, resumed from the
+//!   stores on start; records more than a day past the wall clock are
+//!   dead-lettered before they move it): a
 //!   group of linked cases that all ended (infectious period, visits,
 //!   exposures) more than `topology.retention` behind the stream time is
 //!   forgotten with its evidence and its `published` entry, silently — its
 //!   last alert stands on the compacted topic (`ClusterGraph::expire`).
 //!   Open cases are kept. `topology.retention` must exceed
-//!   `cluster.revisit_window` and `cluster.max_incubation` (checked at
-//!   start), so no new case can link to a forgotten one.
-//! - **Output:** `tracing.clusters` (key = cluster id, compacted):
-//!   [`ClusterAlert`]s NEW, GROWING, UPDATED, MERGED (with `merged_into`)
-//!   and DISSOLVED, once per batch for the clusters the batch changed.
+//!   `cluster.revisit_window`, `cluster.max_incubation` and
+//!   `cluster.watch_period` (checked at start), so no new case can link to
+//!   a forgotten one and every event closes before it is forgotten.
+//! - **Output:** `tracing.clusters` (key = cluster id, compacted): one
+//!   [`ClusterAlert`] per outbreak event the batch changed — NEW, GROWING,
+//!   UPDATED, MERGED (with `merged_into`), DISSOLVED — and CLOSED for the
+//!   events whose watch period the stream time passed.
 //! - **Time:** `detected_at` and the output timestamp are the latest input
-//!   timestamp of the batch. Clusters depend only on the evidence, never
-//!   on its order or on batch boundaries; the alerts in between may differ
-//!   on a replay with other batch sizes, the final state may not.
+//!   timestamp of the batch; events close on the stream time (event time).
+//!   Events depend only on the evidence (and a close on the latest event
+//!   time), never on its order or on batch boundaries; the alerts in
+//!   between may differ on a replay with other batch sizes, the final state
+//!   may not.
 //! - **Delivery:** exactly-once by default, at-least-once as an option (see `epitrace_stream`); either way with deterministic cluster ids
 //!   (consumers upsert by id).
 
@@ -160,16 +165,25 @@ impl ClusterDetector {
         if self.graph.is_none() {
             let mut g = ClusterGraph::new(&self.cfg).or_fatal()?;
             let all = |store: &str| txn.scan(store, &[], &prefix_end(&[0xff])).or_fatal();
+            // The stream time resumes from the stored evidence, so that
+            // closes and expiry are due as before the restart.
+            let mut clock: Option<i64> = None;
+            let mut seen = |ms: i64| clock = Some(clock.map_or(ms, |c| c.max(ms)));
             for (_, bytes) in all(CASE_STATE)? {
                 let e: CaseEvent = decode_value(&bytes)?;
+                seen(e.confirmed_at.as_millis());
                 g.set_case(&e.case_id, CaseFacts::from(&e));
             }
             for (_, bytes) in all(VISITS)? {
                 let v: Visit = decode_value(&bytes)?;
+                seen(v.end.as_millis());
                 g.set_visit(&v.case_id, &v.visit_id, PlaceTime::of_visit(&v));
             }
             for (_, bytes) in all(EXPOSURE_STATE)? {
                 let e: Exposure = decode_value(&bytes)?;
+                if let Some(end) = e.windows.iter().map(|w| w.end().as_millis()).max() {
+                    seen(end);
+                }
                 g.set_exposure(
                     &e.case_id,
                     e.contact,
@@ -178,6 +192,9 @@ impl ClusterDetector {
             }
             for (_, bytes) in all(PUBLISHED)? {
                 g.restore(decode_value::<ClusterAlert>(&bytes)?);
+            }
+            if let Some(ms) = clock {
+                self.advance_stream_time(ms);
             }
             self.graph = Some(g);
         }
