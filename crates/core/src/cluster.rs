@@ -64,11 +64,13 @@
 //!   closed event that changes is published CLOSED again; one that gains a
 //!   link inside the watch period reopens (GROWING or UPDATED).
 //!
-//! Each alert lists its **places**: the event's links grouped by place and
-//! UTC day (the day the link began: a visit's start, an exposure's first
-//! contact; a coarser place absorbs the finer ones inside it on its day),
-//! each with its time span, the cases linked there and the likely
-//! **source** there (chosen as the event's, among the links there).
+//! Each alert lists its **places**: who was at the event's places when —
+//! each case of a place link over its own visit, both cases of a chain link
+//! over the exposure's first contact — grouped by place and UTC day (the
+//! day the visit or the contact began; a coarser place absorbs the finer
+//! ones inside it on its day), each with its time span, the cases there and
+//! the likely **source** there (chosen as the event's, among the links
+//! there).
 //!
 //! State is in memory and small (a few facts per case, its qualifying
 //! visits, its exposures); the detector rebuilds it from its store on start.
@@ -240,8 +242,9 @@ struct Component {
     links: Vec<(CaseId, Vec<Link>)>,
 }
 
-/// A link from some case: the other case, how, and where and when.
-type Link = (CaseId, LinkKind, PlaceTime);
+/// A link from some case: the other case, how, where and when, and for a
+/// place link the two visits (this case's, the other's).
+type Link = (CaseId, LinkKind, PlaceTime, Option<[PlaceTime; 2]>);
 
 /// A link between two cases, once: from the smaller id `a` to `b`, `kind`
 /// as `a` sees it, at `place` (see the module docs, Links).
@@ -252,9 +255,20 @@ struct Edge {
     kind: LinkKind,
     span: PlaceTime,
     place: Cell,
+    /// For a place link, `a`'s visit and `b`'s.
+    visits: Option<[PlaceTime; 2]>,
 }
 
 impl Edge {
+    /// Who was at the edge's place when: each visit of a place link with
+    /// its case, or both cases over an exposure's time.
+    fn presence(&self) -> Vec<(PlaceTime, &CaseId)> {
+        match self.visits {
+            Some([va, vb]) => vec![(va, &self.a), (vb, &self.b)],
+            None => vec![(self.span, &self.a), (self.span, &self.b)],
+        }
+    }
+
     /// The exposing case and the case it infected, for a chain link.
     fn chain(&self) -> Option<(&CaseId, &CaseId)> {
         match self.kind {
@@ -524,7 +538,7 @@ impl ClusterGraph {
                     continue;
                 };
                 if v.cell.co_located(w.cell) && v.gap_ms(*w) <= window {
-                    out.push((other.clone(), LinkKind::Place, v.join(*w)));
+                    out.push((other.clone(), LinkKind::Place, v.join(*w), Some([*v, *w])));
                 }
             }
         }
@@ -532,7 +546,7 @@ impl ClusterGraph {
         for (contact, place) in &node.exposures {
             for other in self.subject_cases.get(contact).into_iter().flatten() {
                 if other != case && self.plausible(*place, other) {
-                    out.push((other.clone(), LinkKind::Infected, *place));
+                    out.push((other.clone(), LinkKind::Infected, *place, None));
                 }
             }
         }
@@ -545,7 +559,7 @@ impl ClusterGraph {
                 if let Some(place) = self.nodes.get(other).and_then(|n| n.exposures.get(s))
                     && self.plausible(*place, case)
                 {
-                    out.push((other.clone(), LinkKind::InfectedBy, *place));
+                    out.push((other.clone(), LinkKind::InfectedBy, *place, None));
                 }
             }
         }
@@ -575,7 +589,7 @@ impl ClusterGraph {
         group.cases.insert(start.clone());
         while let Some(c) = queue.pop_front() {
             let links = self.links(&c);
-            for (other, _, _) in &links {
+            for (other, ..) in &links {
                 if group.cases.insert(other.clone()) {
                     queue.push_back(other.clone());
                 }
@@ -599,13 +613,14 @@ impl ClusterGraph {
             .flat_map(|(c, links)| {
                 links
                     .iter()
-                    .filter(move |(o, _, _)| c < o)
-                    .map(move |(o, kind, pt)| Edge {
+                    .filter(move |(o, ..)| c < o)
+                    .map(move |(o, kind, pt, visits)| Edge {
                         a: c.clone(),
                         b: o.clone(),
                         kind: *kind,
                         span: *pt,
                         place: self.place_of(pt.cell),
+                        visits: *visits,
                     })
             })
             .collect();
@@ -681,26 +696,32 @@ impl ClusterGraph {
         let mut sources: BTreeMap<CaseId, BTreeSet<CaseId>> = BTreeMap::new();
         let mut place_links = 0usize;
         for e in edges {
-            let day = e.span.start.as_millis().div_euclid(DAY_MS);
-            let here = PlaceTime {
-                cell: e.place,
-                ..e.span
-            };
-            let group = groups.entry((e.place, day)).or_insert_with(|| PlaceGroup {
-                span: here,
-                cases: BTreeSet::new(),
-                sources: BTreeMap::new(),
-            });
-            group.span = group.span.join(here);
-            group.cases.insert(e.a.clone());
-            group.cases.insert(e.b.clone());
+            // A place link puts each case there over its own visit, on the
+            // visit's day; an exposure puts both there over its time.
+            for (at, case) in e.presence() {
+                let day = at.start.as_millis().div_euclid(DAY_MS);
+                let here = PlaceTime {
+                    cell: e.place,
+                    ..at
+                };
+                let group = groups.entry((e.place, day)).or_insert_with(|| PlaceGroup {
+                    span: here,
+                    cases: BTreeSet::new(),
+                    sources: BTreeMap::new(),
+                });
+                group.span = group.span.join(here);
+                group.cases.insert(case.clone());
+            }
             match e.chain() {
                 Some((from, to)) => {
-                    group
-                        .sources
-                        .entry(from.clone())
-                        .or_default()
-                        .insert(to.clone());
+                    let day = e.span.start.as_millis().div_euclid(DAY_MS);
+                    if let Some(group) = groups.get_mut(&(e.place, day)) {
+                        group
+                            .sources
+                            .entry(from.clone())
+                            .or_default()
+                            .insert(to.clone());
+                    }
                     sources.entry(from.clone()).or_default().insert(to.clone());
                     chain.insert((from.clone(), to.clone()));
                 }
@@ -1231,17 +1252,43 @@ mod tests {
         assert_eq!(a.index_case, Some(case(1)), "earliest infectious");
         assert_eq!(a.cluster_id, id(1, 0));
         assert_eq!(a.size, 3);
-        // One place: the res-9 cell that holds every visit (cases 1 and 2
-        // shared a res-10 cell, case 3 is placed only in its parent), over
-        // all three visits, with its cases and the earliest as the source.
-        assert_eq!(a.places.len(), 1, "{:?}", a.places);
-        let p = &a.places[0];
+        // One place, the res-9 cell that holds every visit (cases 1 and 2
+        // shared a res-10 cell, case 3 is placed only in its parent), on
+        // two days: each row with the cases there that day, over their
+        // visits, and the earliest of them as the source there.
+        type Row<'a> = (Cell, EventTime, EventTime, Vec<CaseId>, Option<&'a CaseId>);
+        let rows: Vec<Row<'_>> = a
+            .places
+            .iter()
+            .map(|p| {
+                (
+                    p.cell(),
+                    p.start(),
+                    p.end(),
+                    p.cases().to_vec(),
+                    p.source_case(),
+                )
+            })
+            .collect();
         assert_eq!(
-            (p.cell(), p.start(), p.end()),
-            (place(2), t(10.0), t(24.0 * 5.0 + 11.0))
+            rows,
+            vec![
+                (
+                    place(2),
+                    t(10.0),
+                    t(12.0),
+                    vec![case(1), case(2)],
+                    Some(&case(1))
+                ),
+                (
+                    place(2),
+                    t(24.0 * 5.0 + 10.0),
+                    t(24.0 * 5.0 + 11.0),
+                    vec![case(3)],
+                    Some(&case(3))
+                ),
+            ]
         );
-        assert_eq!(p.cases(), &[case(1), case(2), case(3)]);
-        assert_eq!(p.source_case(), Some(&case(1)));
         // Nothing changed: nothing published.
         g.set_case(&case(3), facts(3, 5.0));
         assert!(g.detect(t(102.0)).unwrap().is_empty());
