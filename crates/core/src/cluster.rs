@@ -69,8 +69,9 @@
 //! over the exposure's first contact — grouped by place and UTC day (the
 //! day the visit or the contact began; a coarser place absorbs the finer
 //! ones inside it on its day), each with its time span, the cases there and
-//! the likely **source** there (chosen as the event's, among the links
-//! there).
+//! the likely **source** there: the case there whose exposures there make
+//! it the source of the most cases there, else the event's source if it
+//! was there, else the earliest infectious case there.
 //!
 //! State is in memory and small (a few facts per case, its qualifying
 //! visits, its exposures); the detector rebuilds it from its store on start.
@@ -779,7 +780,11 @@ impl ClusterGraph {
         let mut places: Vec<Place> = groups
             .into_values()
             .map(|g| {
-                let here = spreader(&g.sources).or_else(|| earliest(&g.cases));
+                // The spreader there, else the event's source if it was
+                // there, else the earliest case there.
+                let here = spreader(&g.sources)
+                    .or_else(|| g.cases.contains(&source).then(|| source.clone()))
+                    .or_else(|| earliest(&g.cases));
                 Place::new(g.span.cell, g.span.start, g.span.end)
                     .map(|p| p.with_cases(g.cases.into_iter().collect(), here))
             })
