@@ -134,6 +134,7 @@ fn fixtures() -> Vec<OutputRecord> {
             near_s: 0,
             wide_s: 0,
             apart_s: 0,
+            transit_s: 0,
         }),
     };
     let approval = DataAccessApproval {

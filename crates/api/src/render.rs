@@ -93,7 +93,7 @@ pub fn exposure(e: &Exposure) -> Value {
         "evidence": e.evidence.iter().map(|c| c.as_symbol()).collect::<Vec<_>>(),
         "likelihood": e.likelihood.map(|p| p.get()),
         "class": e.contact_class.map(|c| c.as_symbol()),
-        "basis": e.basis.map(|b| json!({"fine_s": b.fine_s, "near_s": b.near_s, "wide_s": b.wide_s, "apart_s": b.apart_s})),
+        "basis": e.basis.map(|b| json!({"fine_s": b.fine_s, "near_s": b.near_s, "wide_s": b.wide_s, "apart_s": b.apart_s, "transit_s": b.transit_s})),
     })
 }
 

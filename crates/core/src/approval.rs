@@ -59,7 +59,7 @@ impl Category {
     #[must_use]
     pub const fn of_stream(stream: Stream) -> Self {
         match stream {
-            Stream::Telecom => Self::Location,
+            Stream::Telecom | Stream::Transit => Self::Location,
             Stream::Card => Self::Card,
             Stream::Checkin => Self::Checkin,
             Stream::Interview => Self::Interview,

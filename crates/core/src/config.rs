@@ -69,6 +69,19 @@ impl TracingConfig {
                 );
             }
         }
+        let tr = &seg.transit;
+        if tr.res < fp.min_res || tr.res > fp.max_res {
+            return bad(
+                "segment.transit.res",
+                format!(
+                    "{} is outside footprint.min_res..=max_res ({}..={})",
+                    tr.res, fp.min_res, fp.max_res
+                ),
+            );
+        }
+        if tr.enabled && tr.max_gap.as_millis() <= 0 {
+            return bad("segment.transit.max_gap", "must be positive".into());
+        }
         if self.join.bucket.as_millis() == 0 {
             return bad("join.bucket", "must be positive".into());
         }
@@ -155,6 +168,9 @@ pub struct SegmentConfig {
     /// 18245). The first matching rule wins. Default: see
     /// [`default_card_dwell`].
     pub card_dwell: Vec<MccDwell>,
+    /// Paths between moving GPS fixes, sampled for co-travel (see
+    /// [`crate::transit`]).
+    pub transit: crate::transit::TransitConfig,
 }
 
 impl Default for SegmentConfig {
@@ -167,6 +183,7 @@ impl Default for SegmentConfig {
             checkin_max_dwell: Span::hours(12),
             card_default_dwell: Span::minutes(10),
             card_dwell: default_card_dwell(),
+            transit: crate::transit::TransitConfig::default(),
         }
     }
 }

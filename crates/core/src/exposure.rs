@@ -24,6 +24,7 @@ use crate::config::ExposureConfig;
 use crate::error::CoreError;
 use crate::interval::{Interval, measure, peak_window, union};
 use crate::likelihood::{Basis, LikelihoodConfig};
+use crate::observation::Stream;
 use crate::segment::SegmentKey;
 
 /// Where and when one case segment and one contact segment were co-located.
@@ -131,13 +132,20 @@ impl ContactLedger {
     /// counts, by how precisely the less precisely placed side is known.
     #[must_use]
     pub fn basis_gated(&self, gate: Gate, cfg: &LikelihoodConfig) -> Basis {
-        Basis::of(
+        let open = || {
             self.overlaps
                 .iter()
-                .filter(|(p, _)| gate.allows_stream(p.case_segment.lane.stream()))
-                .map(|(_, o)| o),
-            cfg,
-        )
+                .filter(move |(p, _)| gate.allows_stream(p.case_segment.lane.stream()))
+        };
+        let mut basis = Basis::of(open().map(|(_, o)| o), cfg);
+        // A path meets only paths: the case side tells which overlaps are
+        // co-travel.
+        let paths = open()
+            .filter(|(p, _)| p.case_segment.lane.stream() == Stream::Transit)
+            .map(|(_, o)| o.window)
+            .collect();
+        basis.transit_ms = measure(&union(paths));
+        basis
     }
 
     /// The state as bytes (format version 2: with both segments' cores),
@@ -299,5 +307,36 @@ mod tests {
         let cfg = LikelihoodConfig::default();
         assert_eq!(l.basis_gated(Gate::OPEN, &cfg).wide_ms, 35 * 60_000);
         assert_eq!(l.basis_gated(Gate::CLOSED, &cfg), Basis::default());
+    }
+
+    #[test]
+    fn co_travel_is_the_time_of_the_pairs_of_paths() {
+        let (mut l, pair, overlap) = ledger();
+        let cfg = LikelihoodConfig::default();
+        assert_eq!(l.basis_gated(Gate::OPEN, &cfg).transit_ms, 0);
+        // Two paths met over minutes 20-50: 15 of them beyond the dwell's.
+        let path = |k: SegmentKey| SegmentKey {
+            lane: Lane::of(Stream::Transit, 0),
+            ..k
+        };
+        let paths = PairKey {
+            case_segment: path(pair.case_segment),
+            contact_segment: path(pair.contact_segment),
+            ..pair
+        };
+        let later = Overlap {
+            window: Interval::new(
+                overlap.window.start().saturating_add_ms(15 * 60_000),
+                overlap.window.end().saturating_add_ms(10 * 60_000),
+            ),
+            ..overlap
+        };
+        l.set(paths, Some(later));
+        let b = l.basis_gated(Gate::OPEN, &cfg);
+        assert_eq!(b.transit_ms, 30 * 60_000);
+        assert_eq!(b.total_ms(), 45 * 60_000);
+        // A path is LOCATION data.
+        let location = Gate::CLOSED.with(Category::Location);
+        assert_eq!(l.basis_gated(location, &cfg).transit_ms, 30 * 60_000);
     }
 }

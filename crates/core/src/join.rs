@@ -21,6 +21,7 @@ use epitrace_model::EventTime;
 use crate::cellkey::CellKey;
 use crate::exposure::Overlap;
 use crate::interval::Interval;
+use crate::observation::Stream;
 use crate::segment::Segment;
 
 /// A time bucket number: `floor(time / width)`.
@@ -67,10 +68,12 @@ impl Probe {
 
 /// Where and when a case's segment and a contact's segment were co-located,
 /// within the case's infectious window; `None` when they are not co-located or do
-/// not overlap.
+/// not overlap, or when one is a path ([`Stream::Transit`]) and the other a
+/// dwell: a path meets only paths (see [`crate::transit`]).
 #[must_use]
 pub fn overlap(case: &Segment, window: Interval, contact: &Segment) -> Option<Overlap> {
-    if !case.cell.co_located(contact.cell) {
+    let transit = |s: &Segment| s.key.lane.stream() == Stream::Transit;
+    if transit(case) != transit(contact) || !case.cell.co_located(contact.cell) {
         return None;
     }
     let common = case

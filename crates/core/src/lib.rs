@@ -17,6 +17,8 @@
 //!   footprint, source and implied stay.
 //! - [`segment`]: [`SubjectTrail`], the per-subject state machine turning
 //!   observations into dwell segments, exact within a grace period.
+//! - [`transit`]: co-travel: the path between two moving GPS fixes sampled
+//!   once a minute into ticks, segmented in a stream of their own.
 //! - [`ingest`]: [`Ingest`], feed records → observations; case windows.
 //! - [`interval`]: half-open intervals, union, measure, sliding-window peak.
 //! - [`join`]: time buckets, probes over cell keys, the overlap of a case's
@@ -60,6 +62,7 @@ pub mod segment;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod timeline;
+pub mod transit;
 
 pub use approval::{ApprovalConfig, Category, Gate, Held};
 pub use cellkey::CellKey;

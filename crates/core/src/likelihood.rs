@@ -98,6 +98,11 @@ pub struct Basis {
     pub wide_ms: i64,
     /// The rest: apart only, in ms.
     pub apart_ms: i64,
+    /// Of the counted time (in any of the four above), the part both spent
+    /// on one moving path (co-travel, [`crate::transit`]), in ms. The
+    /// model takes it apart from the wide time it is counted in (a path's
+    /// ticks are cells of ~460 m).
+    pub transit_ms: i64,
 }
 
 impl Basis {
@@ -118,6 +123,7 @@ impl Basis {
             near_ms: near - fine,
             wide_ms: wide - near,
             apart_ms: all - wide,
+            transit_ms: 0,
         }
     }
 
@@ -127,17 +133,19 @@ impl Basis {
         self.fine_ms + self.near_ms + self.wide_ms + self.apart_ms
     }
 
-    /// The model's inputs: `ln(1 + minutes)` of fine, near, wide and apart
+    /// The model's inputs: `ln(1 + minutes)` of fine, near, wide (less the
+    /// co-travel time, which ticks' cells put there), apart and co-travel
     /// time.
     #[must_use]
-    pub fn features(&self) -> [f64; 4] {
+    pub fn features(&self) -> [f64; 5] {
         #[allow(clippy::cast_precision_loss)]
         let f = |ms: i64| (ms.max(0) as f64 / 60_000.0).ln_1p();
         [
             f(self.fine_ms),
             f(self.near_ms),
-            f(self.wide_ms),
+            f(self.wide_ms - self.transit_ms),
             f(self.apart_ms),
+            f(self.transit_ms),
         ]
     }
 }
@@ -162,6 +170,9 @@ pub struct LikelihoodConfig {
     pub wide: f64,
     /// Log-odds per unit of `ln(1 + apart minutes)`.
     pub apart: f64,
+    /// Log-odds per unit of `ln(1 + co-travel minutes)` (taken out of the
+    /// wide minutes).
+    pub transit: f64,
     /// Likelihood at or above which a contact is `CLOSE`; below, `AREA`.
     /// Default 0.5.
     pub close_threshold: f64,
@@ -183,6 +194,7 @@ impl Default for LikelihoodConfig {
             near: 1.2879,
             wide: -0.0134,
             apart: -0.2105,
+            transit: 0.0,
             close_threshold: 0.5,
             provenance: "epitrace calibrate on make eval's city model (20,000 residents, --days 4) with seeds 11, 12, 2026-12-07".to_owned(),
         }
@@ -194,8 +206,13 @@ impl LikelihoodConfig {
     /// for the counted time.
     #[must_use]
     pub fn likelihood(&self, basis: &Basis) -> f64 {
-        let [f, n, w, a] = basis.features();
-        let z = self.intercept + self.fine * f + self.near * n + self.wide * w + self.apart * a;
+        let [f, n, w, a, t] = basis.features();
+        let z = self.intercept
+            + self.fine * f
+            + self.near * n
+            + self.wide * w
+            + self.apart * a
+            + self.transit * t;
         let p = 1.0 / (1.0 + (-z).exp());
         if p.is_finite() {
             p.clamp(0.0, 1.0)
@@ -233,6 +250,7 @@ impl LikelihoodConfig {
             ("likelihood.near", self.near),
             ("likelihood.wide", self.wide),
             ("likelihood.apart", self.apart),
+            ("likelihood.transit", self.transit),
         ] {
             if !v.is_finite() {
                 return Err((field, "must be a finite number".to_owned()));
@@ -322,6 +340,28 @@ mod tests {
         assert!(p(15, 0) > p(0, 15));
         assert!((0.0..=1.0).contains(&p(0, 0)));
         assert!(cfg.is_close(0.5) && !cfg.is_close(0.49));
+    }
+
+    #[test]
+    fn co_travel_minutes_are_taken_out_of_the_wide_ones() {
+        let b = Basis {
+            wide_ms: 30 * 60_000,
+            transit_ms: 20 * 60_000,
+            ..Basis::default()
+        };
+        let [f, n, w, a, t] = b.features();
+        assert_eq!([f, n, a], [0.0, 0.0, 0.0]);
+        assert!((w - 10f64.ln_1p()).abs() < 1e-12, "{w}");
+        assert!((t - 20f64.ln_1p()).abs() < 1e-12, "{t}");
+        let cfg = LikelihoodConfig {
+            transit: 1.0,
+            ..LikelihoodConfig::default()
+        };
+        let off = LikelihoodConfig {
+            transit: 0.0,
+            ..LikelihoodConfig::default()
+        };
+        assert!(cfg.likelihood(&b) > off.likelihood(&b));
     }
 
     #[test]

@@ -68,12 +68,20 @@ pub enum Stream {
     /// which the case-router turns into evidence segments of their own (one
     /// per entry, never merged, never segmented by the segmenter).
     Interview = 3,
+    /// Not a feed either: the path between a subject's moving GPS fixes,
+    /// sampled once a minute (see [`crate::transit`]). Its segments meet
+    /// only other transit segments; its records are LOCATION data.
+    Transit = 4,
 }
 
 impl Stream {
     /// The provider feeds the segmenter segments (every stream but
     /// [`Stream::Interview`]).
     pub const FEEDS: [Self; 3] = [Self::Telecom, Self::Card, Self::Checkin];
+
+    /// The streams the segmenter keeps a trail for: the feeds and the
+    /// transit paths derived from the telecom feed's GPS fixes.
+    pub const SEGMENTED: [Self; 4] = [Self::Telecom, Self::Card, Self::Checkin, Self::Transit];
 }
 
 /// A set of [`Source`]s (a bit set).

@@ -45,6 +45,17 @@
 //! observation that is too late even for the late lane closes that lane and
 //! opens the next one (a new [`Lane`] number, so keys of different late
 //! batches never collide).
+//!
+//! ## Transit lanes
+//!
+//! A trail of [`Stream::Transit`] holds a subject's GPS fixes and walks,
+//! instead of the fixes themselves, the ticks of the path between each two
+//! consecutive ones ([`crate::transit::ticks`]), under the same rule. Its
+//! lanes also keep the last fix folded before the horizon (the path from it
+//! to the first fix of the tail is walked with the tail), and a segment is
+//! final only once no fix at or after the horizon can reach it: `max_gap`
+//! plus `transit.max_gap` and a tick behind the horizon. A flush forgets
+//! the last fix, so a path never joins fixes across one.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +66,7 @@ use crate::config::SegmentConfig;
 use crate::error::CoreError;
 use crate::interval::Interval;
 use crate::observation::{Observation, SourceSet, Stream};
+use crate::transit::{TransitConfig, extend_run, is_path, ticks_at};
 
 /// The walk a segment was built in: which feed ([`Stream`]) and which lane
 /// of it — 0 for observations that arrived within the grace period, `n >= 1`
@@ -89,6 +101,7 @@ impl Lane {
             1 => Stream::Card,
             2 => Stream::Checkin,
             3 => Stream::Interview,
+            4 => Stream::Transit,
             _ => Stream::Telecom,
         }
     }
@@ -238,6 +251,102 @@ struct LaneState {
     current: Option<Segment>,
     /// Observations at or after the horizon, sorted, without duplicates.
     tail: Vec<Observation>,
+    /// A transit lane's last two fixes before the horizon (the path from
+    /// them to the first fix of the tail is still to be walked); empty on
+    /// other lanes.
+    fixes: Fixes,
+}
+
+/// The fixes a transit walk remembers: the last one, the one before it,
+/// and whether the run of paths ending at the last one has been extended
+/// on already (see [`crate::transit::ticks_at`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Fixes {
+    prev: Option<Observation>,
+    last: Option<Observation>,
+    extended: bool,
+}
+
+/// How one lane's observations are walked: the dwell rule, or on a transit
+/// lane the ticks of the path between consecutive fixes (see
+/// [`crate::transit`]) under the dwell rule.
+#[derive(Clone, Copy)]
+struct Walk<'a> {
+    lane: Lane,
+    max_gap_ms: i64,
+    transit: Option<&'a TransitConfig>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(lane: Lane, cfg: &'a SegmentConfig) -> Self {
+        Self {
+            lane,
+            max_gap_ms: cfg.max_gap.as_millis(),
+            transit: (lane.stream() == Stream::Transit).then_some(&cfg.transit),
+        }
+    }
+
+    /// Walks one observation (on a transit lane, the ticks it makes
+    /// after the remembered fixes).
+    fn step(
+        &self,
+        cur: &mut Option<Segment>,
+        fixes: &mut Fixes,
+        obs: &Observation,
+        done: &mut Vec<Segment>,
+    ) {
+        let Some(cfg) = self.transit else {
+            return step(cur, self.lane, obs, self.max_gap_ms, done);
+        };
+        if let Some(q) = fixes.last.as_ref() {
+            // A run already extended on (at a fold) is not extended again.
+            let ticks = if fixes.extended && !is_path(q, obs, cfg) {
+                Vec::new()
+            } else {
+                ticks_at(fixes.prev.as_ref(), q, obs, cfg)
+            };
+            for tick in ticks {
+                step(cur, self.lane, &tick, self.max_gap_ms, done);
+            }
+        }
+        *fixes = Fixes {
+            prev: fixes.last,
+            last: Some(*obs),
+            extended: false,
+        };
+    }
+
+    /// At a fold to `horizon`: once no fix at or after the horizon can
+    /// continue the run ending at the last fix (more than `max_gap` after
+    /// it) nor shorten its extension (more than twice `extend` after it),
+    /// the run is extended on now, by `extend`, as the next fix would.
+    fn settle(
+        &self,
+        cur: &mut Option<Segment>,
+        fixes: &mut Fixes,
+        horizon: EventTime,
+        done: &mut Vec<Segment>,
+    ) {
+        let Some(cfg) = self.transit else { return };
+        let (Some(p), Some(q)) = (fixes.prev, fixes.last) else {
+            return;
+        };
+        let settled = cfg.max_gap.as_millis().max(2 * cfg.extend.as_millis());
+        if fixes.extended || horizon.millis_since(q.time) <= settled || !is_path(&p, &q, cfg) {
+            return;
+        }
+        for tick in extend_run(&p, &q, cfg) {
+            step(cur, self.lane, &tick, self.max_gap_ms, done);
+        }
+        fixes.extended = true;
+    }
+
+    /// How long after a segment's end an observation at or after the
+    /// horizon can still extend it: `max_gap`, plus on a transit lane the
+    /// reach of the ticks a new fix can add before the horizon.
+    fn reach_ms(&self) -> i64 {
+        self.max_gap_ms + self.transit.map_or(0, TransitConfig::reach_ms)
+    }
 }
 
 /// The observation arrived before the lane's horizon.
@@ -252,12 +361,11 @@ impl LaneState {
         }
     }
 
-    fn open_segments(&self, max_gap_ms: i64) -> Vec<Segment> {
-        let lane = self.lane;
-        let mut cur = self.current;
+    fn open_segments(&self, walk: &Walk<'_>) -> Vec<Segment> {
+        let (mut cur, mut fixes) = (self.current, self.fixes);
         let mut out = Vec::new();
         for obs in &self.tail {
-            step(&mut cur, lane, obs, max_gap_ms, &mut out);
+            walk.step(&mut cur, &mut fixes, obs, &mut out);
         }
         out.extend(cur);
         out
@@ -271,17 +379,17 @@ impl LaneState {
         if self.horizon.is_some_and(|h| obs.time < h) {
             return Err(TooLate);
         }
-        let max_gap = cfg.max_gap.as_millis();
+        let walk = Walk::new(self.lane, cfg);
         let pos = match self.tail.binary_search(&obs) {
             Ok(_) => return Ok(Vec::new()), // exact duplicate: nothing changes
             Err(pos) => pos,
         };
-        let before = self.open_segments(max_gap);
+        let before = self.open_segments(&walk);
         self.tail.insert(pos, obs);
         let watermark = self.watermark.map_or(obs.time, |w| w.max(obs.time));
         self.watermark = Some(watermark);
-        let closed = self.fold_to(watermark.saturating_add_ms(-cfg.grace.as_millis()), max_gap);
-        Ok(diff(before, closed, self.open_segments(max_gap)))
+        let closed = self.fold_to(watermark.saturating_add_ms(-cfg.grace.as_millis()), &walk);
+        Ok(diff(before, closed, self.open_segments(&walk)))
     }
 
     /// Moves the horizon to `to - grace` if that is later.
@@ -291,22 +399,23 @@ impl LaneState {
             return Vec::new();
         }
         self.watermark = Some(self.watermark.map_or(to, |w| w.max(to)));
-        let max_gap = cfg.max_gap.as_millis();
-        let before = self.open_segments(max_gap);
-        let closed = self.fold_to(horizon, max_gap);
-        diff(before, closed, self.open_segments(max_gap))
+        let walk = Walk::new(self.lane, cfg);
+        let before = self.open_segments(&walk);
+        let closed = self.fold_to(horizon, &walk);
+        diff(before, closed, self.open_segments(&walk))
     }
 
     /// Closes everything: every segment becomes final.
     fn flush(&mut self, cfg: &SegmentConfig) -> Vec<SegmentChange> {
-        let lane = self.lane;
-        let max_gap = cfg.max_gap.as_millis();
-        let before = self.open_segments(max_gap);
+        let walk = Walk::new(self.lane, cfg);
+        let before = self.open_segments(&walk);
         let mut closed = Vec::new();
         for obs in std::mem::take(&mut self.tail) {
-            step(&mut self.current, lane, &obs, max_gap, &mut closed);
+            walk.step(&mut self.current, &mut self.fixes, &obs, &mut closed);
         }
         closed.extend(self.current.take());
+        // A path never joins fixes across a flush.
+        self.fixes = Fixes::default();
         // Everything seen is final; only observations from the watermark on
         // can still start on-time segments.
         self.horizon = self.watermark.or(self.horizon);
@@ -315,8 +424,7 @@ impl LaneState {
 
     /// Folds tail observations before `horizon` into `current`, returning the
     /// segments that became final.
-    fn fold_to(&mut self, horizon: EventTime, max_gap_ms: i64) -> Vec<Segment> {
-        let lane = self.lane;
+    fn fold_to(&mut self, horizon: EventTime, walk: &Walk<'_>) -> Vec<Segment> {
         if self.horizon.is_some_and(|h| h >= horizon) {
             return Vec::new();
         }
@@ -324,12 +432,14 @@ impl LaneState {
         let split = self.tail.partition_point(|o| o.time < horizon);
         let mut closed = Vec::new();
         for obs in self.tail.drain(..split) {
-            step(&mut self.current, lane, &obs, max_gap_ms, &mut closed);
+            walk.step(&mut self.current, &mut self.fixes, &obs, &mut closed);
         }
+        walk.settle(&mut self.current, &mut self.fixes, horizon, &mut closed);
         // No admissible observation (time >= horizon) can extend a segment
-        // that ended more than max_gap before the horizon.
+        // that ended more than max_gap (and on a transit lane, a path's
+        // reach) before the horizon.
         if let Some(cur) = self.current
-            && horizon.millis_since(cur.end) > max_gap_ms
+            && horizon.millis_since(cur.end) > walk.reach_ms()
         {
             closed.push(cur);
             self.current = None;
@@ -457,9 +567,10 @@ impl SubjectTrail {
     /// The segments that are still open, both lanes.
     #[must_use]
     pub fn open_segments(&self, cfg: &SegmentConfig) -> Vec<Segment> {
-        let max_gap = cfg.max_gap.as_millis();
-        let mut out = self.on_time.open_segments(max_gap);
-        out.extend(self.late.open_segments(max_gap));
+        let mut out = self
+            .on_time
+            .open_segments(&Walk::new(self.on_time.lane, cfg));
+        out.extend(self.late.open_segments(&Walk::new(self.late.lane, cfg)));
         out
     }
 
@@ -492,9 +603,20 @@ impl LaneState {
         for obs in &self.tail {
             w.observation(obs);
         }
+        for fix in [&self.fixes.prev, &self.fixes.last] {
+            match fix {
+                Some(obs) => {
+                    w.u8(1);
+                    w.observation(obs);
+                }
+                None => w.u8(0),
+            }
+        }
+        w.u8(u8::from(self.fixes.extended));
     }
 
-    fn decode(r: &mut Reader<'_>, with_core: bool) -> Result<Self, CoreError> {
+    fn decode(r: &mut Reader<'_>, version: u8) -> Result<Self, CoreError> {
+        let with_core = version >= 2;
         let lane = Lane(r.u32()?);
         let horizon = r.opt_time()?;
         let watermark = r.opt_time()?;
@@ -511,37 +633,54 @@ impl LaneState {
         if !tail.is_sorted() {
             return Err(r.corrupt("tail not sorted".into()));
         }
+        let mut fixes = Fixes::default();
+        if version >= 3 {
+            let mut fix = || match r.u8()? {
+                0 => Ok(None),
+                1 => r.observation().map(Some),
+                tag => Err(r.corrupt(format!("option tag {tag}"))),
+            };
+            fixes.prev = fix()?;
+            fixes.last = fix()?;
+            fixes.extended = match r.u8()? {
+                0 => false,
+                1 => true,
+                tag => return Err(r.corrupt(format!("flag {tag}"))),
+            };
+        }
         Ok(Self {
             lane,
             horizon,
             watermark,
             current,
             tail,
+            fixes,
         })
     }
 }
 
 impl SubjectTrail {
-    /// The state as bytes (format version 2: segments with their core),
-    /// for a processor's store.
+    /// The state as bytes (format version 3: segments with their core, a
+    /// transit lane's last fix), for a processor's store.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_version(2);
+        let mut w = Writer::with_version(3);
         self.on_time.encode(&mut w);
         self.late.encode(&mut w);
         w.finish()
     }
 
-    /// Reads [`SubjectTrail::encode`] back, and format version 1 (segments
-    /// without a core: read as their cell).
+    /// Reads [`SubjectTrail::encode`] back, format version 2 (no last fix:
+    /// written before transit lanes) and format version 1 (segments without
+    /// a core: read as their cell).
     ///
     /// # Errors
     /// [`CoreError::CorruptState`] for truncated, trailing or invalid bytes
     /// or an unknown format version.
     pub fn decode(bytes: &[u8]) -> Result<Self, CoreError> {
-        let (mut r, version) = Reader::new_of("subject trail", bytes, 1..=2)?;
-        let on_time = LaneState::decode(&mut r, version >= 2)?;
-        let late = LaneState::decode(&mut r, version >= 2)?;
+        let (mut r, version) = Reader::new_of("subject trail", bytes, 1..=3)?;
+        let on_time = LaneState::decode(&mut r, version)?;
+        let late = LaneState::decode(&mut r, version)?;
         r.end()?;
         Ok(Self { on_time, late })
     }
@@ -799,6 +938,56 @@ mod tests {
             SubjectTrail::decode(&other_version),
             Err(CoreError::CorruptState { .. })
         ));
+    }
+
+    #[test]
+    fn a_transit_trail_walks_the_paths_between_fixes_and_extends_the_run() {
+        let cfg = cfg();
+        // Northbound at ~40 km/h: a fix every 4 min, 0.024° (~2.7 km) apart.
+        let fix = |min: i64| {
+            #[allow(clippy::cast_precision_loss)]
+            let lat = 37.50 + 0.006 * min as f64;
+            ping(
+                min,
+                LatLng::new(lat, 127.0).unwrap().to_cell(Resolution::Ten),
+            )
+        };
+        let mut trail = SubjectTrail::new(Stream::Transit);
+        let mut all = Vec::new();
+        for m in [0, 4, 8, 12, 16, 200] {
+            all.extend(trail.observe(&cfg, fix(m)));
+        }
+        // The last fix, hours later, makes no path; its arrival moves the
+        // horizon past the ride's reach, so every tick segment is final.
+        let closed: Vec<&Segment> = all
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Closed)
+            .map(|c| &c.segment)
+            .collect();
+        assert!(closed.len() >= 5, "{} segments", closed.len());
+        assert!(
+            closed
+                .iter()
+                .all(|s| s.key.lane.stream() == Stream::Transit)
+        );
+        assert!(closed.iter().all(|s| u8::from(s.cell.resolution()) == 8));
+        // From the first fix (no fix before it: no extension back) to five
+        // minutes past the last (the run extended on, half the way to the
+        // next fix at most `extend`).
+        assert_eq!(closed.first().map(|s| s.start()), Some(at(0)));
+        assert_eq!(closed.iter().map(|s| s.end).max(), Some(at(21)));
+        let ticks: u32 = closed.iter().map(|s| s.observations).sum();
+        assert_eq!(ticks, 21);
+        // The last fixes are kept across a round trip, and a fix 4 min later
+        // still makes a path from the last.
+        let bytes = trail.encode();
+        let mut back = SubjectTrail::decode(&bytes).unwrap();
+        assert_eq!(back, trail);
+        let more = back.observe(&cfg, fix(204));
+        assert!(
+            more.iter().any(|c| c.kind == ChangeKind::Opened),
+            "{more:?}"
+        );
     }
 
     #[test]

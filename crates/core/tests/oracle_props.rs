@@ -84,22 +84,33 @@ proptest! {
             by_feed.entry((*who, obs.source.stream())).or_default().push(*obs);
         }
         let segments = p.segments();
-        for ((who, stream), obs) in &by_feed {
-            let mut want = oracle::segments(obs, s.cfg.segment.max_gap.as_millis());
-            want.sort_by_key(|seg| (seg.start, seg.cell));
-            let mut have: Vec<_> = segments
+        // A subject's segments of one stream, as the oracle sees them, sorted.
+        let of = |who: &SubjectId, stream: Stream| {
+            let mut v: Vec<_> = segments
                 .get(who)
                 .into_iter()
                 .flatten()
-                .filter(|seg| seg.key.lane.stream() == *stream)
+                .filter(|seg| seg.key.lane.stream() == stream)
                 .map(|seg| oracle::OracleSegment {
                     cell: seg.cell,
                     start: seg.start().as_millis(),
                     end: seg.end.as_millis(),
                 })
                 .collect();
-            have.sort_by_key(|seg| (seg.start, seg.cell));
-            prop_assert_eq!(have, want, "segments of {:?} {:?}", who, stream);
+            v.sort_by_key(|seg| (seg.start, seg.cell));
+            v
+        };
+        for ((who, stream), obs) in &by_feed {
+            let mut want = oracle::segments(obs, s.cfg.segment.max_gap.as_millis());
+            want.sort_by_key(|seg| (seg.start, seg.cell));
+            prop_assert_eq!(of(who, *stream), want, "segments of {:?} {:?}", who, stream);
+            if *stream != Stream::Telecom {
+                continue;
+            }
+            // The paths between its GPS fixes.
+            let mut want = oracle::transit_segments(obs, &s.cfg);
+            want.sort_by_key(|seg| (seg.start, seg.cell));
+            prop_assert_eq!(of(who, Stream::Transit), want, "transit segments of {:?}", who);
         }
     }
 
@@ -135,6 +146,7 @@ fn scenarios_are_not_vacuous() {
         TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
     );
     let (mut with_exposure, mut with_non_exposed_overlap, mut total) = (0, 0, 0);
+    let mut with_transit = 0;
     let mut total_exposures = 0;
     for _ in 0..300 {
         let s = scenario().new_tree(&mut runner).unwrap().current();
@@ -150,12 +162,22 @@ fn scenarios_are_not_vacuous() {
         if any_overlap.len() > exposed.len() {
             with_non_exposed_overlap += 1;
         }
+        let mut no_paths = s.cfg.clone();
+        no_paths.segment.transit.enabled = false;
+        if oracle::exposures(&s.observations, &s.cases, &no_paths) != exposed {
+            with_transit += 1;
+        }
     }
     println!(
-        "{with_exposure}/{total} scenarios with exposures ({total_exposures} in all), {with_non_exposed_overlap} with overlaps below the threshold"
+        "{with_exposure}/{total} scenarios with exposures ({total_exposures} in all), {with_non_exposed_overlap} with overlaps below the threshold, {with_transit} where co-travel changes them"
     );
     assert!(
-        with_exposure * 3 >= total,
+        with_transit * 20 >= total,
+        "too few scenarios where co-travel matters: {with_transit}/{total}"
+    );
+    // About a third (90-107 of 300 depending on the sample drawn).
+    assert!(
+        with_exposure * 4 >= total,
         "too few scenarios with exposures: {with_exposure}/{total}"
     );
     assert!(

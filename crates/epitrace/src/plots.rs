@@ -292,6 +292,7 @@ mod tests {
         let score = Score::of("class", "close", 90, 10, 10);
         LikelihoodReport {
             exposures: 1000,
+            transit: epitrace_tools::calibration::TransitScore::default(),
             without_likelihood: 0,
             close: score.clone(),
             close_fine: score.clone(),

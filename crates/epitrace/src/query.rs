@@ -263,12 +263,15 @@ struct ContactCounts {
     area: usize,
     /// Records written before contact classes.
     unclassified: usize,
+    /// Of all, transit contacts (most of their time on one ride).
+    transit: usize,
 }
 
 impl ContactCounts {
     fn of<'a>(exposures: impl Iterator<Item = &'a Exposure>) -> Self {
         let mut c = Self::default();
         for e in exposures {
+            c.transit += usize::from(e.is_transit());
             match e.contact_class {
                 Some(ContactClass::Close) => c.close += 1,
                 Some(ContactClass::Area) => c.area += 1,
@@ -279,7 +282,7 @@ impl ContactCounts {
     }
 
     fn json(&self) -> Value {
-        json!({"close": self.close, "area": self.area, "unclassified": self.unclassified})
+        json!({"close": self.close, "area": self.area, "unclassified": self.unclassified, "transit": self.transit})
     }
 
     fn text(&self, case: &CaseId) -> String {
@@ -289,6 +292,12 @@ impl ContactCounts {
         );
         if self.unclassified > 0 {
             s.push_str(&format!(", {} without a class", self.unclassified));
+        }
+        if self.transit > 0 {
+            s.push_str(&format!(
+                "; {} of them met on a ride (transit)",
+                self.transit
+            ));
         }
         s.push('\n');
         s

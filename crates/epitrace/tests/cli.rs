@@ -287,6 +287,7 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
             near_s: 0,
             wide_s: 0,
             apart_s: 0,
+            transit_s: 0,
         }),
     };
     records.extend(
@@ -436,7 +437,7 @@ fn clusters_and_case_print_the_live_fold_and_audit_every_read() {
     );
     assert_eq!(
         doc["contacts"],
-        json!({"close": 1, "area": 1, "unclassified": 0}),
+        json!({"close": 1, "area": 1, "unclassified": 0, "transit": 0}),
         "the retracted contact is not counted"
     );
 

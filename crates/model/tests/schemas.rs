@@ -405,6 +405,7 @@ fn a_bare_datum_of_a_released_schema_is_read_by_trying_each_writer() {
             near_s: 0,
             wide_s: 300,
             apart_s: 0,
+            transit_s: 0,
         }),
     };
     let current = encode_datum(&exposure).unwrap();

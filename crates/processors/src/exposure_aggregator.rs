@@ -403,6 +403,7 @@ impl ExposureAggregator {
                 near_s,
                 wide_s,
                 apart_s,
+                transit_s: secs(b.transit_ms).min(secs(cumulative_ms)),
             },
         ))
     }

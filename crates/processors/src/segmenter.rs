@@ -19,6 +19,12 @@
 //!   whenever a segment's presence changes (opened, grown, widened, split,
 //!   merged, retracted), tagged with the subject's cases. Empty segments (a
 //!   lone ping: an instant) are not sent — they can overlap nothing.
+//! - **Paths:** a GPS fix also goes to the subject's transit trail
+//!   (`trails`: subject | `Stream::Transit`), which samples the path between
+//!   consecutive moving fixes once a minute (`epitrace_core::transit`); its
+//!   segments go to `presence.segments` like any other (lane of the transit
+//!   stream), where they meet only other paths. A path is not a stay: it
+//!   makes no visit on `tracing.timelines`.
 //! - **Output:** `tracing.timelines` (key = case id): for a subject in one
 //!   or more cases, every segment change as the [`Visit`] it makes in each
 //!   case's timeline — the segment clipped to the case's infectious window,
@@ -62,6 +68,7 @@ use epitrace_core::ids::visit_id;
 use epitrace_core::interval::Interval;
 use epitrace_core::join::infectious_window;
 use epitrace_core::timeline::{clip, confidence};
+use epitrace_core::transit::streams_of;
 use epitrace_core::{
     ChangeKind, FootprintCache, Gate, Held, Ingest, Observation, Segment, SegmentChange, Stream,
     SubjectTrail, TracingConfig,
@@ -264,16 +271,24 @@ impl Segmenter {
         txn: &mut Txn<'_>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
-        // One trail per feed of the subject (see `epitrace_core::segment`).
-        let (key, trail) = Self::trail(&mut self.trails, subject, obs.source.stream(), txn)?;
-        let changes = trail.observe(&self.cfg.segment, obs);
-        self.dirty.push(key);
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let tags = self.tags(subject, txn)?;
-        for change in changes {
-            self.apply(subject, &change, &tags, ts, txn, out)?;
+        // One trail per feed of the subject (see `epitrace_core::segment`),
+        // and one for the paths between its GPS fixes
+        // (`epitrace_core::transit`).
+        let mut tags = None;
+        for stream in streams_of(&obs, &self.cfg.segment.transit) {
+            let (key, trail) = Self::trail(&mut self.trails, subject, stream, txn)?;
+            let changes = trail.observe(&self.cfg.segment, obs);
+            self.dirty.push(key);
+            if changes.is_empty() {
+                continue;
+            }
+            let tags = match &tags {
+                Some(t) => t,
+                None => tags.insert(self.tags(subject, txn)?),
+            };
+            for change in changes {
+                self.apply(subject, &change, tags, ts, txn, out)?;
+            }
         }
         Ok(())
     }
@@ -417,6 +432,9 @@ impl Segmenter {
         ts: Option<i64>,
         out: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
+        if seg.key.lane.stream() == Stream::Transit {
+            return Ok(()); // a path, not a stay: no visit
+        }
         let visit = Visit {
             visit_id: visit_id(case, subject, &seg.key).or_fatal()?,
             case_id: case.clone(),
@@ -475,7 +493,7 @@ impl Segmenter {
             .iter()
             .map(|(_, bytes)| decode_segment(bytes).or_fatal())
             .collect::<Result<Vec<_>, _>>()?;
-        for stream in Stream::FEEDS {
+        for stream in Stream::SEGMENTED {
             let (_, trail) = Self::trail(&mut self.trails, subject, stream, txn)?;
             live.extend(trail.open_segments(&self.cfg.segment));
         }

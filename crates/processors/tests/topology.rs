@@ -385,6 +385,83 @@ fn ping(subject: u8, at_ms: i64, lat: f64) -> (Vec<u8>, Vec<u8>) {
 }
 
 #[test]
+fn riders_of_one_car_are_transit_contacts_and_a_ride_is_no_visit() {
+    use epitrace_core::{Lane, Stream};
+    let t0 = 1_588_323_600_000; // 2020-05-01 09:00Z
+    let mut cfg = PipelineConfig::default();
+    cfg.tracing.approvals.open_by_default = vec![epitrace_core::Category::Location];
+    let mut driver = test_driver(&cfg, NOW_MS).unwrap();
+    // Northbound at ~40 km/h (0.006° a minute) for 30 minutes; rider 1 (the
+    // case) reports a fix every 3 minutes from minute 0, rider 2 every 4
+    // from minute 1, rider 3 the same line ten minutes later.
+    let line = |min: i64| 37.40 + 0.006 * f64::from(i32::try_from(min).unwrap());
+    // Before the ride, the case waits at the station: a stay.
+    let mut feed = vec![
+        ping(1, t0 - 20 * 60_000, line(0)),
+        ping(1, t0 - 10 * 60_000, line(0)),
+    ];
+    for m in (0..=30).step_by(3) {
+        feed.push(ping(1, t0 + m * 60_000, line(m)));
+    }
+    for m in (1..=30).step_by(4) {
+        feed.push(ping(2, t0 + m * 60_000, line(m)));
+    }
+    for m in (0..=30).step_by(3) {
+        feed.push(ping(3, t0 + (m + 10) * 60_000, line(m)));
+    }
+    for (k, v) in &feed {
+        driver.pipe(epitrace_model::topics::TELECOM, Some(k), Some(v));
+    }
+    let case = epitrace_model::records::CaseEvent {
+        case_id: CaseId::new("ride-1").unwrap(),
+        subjects: vec![SubjectId::from_bytes([1; 16])],
+        status: epitrace_model::records::CaseStatus::Confirmed,
+        confirmed_at: epitrace_model::EventTime::from_millis("t", t0 + 86_400_000).unwrap(),
+        symptom_onset: None,
+        infectious_from: epitrace_model::EventTime::from_millis("t", t0 - 86_400_000).unwrap(),
+        infectious_until: None,
+        region: None,
+    };
+    driver.pipe(
+        CASES,
+        Some(b"ride-1"),
+        Some(&encode_single_object(&case).unwrap()),
+    );
+    driver.run().unwrap();
+    // The paths are segments of the transit stream, at resolution 8.
+    let paths: Vec<SegmentUpdate> = driver
+        .read(SEGMENTS)
+        .into_iter()
+        .map(decode::<SegmentUpdate>)
+        .filter(|u| Lane(u.lane).stream() == Stream::Transit)
+        .collect();
+    assert!(paths.len() >= 10, "{} path segment updates", paths.len());
+    assert!(paths.iter().all(|u| u8::from(u.cell.resolution()) == 8));
+    // The case's timeline holds no ride.
+    let visits: Vec<Visit> = driver.read(TIMELINES).into_iter().map(decode).collect();
+    assert!(!visits.is_empty(), "the wait at the station is a visit");
+    assert!(
+        visits.iter().all(|v| u8::from(v.cell.resolution()) != 8),
+        "a path made a visit"
+    );
+    // Rider 2 is a transit contact of the case; rider 3, on the same line
+    // ten minutes later, is nobody's contact.
+    let live: BTreeMap<Vec<u8>, Exposure> = driver
+        .read(EXPOSURES)
+        .into_iter()
+        .map(|r| (r.key.clone().unwrap(), decode::<Exposure>(r)))
+        .collect();
+    let rider2 = live.get(&vec![2; 16]).expect("rider 2 exposed");
+    assert!(rider2.is_transit(), "{:?}", rider2.basis);
+    let transit_s = rider2.basis.map_or(0, |b| b.transit_s);
+    assert!(transit_s >= 20 * 60, "{transit_s} s on the ride");
+    assert!(
+        !live.contains_key(&vec![3; 16]),
+        "rider 3 was not on the car"
+    );
+}
+
+#[test]
 fn segmenter_and_join_forget_subjects_older_than_the_retention_behind_the_stream_time() {
     const DAY: i64 = 86_400_000;
     let t0 = 1_588_291_200_000; // 2020-05-01
@@ -407,7 +484,9 @@ fn segmenter_and_join_forget_subjects_older_than_the_retention_behind_the_stream
     let count = |driver: &TopologyDriver, store: &str, subject: u8| {
         count_in(driver, "segmenter", store, subject)
     };
-    assert_eq!(count(&driver, "trails", 1), 1);
+    // GPS fixes: the telecom trail and the transit one (paths between
+    // moving fixes).
+    assert_eq!(count(&driver, "trails", 1), 2);
     assert!(count(&driver, "segments", 1) >= 1, "a closed segment");
     assert!(count_in(&driver, "presence-join", "by_id", 1) >= 1);
     // A far-future ping (more than a day past the wall clock) is refused
@@ -415,12 +494,12 @@ fn segmenter_and_join_forget_subjects_older_than_the_retention_behind_the_stream
     let (k, v) = ping(3, NOW_MS + 10 * DAY, 37.5344);
     driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
     driver.run().unwrap();
-    assert_eq!(count(&driver, "trails", 1), 1, "the clock did not jump");
+    assert_eq!(count(&driver, "trails", 1), 2, "the clock did not jump");
     // 20 days later: still kept (retention 21 days).
     let (k, v) = ping(2, t0 + 20 * DAY, 37.5344);
     driver.pipe(epitrace_model::topics::TELECOM, Some(&k), Some(&v));
     driver.run().unwrap();
-    assert_eq!(count(&driver, "trails", 1), 1);
+    assert_eq!(count(&driver, "trails", 1), 2);
     // 22 days later (a stay, so that the join sees the time too): subject
     // 1 is forgotten, subject 2 kept.
     for minutes in [0, 10] {
@@ -430,7 +509,7 @@ fn segmenter_and_join_forget_subjects_older_than_the_retention_behind_the_stream
     driver.run().unwrap();
     assert_eq!(count(&driver, "trails", 1), 0);
     assert_eq!(count(&driver, "segments", 1), 0);
-    assert_eq!(count(&driver, "trails", 2), 1);
+    assert_eq!(count(&driver, "trails", 2), 2);
     // The join forgets its segments too (and their index keys).
     assert_eq!(count_in(&driver, "presence-join", "by_id", 1), 0);
     let presence = driver

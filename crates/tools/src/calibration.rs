@@ -40,6 +40,10 @@ pub struct Example {
     pub wide_s: u32,
     /// See `fine_s`.
     pub apart_s: u32,
+    /// Of those seconds, the co-travel ones (`LocationBasis::transit_s`);
+    /// 0 in files written before it.
+    #[serde(default)]
+    pub transit_s: u32,
     /// The likelihood published; empty when the record has none.
     pub likelihood: Option<f64>,
     /// Whether the record's class is `CLOSE`.
@@ -49,6 +53,17 @@ pub struct Example {
 }
 
 impl Example {
+    /// Whether it is a transit contact: most of its counted time on one
+    /// moving path.
+    #[must_use]
+    pub fn is_transit(&self) -> bool {
+        let total = u64::from(self.fine_s)
+            + u64::from(self.near_s)
+            + u64::from(self.wide_s)
+            + u64::from(self.apart_s);
+        self.transit_s > 0 && 2 * u64::from(self.transit_s) >= total
+    }
+
     /// The basis, in ms.
     #[must_use]
     pub fn basis(&self) -> Basis {
@@ -57,6 +72,7 @@ impl Example {
             near_ms: i64::from(self.near_s) * 1000,
             wide_ms: i64::from(self.wide_s) * 1000,
             apart_ms: i64::from(self.apart_s) * 1000,
+            transit_ms: i64::from(self.transit_s) * 1000,
         }
     }
 }
@@ -80,6 +96,7 @@ pub fn examples(truth: &TruthSet, live: &[Exposure]) -> Vec<Example> {
             near_s: b.near_s,
             wide_s: b.wide_s,
             apart_s: b.apart_s,
+            transit_s: b.transit_s,
             likelihood: e.likelihood.map(|p| p.get()),
             close: e.contact_class == Some(ContactClass::Close),
             truth: truth.is_exposed(e.case_id.as_str(), person),
@@ -185,6 +202,30 @@ pub struct LikelihoodReport {
     pub ece: Option<f64>,
     /// The ten bins.
     pub reliability: Vec<ReliabilityBin>,
+    /// Co-travel against the truth's transit exposures.
+    pub transit: TransitScore,
+}
+
+/// Co-travel: a published exposure is a transit contact when most of its
+/// counted time is on one moving path (`basis.transit_s` at least half of
+/// it, [`Example::is_transit`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TransitScore {
+    /// Transit contacts published.
+    pub published: usize,
+    /// Of those, true exposures (whatever their setting).
+    pub published_true: usize,
+    /// Of those, pairs whose true setting is transit.
+    pub published_in_car: usize,
+    /// True transit exposures between two phones that report GPS fixes
+    /// ([`TruthSet::exposed_transit_gps_pairs`]).
+    pub true_gps: usize,
+    /// Of those, published as transit contacts.
+    pub found: usize,
+    /// `published_true / published`.
+    pub precision: Option<f64>,
+    /// `found / true_gps`.
+    pub recall: Option<f64>,
 }
 
 /// Scores examples (all of one run) against the truth's exposures.
@@ -282,7 +323,27 @@ pub fn likelihood_report(truth: &TruthSet, examples: &[Example]) -> LikelihoodRe
             observed: share(*pos, *n),
         })
         .collect();
+    let true_transit = truth.exposed_transit_gps_pairs();
+    let transit: Vec<&Example> = examples.iter().filter(|e| e.is_transit()).collect();
+    let transit_tp = transit.iter().filter(|e| e.truth).count();
+    let transit_found = transit
+        .iter()
+        .filter(|e| true_transit.contains(&(e.case_id.clone(), e.person)))
+        .count();
+    let transit = TransitScore {
+        published: transit.len(),
+        published_true: transit_tp,
+        published_in_car: transit
+            .iter()
+            .filter(|e| truth.setting_of(&e.case_id, e.person) == Some("transit"))
+            .count(),
+        true_gps: true_transit.len(),
+        found: transit_found,
+        precision: share(transit_tp, transit.len()),
+        recall: share(transit_found, true_transit.len()),
+    };
     LikelihoodReport {
+        transit,
         exposures: examples.len(),
         without_likelihood: examples.len() - scored.len(),
         close: score("close", close_tp, close.len() - close_tp, true_total),
@@ -342,6 +403,18 @@ pub fn likelihood_table(r: &LikelihoodReport) -> String {
             num(sc.f1)
         );
     }
+    let t = &r.transit;
+    let _ = writeln!(
+        s,
+        "transit contacts: {} published ({} true exposures, {} in the same car), precision {}; recall {} ({} of {} true transit exposures between GPS phones)",
+        t.published,
+        t.published_true,
+        t.published_in_car,
+        num(t.precision),
+        num(t.recall),
+        t.found,
+        t.true_gps
+    );
     let _ = writeln!(
         s,
         "calibration: Brier {}, expected calibration error {}",
@@ -382,12 +455,13 @@ pub fn likelihood_table(r: &LikelihoodReport) -> String {
 }
 
 /// Parameters of the model: the intercept and one slope per feature.
-const PARAMS: usize = 5;
+const PARAMS: usize = 6;
 
 /// A fitted model: the coefficients and how well they fit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Fit {
-    /// Intercept, fine, near, wide, apart (see [`LikelihoodConfig`]).
+    /// Intercept, fine, near, wide, apart, transit (see
+    /// [`LikelihoodConfig`]).
     pub coefficients: [f64; PARAMS],
     /// Examples fitted.
     pub examples: usize,
@@ -454,8 +528,8 @@ pub fn fit(examples: &[Example]) -> Result<Fit, ToolError> {
     let rows: Vec<([f64; PARAMS], f64)> = examples
         .iter()
         .map(|e| {
-            let [f, n, w, a] = e.basis().features();
-            ([1.0, f, n, w, a], f64::from(u8::from(e.truth)))
+            let [f, n, w, a, t] = e.basis().features();
+            ([1.0, f, n, w, a, t], f64::from(u8::from(e.truth)))
         })
         .collect();
     let ridge = 1e-3;
@@ -507,7 +581,7 @@ pub fn fit(examples: &[Example]) -> Result<Fit, ToolError> {
 /// with its provenance.
 #[must_use]
 pub fn fit_toml(fit: &Fit, provenance: &str) -> String {
-    let [intercept, fine, near, wide, apart] = fit.coefficients;
+    let [intercept, fine, near, wide, apart, transit] = fit.coefficients;
     let defaults = LikelihoodConfig::default();
     let provenance = provenance.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
@@ -520,6 +594,7 @@ pub fn fit_toml(fit: &Fit, provenance: &str) -> String {
          near = {near:.4}\n\
          wide = {wide:.4}\n\
          apart = {apart:.4}\n\
+         transit = {transit:.4}\n\
          close_threshold = {}\n\
          provenance = \"{provenance}\"\n",
         fit.examples,
@@ -536,6 +611,11 @@ mod tests {
     use super::*;
 
     fn example(fine_min: u32, wide_min: u32, truth: bool) -> Example {
+        riding(fine_min, wide_min, 0, truth)
+    }
+
+    /// `transit_min` of the wide minutes on one path.
+    fn riding(fine_min: u32, wide_min: u32, transit_min: u32, truth: bool) -> Example {
         Example {
             case_id: "C".into(),
             person: 1,
@@ -543,6 +623,7 @@ mod tests {
             near_s: 0,
             wide_s: wide_min * 60,
             apart_s: 0,
+            transit_s: transit_min * 60,
             likelihood: None,
             close: false,
             truth,
@@ -559,25 +640,31 @@ mod tests {
             near: 0.0,
             wide: 0.4,
             apart: 0.0,
+            transit: 1.0,
             ..LikelihoodConfig::default()
         };
         let mut examples = Vec::new();
         for fine in [0, 5, 15, 30, 60, 120] {
             for wide in [0, 15, 60, 240] {
-                let p = truth.likelihood(&example(fine, wide, true).basis());
-                let copies = 400;
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let positives = (p * f64::from(copies)).round() as u32;
-                for i in 0..copies {
-                    examples.push(example(fine, wide, i < positives));
+                for transit in [0, 10, 15] {
+                    let transit = transit.min(wide);
+                    let p = truth.likelihood(&riding(fine, wide, transit, true).basis());
+                    let copies = 400;
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let positives = (p * f64::from(copies)).round() as u32;
+                    for i in 0..copies {
+                        examples.push(riding(fine, wide, transit, i < positives));
+                    }
                 }
             }
         }
         let f = fit(&examples).unwrap_or_else(|e| panic!("{e}"));
-        let [b0, bf, _, bw, _] = f.coefficients;
+        let [b0, bf, _, bw, _, bt] = f.coefficients;
         assert!((b0 + 4.0).abs() < 0.1, "intercept {b0}");
         assert!((bf - 1.5).abs() < 0.05, "fine {bf}");
         assert!((bw - 0.4).abs() < 0.05, "wide {bw}");
+        assert!((bt - 1.0).abs() < 0.1, "transit {bt}");
+        assert!(fit_toml(&f, "test").contains("transit = "));
         assert!(fit_toml(&f, "test").contains("[tracing.likelihood]"));
     }
 

@@ -328,6 +328,29 @@ impl TruthSet {
         n
     }
 
+    /// The true exposures whose setting is transit (most of their time
+    /// together in one subway car) between two phones that report GPS
+    /// fixes: what co-travel detection can find.
+    #[must_use]
+    pub fn exposed_transit_gps_pairs(&self) -> BTreeSet<(String, u32)> {
+        self.pairs
+            .iter()
+            .filter(|((case, person), p)| {
+                p.exposed && p.setting == "transit" && self.source_of(case, *person) == "gps"
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The true setting of (case, resident) (`household`, `workplace`,
+    /// `venue`, `transit`), if they met at all.
+    #[must_use]
+    pub fn setting_of(&self, case_id: &str, person: u32) -> Option<&str> {
+        self.pairs
+            .get(&(case_id.to_owned(), person))
+            .map(|p| p.setting.as_str())
+    }
+
     /// The true exposures where at least one side had fine evidence.
     #[must_use]
     pub fn exposed_fine_pairs(&self) -> usize {

@@ -3,6 +3,8 @@
 //!
 //! - segmentation: sort each subject's observations and walk them (written
 //!   out again here, without the incremental machinery);
+//! - transit: every pair of consecutive GPS fixes of a subject sampled
+//!   into ticks, the ticks walked like a feed; a path meets only paths;
 //! - co-location: h3o's `parent`, not cell keys;
 //! - pairs: every case segment against every segment of every other subject;
 //! - time: the union is measured on elementary intervals between all
@@ -73,6 +75,28 @@ pub fn segments(observations: &[Observation], max_gap_ms: i64) -> Vec<OracleSegm
         open = true;
     }
     out
+}
+
+/// A subject's transit segments: the ticks each GPS fix makes after the
+/// two before it among all of its observations
+/// ([`crate::transit::ticks_at`]: paths, and runs of paths extended at
+/// both ends), walked like a feed.
+#[must_use]
+pub fn transit_segments(observations: &[Observation], cfg: &TracingConfig) -> Vec<OracleSegment> {
+    let mut fixes: Vec<Observation> = observations
+        .iter()
+        .filter(|o| crate::transit::is_fix(o))
+        .copied()
+        .collect();
+    fixes.sort();
+    fixes.dedup();
+    let ticks: Vec<Observation> = (1..fixes.len())
+        .flat_map(|i| {
+            let p = i.checked_sub(2).and_then(|j| fixes.get(j));
+            crate::transit::ticks_at(p, &fixes[i - 1], &fixes[i], &cfg.segment.transit)
+        })
+        .collect();
+    segments(&ticks, cfg.segment.max_gap.as_millis())
 }
 
 /// Length of the union of `intervals` inside `[lo, hi)`, by elementary
@@ -172,6 +196,13 @@ pub fn exposures_with_statements(
             .or_default()
             .extend(segments(obs, max_gap));
     }
+    // Paths, apart: a path meets only paths.
+    let mut paths: BTreeMap<SubjectId, Vec<OracleSegment>> = BTreeMap::new();
+    for ((subject, stream), obs) in &by_feed {
+        if *stream == crate::observation::Stream::Telecom as u8 {
+            paths.insert(*subject, transit_segments(obs, cfg));
+        }
+    }
 
     let mut out = BTreeMap::new();
     for case in cases {
@@ -188,9 +219,14 @@ pub fn exposures_with_statements(
         let case_segments = own
             .iter()
             .flat_map(|subject| segs.get(subject).into_iter().flatten())
-            .chain(statements);
-        for cs in case_segments {
-            for (contact, contact_segs) in &segs {
+            .chain(statements)
+            .map(|s| (s, &segs));
+        let case_paths = own
+            .iter()
+            .flat_map(|subject| paths.get(subject).into_iter().flatten())
+            .map(|s| (s, &paths));
+        for (cs, others) in case_segments.chain(case_paths) {
+            for (contact, contact_segs) in others {
                 if own.contains(contact) {
                     continue;
                 }

@@ -17,6 +17,7 @@ use crate::exposure::{Assessment, ContactLedger, PairKey};
 use crate::join::{Bucket, Probe, buckets, overlap};
 use crate::observation::Stream;
 use crate::segment::{ChangeKind, Segment, SegmentChange, SegmentKey, SubjectTrail};
+use crate::transit::streams_of;
 
 use super::{CaseSpec, Input};
 
@@ -55,13 +56,14 @@ impl MemoryPipeline {
     pub fn push(&mut self, input: Input) {
         match input {
             Input::Observation { subject, obs } => {
-                let stream = obs.source.stream();
-                let changes = self
-                    .trails
-                    .entry((subject, stream))
-                    .or_insert_with(|| SubjectTrail::new(stream))
-                    .observe(&self.cfg.segment, obs);
-                self.apply_all(subject, changes);
+                for stream in streams_of(&obs, &self.cfg.segment.transit) {
+                    let changes = self
+                        .trails
+                        .entry((subject, stream))
+                        .or_insert_with(|| SubjectTrail::new(stream))
+                        .observe(&self.cfg.segment, obs);
+                    self.apply_all(subject, changes);
+                }
             }
             Input::Case(spec) => self.confirm(spec),
             Input::Retract(case) => self.retract(&case),

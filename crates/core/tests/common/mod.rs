@@ -40,6 +40,19 @@ pub fn venue_cell(venue: usize, res: u8) -> Cell {
         .to_cell(Resolution::try_from(res).unwrap())
 }
 
+/// A 10 km line north, ridden in 30 minutes (20 km/h) by cars leaving
+/// every 10 minutes from three hours before `T0` (before any visit, so a
+/// ride never cuts a stay): riders of one car share a path.
+pub const LINE: ((f64, f64), (f64, f64)) = ((37.50, 126.95), (37.59, 126.95));
+
+/// A fix on the line, a fraction `f` of the way, at resolution 10.
+pub fn line_cell(f: f64) -> Cell {
+    let ((a, b), (c, d)) = LINE;
+    LatLng::new(a + (c - a) * f, b + (d - b) * f)
+        .unwrap()
+        .to_cell(Resolution::Ten)
+}
+
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub cfg: TracingConfig,
@@ -111,6 +124,10 @@ prop_compose! {
         case_arrival in prop::collection::vec(0.0f64..=1.0, 3),
         retract in prop::option::weighted(0.15, 0usize..3),
         min_cumulative_min in prop_oneof![Just(15i64), 1i64..60],
+        rides in prop::collection::vec(
+            prop::option::weighted(0.8, (0i64..2, prop::collection::vec(0.0f64..=1.0, 2..10))),
+            n_subjects as usize,
+        ),
     ) -> Scenario {
         let mut cfg = TracingConfig::default();
         cfg.exposure.min_cumulative = Span::minutes(min_cumulative_min);
@@ -135,6 +152,24 @@ prop_compose! {
                         cell: venue_cell(v.venue, 10),
                         source,
                         dwell: Span::minutes(dwell),
+                    }));
+                }
+            }
+        }
+
+        // Rides: GPS fixes on the line at random moments of the ride.
+        for (i, ride) in rides.iter().enumerate() {
+            let who = subject(u8::try_from(i).unwrap());
+            if let Some((car, fractions)) = ride {
+                let start = T0 - 3 * HOUR_MS + car * 10 * MINUTE_MS;
+                for &f in fractions {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let t = start + (f * 30.0 * MINUTE_MS as f64) as i64;
+                    observations.push((who, Observation {
+                        time: at(t),
+                        cell: line_cell(f),
+                        source: Source::Gps,
+                        dwell: Span::ZERO,
                     }));
                 }
             }

@@ -54,6 +54,9 @@ pub struct LocationBasis {
     /// The remaining seconds: the cores do not nest (the precise footprints
     /// put them in different places).
     pub apart_s: u32,
+    /// Of the seconds above, those both spent on one moving path (riding
+    /// the same subway car or bus; 0 on records written before it).
+    pub transit_s: u32,
 }
 
 impl LocationBasis {
@@ -69,6 +72,7 @@ impl LocationBasis {
             ("near_s", Value::Long(i64::from(self.near_s))),
             ("wide_s", Value::Long(i64::from(self.wide_s))),
             ("apart_s", Value::Long(i64::from(self.apart_s))),
+            ("transit_s", Value::Long(i64::from(self.transit_s))),
         ])
     }
 
@@ -85,6 +89,12 @@ impl LocationBasis {
             near_s: secs("near_s")?,
             wide_s: secs("wide_s")?,
             apart_s: secs("apart_s")?,
+            // Added after the basis: absent from a writer's value that
+            // predates it.
+            transit_s: match f.get("transit_s") {
+                Ok(_) => secs("transit_s")?,
+                Err(_) => 0,
+            },
         })
     }
 }
@@ -163,6 +173,18 @@ pub struct Exposure {
     /// The evidence `likelihood` is computed from; `None` on records
     /// written before the field.
     pub basis: Option<LocationBasis>,
+}
+
+impl Exposure {
+    /// Whether the contact is a transit contact: most of its counted time
+    /// (at least half of `cumulative_s`) on one moving path with the case
+    /// (`basis.transit_s`).
+    #[must_use]
+    pub fn is_transit(&self) -> bool {
+        self.basis.is_some_and(|b| {
+            b.transit_s > 0 && 2 * u64::from(b.transit_s) >= u64::from(self.cumulative_s)
+        })
+    }
 }
 
 impl AvroRecord for Exposure {

@@ -68,8 +68,9 @@ impl CaseTag {
 pub struct SegmentUpdate {
     /// The phone or card whose segment this is.
     pub subject: SubjectId,
-    /// 0 = on time, `n >= 1` = the subject's `n`-th late lane (at most
-    /// `i32::MAX`, the Avro `int`).
+    /// `n << 4 | stream`: `n` = 0 on time, `n >= 1` the subject's `n`-th
+    /// late lane; `stream` 0 telecom, 1 card, 2 check-in, 3 interview, 4
+    /// transit (at most `i32::MAX`, the Avro `int`).
     pub lane: u32,
     /// The first observation's event time; stable while the segment grows.
     pub start: EventTime,

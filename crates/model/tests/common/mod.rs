@@ -290,6 +290,7 @@ pub fn exposure() -> impl Strategy<Value = Exposure> {
                         near_s,
                         wide_s,
                         apart_s: cumulative_s - fine_s - near_s - wide_s,
+                        transit_s: near_s,
                     }
                 });
                 Exposure {

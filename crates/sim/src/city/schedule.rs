@@ -60,14 +60,46 @@ pub fn beta(world: &World, place: Place) -> f64 {
     }
 }
 
-/// Subway zones: 2 km squares; riders from the same zone to the same zone
-/// leaving in the same 10 minutes share a car.
-fn zone(cfg: &CityConfig, p: Pos) -> u32 {
+/// Subway zones: 3 km squares, each with a station at its centre, on
+/// radial lines to the hub (the station at `CityConfig::center`). A trip
+/// rides from its zone's station to the hub and from the hub to its
+/// destination's (one leg when either end is the hub's zone). Cars leave
+/// every 10 minutes: the riders of one leg (origin, destination, departure)
+/// share a car — the same path at the same time.
+const ZONE_M: f64 = 3_000.0;
+
+fn zone(cfg: &CityConfig, p: Pos) -> (u32, u32) {
     let (e, n) = cfg.bbox.0.delta_m(p);
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let (x, y) = ((e / 2_000.0).max(0.0) as u32, (n / 2_000.0).max(0.0) as u32);
+    let (x, y) = ((e / ZONE_M).max(0.0) as u32, (n / ZONE_M).max(0.0) as u32);
+    (x, y)
+}
+
+/// A zone's number (for the car's name in the truth files).
+const fn zone_id((x, y): (u32, u32)) -> u32 {
     y * 64 + x
 }
+
+/// A zone's station: its centre, or the city centre for the hub's zone.
+fn station(cfg: &CityConfig, z: (u32, u32)) -> Pos {
+    if z == zone(cfg, cfg.center) {
+        return cfg.center;
+    }
+    cfg.bbox.0.offset_m(
+        f64::from(z.0).mul_add(ZONE_M, ZONE_M / 2.0),
+        f64::from(z.1).mul_add(ZONE_M, ZONE_M / 2.0),
+    )
+}
+
+/// Minutes on foot over `m` metres (4.8 km/h, at least 2 minutes).
+fn walk_minutes(m: f64) -> i64 {
+    #[allow(clippy::cast_possible_truncation)]
+    let minutes = (2.0 + m / 80.0).min(60.0) as i64;
+    minutes
+}
+
+/// Between two departures of the subway.
+const HEADWAY_MS: i64 = 10 * MIN_MS;
 
 struct Builder<'a> {
     world: &'a World,
@@ -104,14 +136,11 @@ impl Builder<'_> {
         }
     }
 
-    /// How long travelling from `from` to `to` takes.
-    fn travel_ms(&self, from: Place, to: Place, subway: bool) -> i64 {
+    /// How long travelling from `from` to `to` alone takes (by car or on
+    /// foot).
+    fn travel_ms(&self, from: Place, to: Place) -> i64 {
         let km = self.spot(from).dist_m(self.spot(to)) / 1_000.0;
-        let minutes = if subway {
-            8.0 + 2.5 * km
-        } else {
-            4.0 + 3.0 * km
-        };
+        let minutes = 4.0 + 3.0 * km;
         #[allow(clippy::cast_possible_truncation)]
         let ms = (minutes.clamp(3.0, 90.0) as i64) * MIN_MS;
         ms
@@ -121,35 +150,74 @@ impl Builder<'_> {
     fn go(&mut self, to: Place, subway: bool) {
         let from_pos = self.spot(self.at);
         let to_pos = self.spot(to);
-        let dur = self.travel_ms(self.at, to, subway);
+        let (za, zb) = (zone(self.cfg, from_pos), zone(self.cfg, to_pos));
+        if subway && za != zb {
+            self.ride(za, zb, from_pos, to_pos);
+        } else {
+            let dur = self.travel_ms(self.at, to);
+            self.leg(None, dur, from_pos, to_pos);
+        }
+        self.at = to;
+    }
+
+    /// By subway: walk to the origin zone's station, ride to the hub and
+    /// on to the destination's station (each leg: wait for the next
+    /// departure, ride the car with everyone else on it), walk from there.
+    fn ride(&mut self, za: (u32, u32), zb: (u32, u32), from_pos: Pos, to_pos: Pos) {
+        let hub = zone(self.cfg, self.cfg.center);
+        let (sa, sb) = (station(self.cfg, za), station(self.cfg, zb));
+        self.leg(
+            None,
+            walk_minutes(from_pos.dist_m(sa)) * MIN_MS,
+            from_pos,
+            sa,
+        );
+        let stops: Vec<(u32, u32)> = [za, hub, zb].into_iter().fold(Vec::new(), |mut v, z| {
+            if v.last() != Some(&z) {
+                v.push(z);
+            }
+            v
+        });
+        for w in stops.windows(2) {
+            let (from, to) = (station(self.cfg, w[0]), station(self.cfg, w[1]));
+            let slot = (self.t - self.day_start + HEADWAY_MS - 1).div_euclid(HEADWAY_MS);
+            self.leg(
+                None,
+                self.day_start + slot * HEADWAY_MS - self.t,
+                from,
+                from,
+            );
+            // 40 km/h between stations, and two minutes of stops.
+            #[allow(clippy::cast_possible_truncation)]
+            let ride = (2.0 + from.dist_m(to) / 667.0) as i64 * MIN_MS;
+            let car = Place::Vehicle(zone_id(w[0]), zone_id(w[1]), slot);
+            self.leg(Some(car), ride, from, to);
+        }
+        self.leg(None, walk_minutes(sb.dist_m(to_pos)) * MIN_MS, sb, to_pos);
+    }
+
+    /// One stretch of `dur` ms from `from` to `to` (clamped to the day).
+    fn leg(&mut self, place: Option<Place>, dur: i64, from: Pos, to: Pos) {
         let end = (self.t + dur).min(self.day_end);
         if end > self.t {
-            let place = subway.then(|| {
-                Place::Vehicle(
-                    zone(self.cfg, from_pos),
-                    zone(self.cfg, to_pos),
-                    (self.t - self.day_start) / (10 * MIN_MS),
-                )
-            });
             self.stays.push(Stay {
                 place,
                 start: self.t,
                 end,
-                from: from_pos,
-                to: to_pos,
+                from,
+                to,
             });
         }
         self.t = end;
-        self.at = to;
     }
 
     /// Goes to `place` at local minute `at_min` (or now, if later), stays
     /// `minutes`, and comes back to `back`.
     fn outing(&mut self, place: Place, at_min: f64, minutes: f64, back: Place) {
         // Back home by midnight: shorten the outing (or skip it) if needed.
-        let latest = self.day_end - self.travel_ms(place, back, false) - 5 * MIN_MS;
+        let latest = self.day_end - self.travel_ms(place, back) - 5 * MIN_MS;
         let start = self.local(at_min).max(self.t);
-        if start + self.travel_ms(self.at, place, false) + 10 * MIN_MS >= latest {
+        if start + self.travel_ms(self.at, place) + 10 * MIN_MS >= latest {
             return;
         }
         self.stay_until(start);

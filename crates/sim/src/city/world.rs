@@ -306,7 +306,8 @@ pub enum Place {
     Work(u32),
     /// A venue.
     Venue(u32),
-    /// A subway car: (origin zone, destination zone, departure slot).
+    /// A subway car: (origin zone, destination zone, departure slot) of one
+    /// leg (a zone's station to the hub's, or the hub's to a zone's).
     Vehicle(u32, u32, i64),
 }
 
@@ -489,7 +490,7 @@ impl World {
                 Person {
                     household,
                     work,
-                    subway: work.is_some() && rng.chance(0.4),
+                    subway: work.is_some() && rng.chance(0.6),
                     precise: rng.chance(cfg.precise_phones),
                     card: rng.chance(0.85),
                     restaurant: near(&mut rng, &restaurants, anchor),
