@@ -49,13 +49,20 @@
 //! ## Transit lanes
 //!
 //! A trail of [`Stream::Transit`] holds a subject's GPS fixes and walks,
-//! instead of the fixes themselves, the ticks of the path between each two
-//! consecutive ones ([`crate::transit::ticks`]), under the same rule. Its
-//! lanes also keep the last fix folded before the horizon (the path from it
-//! to the first fix of the tail is walked with the tail), and a segment is
-//! final only once no fix at or after the horizon can reach it: `max_gap`
-//! plus `transit.max_gap` and a tick behind the horizon. A flush forgets
-//! the last fix, so a path never joins fixes across one.
+//! instead of the fixes themselves, the ticks each fix makes after the two
+//! before it ([`crate::transit::ticks_at`]: the paths between consecutive
+//! moving fixes, runs of them extended at both ends), under the same rule.
+//! Its lanes also keep the last two fixes folded before the horizon (what
+//! the first fix of the tail makes after them is walked with the tail), and
+//! whether the run ending at the last one was extended on at a fold: once
+//! the horizon is more than `transit.max_gap` and twice `transit.extend`
+//! past a run's last fix, no later fix can continue the run or shorten its
+//! extension, so the fold extends it as the next fix would. A segment is
+//! final only once nothing a fix at or after the horizon makes can reach
+//! it ([`TransitConfig::reach_ms`] more than `max_gap` behind the horizon).
+//! A flush forgets the fixes, so a path never joins fixes across one (and
+//! the last run of a flushed trail is not extended on: no fix followed
+//! it).
 
 use std::collections::BTreeMap;
 

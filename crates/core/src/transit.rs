@@ -13,6 +13,11 @@
 //! cell at `res` (default 8, edge ~460 m) holding the interpolated position
 //! at `t + 30 s`.
 //!
+//! A run of consecutive paths is extended along its line before its first
+//! fix and after its last, by half the time to the fix beyond, at most
+//! `segment.transit.extend` ([`ticks_at`]): with a record every few
+//! minutes, a rider's first fix on board comes minutes after departure.
+//!
 //! Ticks are segmented like any feed, in a stream of their own
 //! ([`crate::observation::Stream::Transit`]), so that a
 //! path never widens or splits a dwell: consecutive ticks in one cell make
@@ -24,10 +29,11 @@
 //! a driver on a parallel road, rarely adds up to the rule's 15 minutes.
 //!
 //! What the rule cannot see: a rider without GPS fixes (tower records move
-//! from tower to tower), and the stretch of a ride before a rider's first
-//! fix on board or after the last. Interpolation is straight and uniform:
-//! it is exact for the simulator's lines and an approximation for real
-//! ones, which the cell size absorbs.
+//! from tower to tower), a rider with one fix on board (no path), and the
+//! stretch of a ride beyond the extensions. The extension may also count a
+//! few minutes past a ride that ended near a fix. Interpolation is
+//! straight and uniform: it is exact for the simulator's lines and an
+//! approximation for real ones, which the cell size absorbs.
 
 use epitrace_model::{EventTime, LatLng};
 use h3o::Resolution;
