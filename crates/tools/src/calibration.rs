@@ -57,11 +57,14 @@ impl Example {
     /// moving path.
     #[must_use]
     pub fn is_transit(&self) -> bool {
-        let total = u64::from(self.fine_s)
-            + u64::from(self.near_s)
-            + u64::from(self.wide_s)
-            + u64::from(self.apart_s);
-        self.transit_s > 0 && 2 * u64::from(self.transit_s) >= total
+        epitrace_model::records::LocationBasis {
+            fine_s: self.fine_s,
+            near_s: self.near_s,
+            wide_s: self.wide_s,
+            apart_s: self.apart_s,
+            transit_s: self.transit_s,
+        }
+        .is_transit()
     }
 
     /// The basis, in ms.

@@ -60,10 +60,18 @@ pub struct LocationBasis {
 }
 
 impl LocationBasis {
-    /// The seconds the three parts add up to.
+    /// The seconds the four parts add up to.
     #[must_use]
     pub const fn total_s(self) -> u64 {
         self.fine_s as u64 + self.near_s as u64 + self.wide_s as u64 + self.apart_s as u64
+    }
+
+    /// Whether most of the counted time (at least half of the four parts,
+    /// which add up to the exposure's `cumulative_s`) was on one moving
+    /// path: the contact is a transit contact.
+    #[must_use]
+    pub const fn is_transit(self) -> bool {
+        self.transit_s > 0 && 2 * self.transit_s as u64 >= self.total_s()
     }
 
     fn to_value(self) -> Value {
@@ -176,14 +184,11 @@ pub struct Exposure {
 }
 
 impl Exposure {
-    /// Whether the contact is a transit contact: most of its counted time
-    /// (at least half of `cumulative_s`) on one moving path with the case
-    /// (`basis.transit_s`).
+    /// Whether the contact is a transit contact
+    /// ([`LocationBasis::is_transit`]).
     #[must_use]
     pub fn is_transit(&self) -> bool {
-        self.basis.is_some_and(|b| {
-            b.transit_s > 0 && 2 * u64::from(b.transit_s) >= u64::from(self.cumulative_s)
-        })
+        self.basis.is_some_and(LocationBasis::is_transit)
     }
 }
 
